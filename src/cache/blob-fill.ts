@@ -1,0 +1,212 @@
+// One upstream download of one blob into a temp file, hashed on the way; any number of readers follow the
+// growing file. The fill belongs to the cache, not to a request: a reader that goes away cancels only itself.
+import { EventEmitter } from 'node:events';
+import type { promises as fsp } from 'node:fs';
+import { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { Metadata } from '../store/metadata.js';
+import { header, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js';
+import type { Target } from '../upstream/registries.js';
+
+/** Upstream sent bytes that are not the blob: never stored, never the clean end of a response. */
+export class DigestMismatchError extends Error {
+  override name = 'DigestMismatchError';
+}
+
+export interface FillDeps {
+  client: UpstreamClient;
+  store: BlobStore;
+  meta: Metadata;
+  log: Logger;
+  /** How often a dropped upstream connection is resumed with Range before the fill fails. */
+  maxResumes: number;
+  onUpstreamBytes?: (n: number) => void;
+}
+
+const READ_CHUNK = 1 << 20;
+
+export class BlobFill {
+  state: 'filling' | 'done' | 'failed' = 'filling';
+  written = 0;
+  error: Error | undefined;
+  readonly settled: Promise<void>;
+  private readonly events = new EventEmitter().setMaxListeners(0);
+  private readers = 0;
+  private handleClosed = false;
+
+  private constructor(
+    private readonly deps: FillDeps,
+    private readonly target: Target,
+    readonly digest: Digest,
+    /** From upstream's Content-Length; undefined when it sent none. */
+    readonly size: number | undefined,
+    private readonly handle: fsp.FileHandle,
+    private readonly tempPath: string,
+    first: UpstreamResponse,
+  ) {
+    this.settled = this.run(first);
+  }
+
+  /** Starts a fill from an upstream 200 response already received for the blob. */
+  static async start(deps: FillDeps, target: Target, digest: Digest, res: UpstreamResponse): Promise<BlobFill> {
+    const cl = header(res.headers, 'content-length');
+    const size = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+    let temp;
+    try {
+      temp = await deps.store.createTemp();
+    } catch (e) {
+      res.body.destroy();
+      throw e;
+    }
+    return new BlobFill(deps, target, digest, size, temp.handle, temp.path, res);
+  }
+
+  private async run(first: UpstreamResponse): Promise<void> {
+    try {
+      await this.pump(first);
+      await this.deps.store.commit(this.tempPath, this.handle, this.digest);
+      this.deps.meta.putBlob(this.digest, this.written);
+      this.state = 'done';
+    } catch (e) {
+      this.state = 'failed';
+      this.error = e as Error;
+      this.deps.log.warn({ digest: this.digest, err: this.error.message, bytes: this.written }, 'blob fill failed');
+      await this.deps.store.removeTemp(this.tempPath).catch(() => undefined);
+    } finally {
+      this.events.emit('change');
+      await this.maybeClose();
+    }
+  }
+
+  private async pump(first: UpstreamResponse): Promise<void> {
+    const algorithm = parseDigest(this.digest)!.algorithm;
+    const hasher = new Hasher(algorithm);
+    const path = `/blobs/${this.digest}`;
+    let res = first;
+    for (let resumes = 0; ; ) {
+      // A full 200 answer to a resume repeats bytes we already have: skip them.
+      let skip = res.status === 200 ? this.written : 0;
+      let dropped: unknown;
+      try {
+        for await (const chunk of res.body) {
+          let buf = chunk as Buffer;
+          if (skip > 0) {
+            if (buf.length <= skip) {
+              skip -= buf.length;
+              continue;
+            }
+            buf = buf.subarray(skip);
+            skip = 0;
+          }
+          if (this.size !== undefined && this.written + buf.length > this.size) {
+            throw new DigestMismatchError(`upstream sent more than the ${this.size} bytes it announced`);
+          }
+          await this.handle.write(buf, 0, buf.length, this.written);
+          hasher.update(buf);
+          this.written += buf.length;
+          this.deps.onUpstreamBytes?.(buf.length);
+          this.events.emit('change');
+        }
+      } catch (e) {
+        if (e instanceof DigestMismatchError) throw e;
+        dropped = e;
+      }
+      const complete = dropped === undefined && (this.size === undefined || this.written === this.size);
+      if (complete) break;
+      if (++resumes > this.deps.maxResumes) throw (dropped as Error) ?? new Error('upstream body ended early');
+      this.deps.log.info({ digest: this.digest, at: this.written, err: (dropped as Error)?.message }, 'resuming blob fill with Range');
+      res = await this.deps.client.send(this.target.upstream, this.target.repo, path, 'GET', { range: `bytes=${this.written}-` });
+      if (res.status === 206) {
+        const cr = /^bytes (\d+)-/.exec(header(res.headers, 'content-range') ?? '');
+        if (!cr || Number(cr[1]) !== this.written) {
+          res.body.destroy();
+          throw new Error(`upstream answered the resume with Content-Range ${header(res.headers, 'content-range')}`);
+        }
+      } else if (res.status !== 200) {
+        await res.body.dump();
+        throw new Error(`upstream answered the resume with ${res.status}`);
+      }
+    }
+    if (this.size !== undefined && this.written !== this.size) throw new DigestMismatchError(`size ${this.written} != ${this.size}`);
+    const got = hasher.digest();
+    if (got !== this.digest) throw new DigestMismatchError(`upstream sent ${got} for ${this.digest}`);
+  }
+
+  private async maybeClose(): Promise<void> {
+    if (this.state !== 'filling' && this.readers === 0 && !this.handleClosed) {
+      this.handleClosed = true;
+      await this.handle.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * A stream of bytes [start, end] that follows the fill. Until the digest is verified, the last byte of the
+   * range is held back, so a client can never see a clean end of a response with wrong bytes.
+   */
+  reader(start = 0, end?: number): Readable {
+    if (this.handleClosed) throw new Error('fill already closed');
+    this.readers++;
+    const limit = end !== undefined ? end + 1 : this.size ?? Infinity;
+    let pos = start;
+    let busy = false;
+    let released = false;
+    const fill = this;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      fill.events.off('change', onChange);
+      fill.readers--;
+      void fill.maybeClose();
+    };
+    const stream = new Readable({
+      highWaterMark: READ_CHUNK,
+      read() {
+        void pump();
+      },
+      destroy(err, cb) {
+        release();
+        cb(err);
+      },
+    });
+    const onChange = (): void => {
+      if (!busy) void pump();
+    };
+    this.events.on('change', onChange);
+    const pump = async (): Promise<void> => {
+      if (busy || stream.destroyed) return;
+      busy = true;
+      try {
+        for (;;) {
+          const state = fill.state;
+          if (state === 'failed') {
+            stream.destroy(fill.error ?? new Error('fill failed'));
+            return;
+          }
+          const end = Math.min(limit, fill.written);
+          const avail = state === 'done' ? end : Math.min(end, limit === Infinity ? fill.written : limit - 1);
+          if (pos < avail) {
+            const want = Math.min(avail - pos, READ_CHUNK);
+            const buf = Buffer.allocUnsafe(want);
+            const { bytesRead } = await fill.handle.read(buf, 0, want, pos);
+            if (stream.destroyed) return;
+            pos += bytesRead;
+            if (!stream.push(bytesRead === want ? buf : buf.subarray(0, bytesRead))) return;
+            continue;
+          }
+          if (state === 'done') {
+            stream.push(null);
+            release();
+          }
+          return;
+        }
+      } catch (e) {
+        stream.destroy(e as Error);
+      } finally {
+        busy = false;
+      }
+    };
+    return stream;
+  }
+}

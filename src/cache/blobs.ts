@@ -1,0 +1,131 @@
+// Blob lookups: local CAS (if linked to the repo) -> join a running fill -> start one coalesced upstream fill.
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Digest } from '../oci/digest.js';
+import { OciError } from '../oci/errors.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { Metadata } from '../store/metadata.js';
+import { header, type Headers } from '../upstream/client.js';
+import type { Target } from '../upstream/registries.js';
+import { BlobFill, type FillDeps } from './blob-fill.js';
+import { Coalescer } from './coalesce.js';
+import { fromUnreachable, fromUpstreamStatus } from './upstream-errors.js';
+
+type HeadResult = { status: number; headers: Headers };
+
+export type BlobOutcome = 'hit' | 'miss' | 'coalesced';
+
+export interface BlobHandle {
+  /** Total size; undefined only for a miss whose upstream sent no Content-Length. */
+  size: number | undefined;
+  outcome: BlobOutcome;
+  /** Bytes [start, end] inclusive. */
+  open(start?: number, end?: number): Readable;
+}
+
+export interface BlobsDeps extends Omit<FillDeps, 'log'> {
+  log: Logger;
+}
+
+export class Blobs {
+  private readonly fills = new Map<Digest, BlobFill>();
+  private readonly starting = new Coalescer<BlobFill>();
+  private readonly confirming = new Coalescer<HeadResult>();
+
+  constructor(private readonly deps: BlobsDeps) {}
+
+  get fillsInFlight(): number {
+    return this.fills.size;
+  }
+
+  /** For HEAD: answers from metadata, a running fill, or an upstream HEAD. Never downloads a body. */
+  async stat(target: Target, digest: Digest): Promise<{ size: number | undefined; outcome: BlobOutcome }> {
+    const { meta } = this.deps;
+    const size = meta.blobSize(digest);
+    const fill = this.fills.get(digest);
+    if (meta.isLinked(target.upstream.name, target.repo, digest)) {
+      if (size !== undefined) return { size, outcome: 'hit' };
+      if (fill) return { size: fill.size, outcome: 'coalesced' };
+    }
+    const res = await this.head(target, digest);
+    if (size !== undefined) return { size, outcome: 'hit' };
+    if (fill) return { size: fill.size, outcome: 'coalesced' };
+    const cl = header(res.headers, 'content-length');
+    return { size: cl !== undefined ? Number(cl) : undefined, outcome: 'miss' };
+  }
+
+  async get(target: Target, digest: Digest): Promise<BlobHandle> {
+    const { meta, store } = this.deps;
+    const up = target.upstream.name;
+    let linked = meta.isLinked(up, target.repo, digest);
+    const size = meta.blobSize(digest);
+    if (size !== undefined) {
+      // Another repository's copy is served here only once upstream confirms this repository has it.
+      if (!linked) await this.confirm(target, digest);
+      if ((await store.size(digest)) === size) return { size, outcome: 'hit', open: (s, e) => store.open(digest, s, e) };
+      // Row without file (e.g. removed by hand): forget it and fetch again.
+      meta.deleteBlob(digest);
+      linked = true;
+    }
+    const running = this.fills.get(digest);
+    if (running && running.state === 'filling') {
+      if (!linked) await this.confirm(target, digest);
+      return this.follow(running, 'coalesced');
+    }
+    const { promise, joined } = this.starting.run(digest, () => this.startFill(target, digest));
+    const fill = await promise;
+    if (joined && !linked) await this.confirm(target, digest);
+    if (fill.state === 'done') return this.get(target, digest);
+    return this.follow(fill, joined ? 'coalesced' : 'miss');
+  }
+
+  private follow(fill: BlobFill, outcome: BlobOutcome): BlobHandle {
+    return { size: fill.size, outcome, open: (s, e) => fill.reader(s, e) };
+  }
+
+  private async startFill(target: Target, digest: Digest): Promise<BlobFill> {
+    const what = { digest, repo: target.repo, upstream: target.upstream.name };
+    let res;
+    try {
+      res = await this.deps.client.send(target.upstream, target.repo, `/blobs/${digest}`, 'GET');
+    } catch (e) {
+      throw fromUnreachable(e, 'BLOB_UNKNOWN', what);
+    }
+    if (res.status !== 200) {
+      await res.body.dump().catch(() => undefined);
+      throw fromUpstreamStatus(res, 'BLOB_UNKNOWN', what);
+    }
+    // Upstream just served it for this repository: that is proof enough for the link.
+    this.deps.meta.link(target.upstream.name, target.repo, [digest]);
+    const fill = await BlobFill.start(this.deps, target, digest, res);
+    this.fills.set(digest, fill);
+    void fill.settled.then(() => {
+      if (this.fills.get(digest) === fill) this.fills.delete(digest);
+    });
+    return fill;
+  }
+
+  /** Upstream HEAD for this repository; links the digest on 200, throws BLOB_UNKNOWN (or 429/403) otherwise. */
+  private async confirm(target: Target, digest: Digest): Promise<void> {
+    await this.head(target, digest);
+  }
+
+  private async head(target: Target, digest: Digest): Promise<HeadResult> {
+    const what = { digest, repo: target.repo, upstream: target.upstream.name };
+    const key = `${target.upstream.name}|${target.repo}|${digest}`;
+    const { promise } = this.confirming.run(key, async () => {
+      const res = await this.deps.client.send(target.upstream, target.repo, `/blobs/${digest}`, 'HEAD');
+      await res.body.dump().catch(() => undefined);
+      return { status: res.status, headers: res.headers };
+    });
+    let res: HeadResult;
+    try {
+      res = await promise;
+    } catch (e) {
+      throw fromUnreachable(e, 'BLOB_UNKNOWN', { ...what, reason: 'cannot confirm this repository has the blob' });
+    }
+    if (res.status !== 200) throw fromUpstreamStatus(res, 'BLOB_UNKNOWN', what);
+    this.deps.meta.link(target.upstream.name, target.repo, [digest]);
+    return res;
+  }
+}

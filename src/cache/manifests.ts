@@ -1,0 +1,141 @@
+// getManifest: immutable by digest; by tag fresh within the TTL, then revalidated by HEAD, stale if upstream fails.
+import { LRUCache } from 'lru-cache';
+import type { Logger } from 'pino';
+import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
+import { OciError } from '../oci/errors.js';
+import { parseManifest, MANIFEST_MAX_BYTES } from '../oci/manifest.js';
+import { DEFAULT_ACCEPT, MT, accepts, baseMediaType } from '../oci/media-types.js';
+import type { Reference } from '../oci/reference.js';
+import type { Metadata, ManifestRow } from '../store/metadata.js';
+import { header, readCapped, type UpstreamClient } from '../upstream/client.js';
+import type { Target } from '../upstream/registries.js';
+import { Coalescer } from './coalesce.js';
+import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure } from './upstream-errors.js';
+
+export type ManifestOutcome = 'hit' | 'miss' | 'revalidated' | 'stale' | 'coalesced';
+
+export interface ManifestResult extends ManifestRow {
+  outcome: ManifestOutcome;
+}
+
+export interface ManifestsDeps {
+  client: UpstreamClient;
+  meta: Metadata;
+  log: Logger;
+  tagTtlMs: number;
+  now: () => number;
+}
+
+export class Manifests {
+  // Hot manifests by digest; SQLite stays the truth.
+  private readonly hot = new LRUCache<string, ManifestRow>({ maxSize: 64 << 20, sizeCalculation: (m) => m.body.length + 200 });
+  private readonly fetches = new Coalescer<ManifestRow>();
+
+  constructor(private readonly deps: ManifestsDeps) {}
+
+  async get(target: Target, ref: Reference, accept: string | undefined): Promise<ManifestResult> {
+    return ref.kind === 'digest' ? this.byDigest(target, ref.digest, accept) : this.byTag(target, ref.tag, accept);
+  }
+
+  private row(digest: Digest): ManifestRow | undefined {
+    let m = this.hot.get(digest);
+    if (!m) {
+      m = this.deps.meta.getManifest(digest);
+      if (m) this.hot.set(digest, m);
+    }
+    return m;
+  }
+
+  private async byDigest(target: Target, digest: Digest, accept: string | undefined): Promise<ManifestResult> {
+    const cached = this.row(digest);
+    if (cached && this.deps.meta.isLinked(target.upstream.name, target.repo, digest)) return { ...cached, outcome: 'hit' };
+    const { row, joined } = await this.fetch(target, digest, accept, digest);
+    return { ...row, outcome: joined ? 'coalesced' : 'miss' };
+  }
+
+  private async byTag(target: Target, tag: string, accept: string | undefined): Promise<ManifestResult> {
+    const { meta, now, tagTtlMs } = this.deps;
+    const up = target.upstream.name;
+    const mapping = meta.getTag(up, target.repo, tag);
+    const cached = mapping ? this.row(mapping.digest) : undefined;
+    const usable = cached && accepts(accept, cached.mediaType) ? cached : undefined;
+    if (usable && now() - mapping!.checkedAt < tagTtlMs) return { ...usable, outcome: 'hit' };
+    if (usable) {
+      // Past the TTL: a HEAD tells whether the tag moved (cheap; Docker Hub does not count HEADs).
+      try {
+        const res = await this.deps.client.send(target.upstream, target.repo, `/manifests/${tag}`, 'HEAD', { accept: accept ?? DEFAULT_ACCEPT });
+        await res.body.dump().catch(() => undefined);
+        if (res.status === 200 && header(res.headers, 'docker-content-digest') === usable.digest) {
+          meta.putTag(up, target.repo, tag, usable.digest);
+          return { ...usable, outcome: 'revalidated' };
+        }
+        if (res.status === 404) {
+          meta.deleteTag(up, target.repo, tag);
+          throw fromUpstreamStatus(res, 'MANIFEST_UNKNOWN', { repo: target.repo, tag });
+        }
+        if (res.status >= 500 || res.status === 429) return this.stale(usable, target, tag, `upstream answered ${res.status}`);
+      } catch (e) {
+        if (isUpstreamFailure(e)) return this.stale(usable, target, tag, (e as Error).message);
+        throw e;
+      }
+    }
+    try {
+      const { row, joined } = await this.fetch(target, tag, accept, undefined);
+      // Only an answer to a full Accept list is what the tag means for every client.
+      if (!accept || accepts(accept, MT.ociIndex) || accepts(accept, MT.dockerList)) meta.putTag(up, target.repo, tag, row.digest);
+      return { ...row, outcome: joined ? 'coalesced' : 'miss' };
+    } catch (e) {
+      if (usable && !(e instanceof OciError && e.detail && (e.detail as { upstreamStatus?: number }).upstreamStatus === 404)) {
+        return this.stale(usable, target, tag, (e as Error).message);
+      }
+      throw e;
+    }
+  }
+
+  private stale(row: ManifestRow, target: Target, tag: string, reason: string): ManifestResult {
+    this.deps.log.warn({ upstream: target.upstream.name, repo: target.repo, tag, reason }, 'serving stale manifest');
+    return { ...row, outcome: 'stale' };
+  }
+
+  /** GET from upstream, coalesced per (repo, reference, accept); verified, stored and linked. */
+  private async fetch(target: Target, reference: string, accept: string | undefined, expected: Digest | undefined) {
+    const key = `${target.upstream.name}|${target.repo}|${reference}|${accept ?? ''}`;
+    const { promise, joined } = this.fetches.run(key, () => this.fetchOnce(target, reference, accept, expected));
+    return { row: await promise, joined };
+  }
+
+  private async fetchOnce(target: Target, reference: string, accept: string | undefined, expected: Digest | undefined): Promise<ManifestRow> {
+    const what = { repo: target.repo, reference, upstream: target.upstream.name };
+    let res;
+    try {
+      res = await this.deps.client.send(target.upstream, target.repo, `/manifests/${reference}`, 'GET', { accept: accept ?? DEFAULT_ACCEPT });
+    } catch (e) {
+      throw fromUnreachable(e, 'MANIFEST_UNKNOWN', what);
+    }
+    if (res.status !== 200) {
+      await res.body.dump().catch(() => undefined);
+      throw fromUpstreamStatus(res, 'MANIFEST_UNKNOWN', what);
+    }
+    let body: Buffer;
+    try {
+      body = await readCapped(res.body, MANIFEST_MAX_BYTES);
+    } catch (e) {
+      if (e instanceof RangeError) throw new OciError('MANIFEST_INVALID', { ...what, reason: `upstream manifest larger than ${MANIFEST_MAX_BYTES} bytes` });
+      throw fromUnreachable(e, 'MANIFEST_UNKNOWN', what);
+    }
+    // Verify against the digest asked for, else against upstream's Docker-Content-Digest.
+    const announced = header(res.headers, 'docker-content-digest');
+    const want = expected ?? (announced ? parseDigest(announced)?.digest : undefined);
+    const digest = digestOf(body, want ? parseDigest(want)!.algorithm : 'sha256');
+    if (want && digest !== want) {
+      this.deps.log.warn({ ...what, want, got: digest }, 'upstream manifest digest mismatch; not stored');
+      throw new OciError('UNAVAILABLE', { ...what, reason: 'upstream sent a manifest whose digest does not match', want, got: digest });
+    }
+    const parsed = parseManifest(body, header(res.headers, 'content-type'));
+    const mediaType = baseMediaType(header(res.headers, 'content-type')) || parsed.mediaType;
+    const row: ManifestRow = { digest, mediaType: mediaType === 'application/json' ? parsed.mediaType : mediaType, body };
+    this.deps.meta.putManifest(target.upstream.name, target.repo, row, parsed.descriptors.map((d) => d.digest));
+    this.hot.set(digest, row);
+    return row;
+  }
+}

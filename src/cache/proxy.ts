@@ -1,0 +1,20 @@
+// The cache layer's face to http/: resolve a request's upstream, then blobs, manifests and tags.
+import type { Blobs } from './blobs.js';
+import type { Manifests } from './manifests.js';
+import type { Tags } from './tags.js';
+import type { Registries, Target } from '../upstream/registries.js';
+
+export type { Target };
+export type { BlobHandle, BlobOutcome } from './blobs.js';
+export type { ManifestResult, ManifestOutcome } from './manifests.js';
+
+export interface Proxy {
+  resolve(name: string, ns: string | undefined): Target;
+  blobs: Blobs;
+  manifests: Manifests;
+  tags: Tags;
+}
+
+export function createProxy(registries: Registries, blobs: Blobs, manifests: Manifests, tags: Tags): Proxy {
+  return { resolve: (name, ns) => registries.resolve(name, ns), blobs, manifests, tags };
+}

@@ -1,0 +1,42 @@
+// Commands: serve | check-config. Flags mirror the config keys; every flag has a STEVEDORE_* env twin.
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig, type ConfigFlags } from './config.js';
+import { serve } from './serve.js';
+
+function common(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'YAML config file (env STEVEDORE_CONFIG)')
+    .option('--listen <host:port>', 'address to listen on (env STEVEDORE_LISTEN)', undefined)
+    .option('--data <dir>', 'data directory: blobs + metadata.db (env STEVEDORE_DATA)')
+    .addOption(new Option('--upstream <url|name=url>', 'add an upstream; a bare URL also becomes the default (repeatable; env STEVEDORE_UPSTREAM, comma-separated)').argParser((v: string, prev: string[] = []) => [...prev, v]))
+    .option('--tag-ttl <seconds>', 'how long a tag is fresh before it is revalidated (env STEVEDORE_TAG_TTL)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env STEVEDORE_LOG_LEVEL)');
+}
+
+function configOrExit(flags: ConfigFlags) {
+  try {
+    return loadConfig(flags);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`stevedore: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+
+export async function runCli(argv: string[]): Promise<void> {
+  const program = new Command('stevedore').description('caching pull-through proxy for OCI / Docker registries').showHelpAfterError();
+  program.exitOverride((err) => {
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
+  common(program.command('serve').description('run the registry mirror')).action(async (flags: ConfigFlags) => {
+    await serve(configOrExit(flags));
+  });
+  common(program.command('check-config').description('validate the configuration and print it (secrets redacted)')).action((flags: ConfigFlags) => {
+    const config = configOrExit(flags);
+    const upstreams = Object.fromEntries(Object.values(config.upstreams).map((u) => [u.name, { url: u.url, credentials: u.credentials ? '[redacted]' : undefined }]));
+    process.stdout.write(`${JSON.stringify({ ...config, upstreams }, null, 2)}\n`);
+  });
+  await program.parseAsync(argv);
+}

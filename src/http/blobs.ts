@@ -1,0 +1,40 @@
+// GET/HEAD /v2/<name>/blobs/<digest>: HEAD from metadata only; GET streams (Range honoured) from cache or a fill.
+import type { Context } from 'hono';
+import type { Proxy, Target } from '../cache/proxy.js';
+import { parseDigest } from '../oci/digest.js';
+import { OciError } from '../oci/errors.js';
+import type { Env } from './middleware.js';
+import { parseRange, sendBytes, sendStream } from './respond.js';
+
+export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, reference: string): Promise<Response> {
+  const parsed = parseDigest(reference);
+  if (!parsed) throw new OciError('DIGEST_INVALID', { digest: reference });
+  const digest = parsed.digest;
+  const info = c.get('info');
+  info.digest = digest;
+  const base: Record<string, string> = {
+    'content-type': 'application/octet-stream',
+    'docker-content-digest': digest,
+    etag: `"${digest}"`,
+    'accept-ranges': 'bytes',
+  };
+  if (c.req.method === 'HEAD') {
+    const st = await proxy.blobs.stat(target, digest);
+    info.outcome = st.outcome;
+    return sendBytes(200, st.size !== undefined ? { ...base, 'content-length': String(st.size) } : base, null);
+  }
+  const blob = await proxy.blobs.get(target, digest);
+  info.outcome = blob.outcome;
+  const range = parseRange(c.req.header('range'), blob.size);
+  if (range === 'invalid') throw new OciError('RANGE_INVALID', { range: c.req.header('range'), size: blob.size });
+  const onEnd = (bytes: number, ok: boolean): void => {
+    info.bytes = bytes;
+    info.complete = ok;
+  };
+  if (range) {
+    const headers = { ...base, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${blob.size}` };
+    return sendStream(c, 206, headers, blob.open(range.start, range.end), onEnd);
+  }
+  const headers = blob.size !== undefined ? { ...base, 'content-length': String(blob.size) } : base;
+  return sendStream(c, 200, headers, blob.open(), onEnd);
+}

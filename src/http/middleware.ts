@@ -1,0 +1,44 @@
+// Per-request context: a request id, a child logger, and one access-log line with the cache outcome and bytes.
+import type { ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { Context, MiddlewareHandler } from 'hono';
+import type { Logger } from 'pino';
+
+export interface RequestInfo {
+  upstream?: string;
+  repo?: string;
+  digest?: string;
+  reference?: string;
+  outcome?: string;
+  bytes?: number;
+  complete?: boolean;
+}
+
+export type Env = { Variables: { log: Logger; info: RequestInfo; rawPath: string } };
+
+export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: number, info: RequestInfo) => void): MiddlewareHandler<Env> {
+  return async (c, next) => {
+    const started = performance.now();
+    const reqId = c.req.header('x-request-id') ?? randomUUID();
+    const child = log.child({ reqId });
+    const info: RequestInfo = {};
+    c.set('log', child);
+    c.set('info', info);
+    // The raw target, before any URL normalisation could hide a "..".
+    const incoming = (c.env as { incoming?: { url?: string } } | undefined)?.incoming;
+    const raw = incoming?.url ?? new URL(c.req.url).pathname;
+    c.set('rawPath', raw.split('?')[0]!);
+    await next();
+    const out = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+    // RESPONSE_ALREADY_SENT is one shared object: never touch its headers.
+    const streamed = out !== undefined && c.res.headers.get('x-hono-already-sent') !== null;
+    if (!streamed) c.res.headers.set('x-request-id', reqId);
+    const finish = (): void => {
+      const status = streamed ? out.statusCode : c.res.status;
+      child.info({ method: c.req.method, path: c.get('rawPath'), status, ms: Math.round(performance.now() - started), ...info }, 'request');
+      onDone?.(c, status, info);
+    };
+    if (streamed) out.once('close', finish);
+    else finish();
+  };
+}

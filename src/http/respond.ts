@@ -1,0 +1,48 @@
+// Sends a response, streaming Node bodies straight to the socket when running under @hono/node-server.
+import type { ServerResponse } from 'node:http';
+import { Readable, pipeline } from 'node:stream';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import type { Context } from 'hono';
+
+export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' } as const;
+
+/**
+ * Under node-server the stream is piped to the socket (no web-stream hop: the warm path must run at disk
+ * speed); in app.request() tests it becomes a web stream. A stream error destroys the socket, so a client
+ * sees a truncated response, never a clean end.
+ */
+export function sendStream(c: Context, status: number, headers: Record<string, string>, body: Readable, onEnd: (bytes: number, ok: boolean) => void): Response {
+  let bytes = 0;
+  body.on('data', (chunk: Buffer) => {
+    bytes += chunk.length;
+  });
+  const out = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  if (out) {
+    out.writeHead(status, { ...API_VERSION_HEADER, ...headers });
+    pipeline(body, out, (err) => onEnd(bytes, !err));
+    return RESPONSE_ALREADY_SENT;
+  }
+  body.once('end', () => onEnd(bytes, true));
+  body.once('error', () => onEnd(bytes, false));
+  return new Response(Readable.toWeb(body) as ReadableStream, { status, headers: { ...API_VERSION_HEADER, ...headers } });
+}
+
+export function sendBytes(status: number, headers: Record<string, string>, body: Uint8Array | null): Response {
+  return new Response(body, { status, headers: { ...API_VERSION_HEADER, ...headers } });
+}
+
+/** Parses a single-range `Range: bytes=a-b | a- | -n` against size. undefined: no usable Range (serve all). */
+export function parseRange(value: string | undefined, size: number | undefined): { start: number; end: number } | 'invalid' | undefined {
+  if (!value || size === undefined) return undefined;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(value.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return 'invalid';
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0) return 'invalid';
+    return { start: Math.max(0, size - n), end: size - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (start >= size || end < start) return 'invalid';
+  return { start, end };
+}

@@ -1,0 +1,55 @@
+// The /v2/ API: one handler that parses the raw path and dispatches; push/delete/upload answer UNSUPPORTED.
+import { Hono } from 'hono';
+import type { Logger } from 'pino';
+import type { Proxy } from '../cache/proxy.js';
+import { OciError } from '../oci/errors.js';
+import { errorResponse } from './errors.js';
+import { requestContext, type Env, type RequestInfo } from './middleware.js';
+import { parseV2Path } from './path.js';
+import { sendBytes } from './respond.js';
+import { blobRoute } from './blobs.js';
+import { manifestRoute } from './manifests.js';
+import { tagsRoute } from './tags.js';
+import type { Context } from 'hono';
+
+export interface AppOptions {
+  proxy: Proxy;
+  log: Logger;
+  onRequestDone?: (c: Context<Env>, status: number, info: RequestInfo) => void;
+  ops?: (app: Hono<Env>) => void;
+}
+
+export function createApp(opts: AppOptions): Hono<Env> {
+  const app = new Hono<Env>();
+  app.use('*', requestContext(opts.log, opts.onRequestDone));
+  app.onError((err, c) => errorResponse(err, c.req.method, c.get('log')));
+  app.notFound((c) => errorResponse(new OciError('NAME_UNKNOWN', { reason: 'no such endpoint', path: c.get('rawPath') }), c.req.method));
+  opts.ops?.(app);
+  app.all('/v2', (c) => c.redirect('/v2/', 301));
+  app.all('/v2/*', async (c) => {
+    const method = c.req.method;
+    const route = parseV2Path(c.get('rawPath'));
+    const readOnly = method === 'GET' || method === 'HEAD';
+    switch (route.kind) {
+      case 'base':
+        if (!readOnly) throw new OciError('UNSUPPORTED', { method });
+        return sendBytes(200, { 'content-type': 'application/json' }, method === 'HEAD' ? null : Buffer.from('{}'));
+      case 'uploads':
+        throw new OciError('UNSUPPORTED', { reason: 'stevedore is a read-only mirror; push to the upstream registry' });
+      case 'manifests':
+      case 'blobs':
+      case 'tags': {
+        if (!readOnly) throw new OciError('UNSUPPORTED', { reason: `stevedore is a read-only mirror; ${method} is not supported` });
+        const target = opts.proxy.resolve(route.name, c.req.query('ns'));
+        Object.assign(c.get('info'), { upstream: target.upstream.name, repo: target.repo });
+        if (route.kind === 'manifests') return manifestRoute(c, opts.proxy, target, route.reference);
+        if (route.kind === 'blobs') return blobRoute(c, opts.proxy, target, route.reference);
+        return tagsRoute(c, opts.proxy, target, route.name);
+      }
+      default:
+        if (!readOnly) throw new OciError('UNSUPPORTED', { method });
+        throw new OciError('NAME_UNKNOWN', { reason: 'no such endpoint', path: c.get('rawPath') });
+    }
+  });
+  return app;
+}

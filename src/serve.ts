@@ -1,0 +1,39 @@
+// `stevedore serve`: listen, and on SIGTERM/SIGINT stop accepting, let in-flight responses finish, close SQLite.
+import { serve as listen } from '@hono/node-server';
+import type { Server } from 'node:http';
+import { buildApp } from './app.js';
+import type { Config } from './config.js';
+import { createLogger } from './log.js';
+
+const GRACE_MS = 10_000;
+
+export async function serve(config: Config): Promise<void> {
+  const log = createLogger(config.logLevel);
+  const s = buildApp(config, log);
+  const server = listen({ fetch: s.app.fetch, hostname: config.host, port: config.port }) as Server;
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 0; // large blobs stream for a long time
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  log.info({ listen: `${config.host}:${config.port}`, data: config.data, defaultUpstream: config.defaultUpstream, upstreams: Object.keys(config.upstreams) }, 'stevedore listening');
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => server.closeAllConnections(), GRACE_MS);
+    force.unref();
+    server.close(() => {
+      void s.close().finally(() => {
+        log.flush();
+        process.exit(0);
+      });
+    });
+    server.closeIdleConnections();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}

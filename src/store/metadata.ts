@@ -1,0 +1,104 @@
+// SQLite metadata (better-sqlite3, WAL): blob rows, repository links, manifests, tags. Synchronous and prepared.
+import Database from 'better-sqlite3';
+import type { Digest } from '../oci/digest.js';
+import { MIGRATIONS } from './schema.js';
+
+export interface ManifestRow { digest: Digest; mediaType: string; body: Buffer }
+export interface TagRow { digest: Digest; checkedAt: number }
+
+export class Metadata {
+  readonly db: Database.Database;
+  private readonly q;
+
+  constructor(path: string, private readonly now: () => number = Date.now) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    // Several processes (serve + CLI commands) share one data dir: wait for a lock instead of failing.
+    this.db.pragma('busy_timeout = 5000');
+    this.migrate();
+    const db = this.db;
+    this.q = {
+      blobSize: db.prepare<[string], { size: number }>('SELECT size FROM blobs WHERE digest = ?'),
+      putBlob: db.prepare('INSERT INTO blobs (digest, size, created_at, last_access) VALUES (?, ?, ?, ?) ON CONFLICT(digest) DO UPDATE SET last_access = excluded.last_access'),
+      delBlob: db.prepare('DELETE FROM blobs WHERE digest = ?'),
+      isLinked: db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM links WHERE upstream = ? AND repo = ? AND digest = ?'),
+      link: db.prepare('INSERT OR IGNORE INTO links (upstream, repo, digest) VALUES (?, ?, ?)'),
+      getManifest: db.prepare<[string], { media_type: string; body: Buffer }>('SELECT media_type, body FROM manifests WHERE digest = ?'),
+      putManifest: db.prepare('INSERT INTO manifests (digest, media_type, body, created_at, last_access) VALUES (?, ?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING'),
+      getTag: db.prepare<[string, string, string], { digest: string; checked_at: number }>('SELECT digest, checked_at FROM tags WHERE upstream = ? AND repo = ? AND tag = ?'),
+      putTag: db.prepare('INSERT INTO tags (upstream, repo, tag, digest, checked_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(upstream, repo, tag) DO UPDATE SET digest = excluded.digest, checked_at = excluded.checked_at'),
+      delTag: db.prepare('DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ?'),
+      listTags: db.prepare<[string, string], { tag: string }>('SELECT tag FROM tags WHERE upstream = ? AND repo = ? ORDER BY tag'),
+    };
+  }
+
+  private migrate(): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.db.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  blobSize(digest: Digest): number | undefined {
+    return this.q.blobSize.get(digest)?.size;
+  }
+
+  putBlob(digest: Digest, size: number): void {
+    const t = this.now();
+    this.q.putBlob.run(digest, size, t, t);
+  }
+
+  deleteBlob(digest: Digest): void {
+    this.q.delBlob.run(digest);
+  }
+
+  isLinked(upstream: string, repo: string, digest: Digest): boolean {
+    return this.q.isLinked.get(upstream, repo, digest) !== undefined;
+  }
+
+  link(upstream: string, repo: string, digests: Iterable<Digest>): void {
+    this.db.transaction(() => {
+      for (const d of digests) this.q.link.run(upstream, repo, d);
+    })();
+  }
+
+  getManifest(digest: Digest): ManifestRow | undefined {
+    const r = this.q.getManifest.get(digest);
+    return r ? { digest, mediaType: r.media_type, body: r.body } : undefined;
+  }
+
+  /** Stores a verified manifest and links it and everything it references to the repository, atomically. */
+  putManifest(upstream: string, repo: string, m: ManifestRow, references: Iterable<Digest>): void {
+    const t = this.now();
+    this.db.transaction(() => {
+      this.q.putManifest.run(m.digest, m.mediaType, m.body, t, t);
+      this.q.link.run(upstream, repo, m.digest);
+      for (const d of references) this.q.link.run(upstream, repo, d);
+    })();
+  }
+
+  getTag(upstream: string, repo: string, tag: string): TagRow | undefined {
+    const r = this.q.getTag.get(upstream, repo, tag);
+    return r ? { digest: r.digest as Digest, checkedAt: r.checked_at } : undefined;
+  }
+
+  putTag(upstream: string, repo: string, tag: string, digest: Digest): void {
+    this.q.putTag.run(upstream, repo, tag, digest, this.now());
+  }
+
+  deleteTag(upstream: string, repo: string, tag: string): void {
+    this.q.delTag.run(upstream, repo, tag);
+  }
+
+  listTags(upstream: string, repo: string): string[] {
+    return this.q.listTags.all(upstream, repo).map((r) => r.tag);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

@@ -1,0 +1,27 @@
+// Every on-disk path of a data dir. Layout:
+//   <data>/metadata.db            SQLite (WAL): blobs, links, manifests, tags
+//   <data>/blobs/<alg>/<hex[0:2]>/<hex>   verified blob bytes, named by digest (content-addressed)
+//   <data>/tmp/<uuid>             fills in progress; removed at startup (never served after a crash)
+import { join } from 'node:path';
+import { parseDigest, type Digest } from '../oci/digest.js';
+
+export class StorePaths {
+  constructor(readonly root: string) {}
+  get db(): string {
+    return join(this.root, 'metadata.db');
+  }
+  get blobsDir(): string {
+    return join(this.root, 'blobs');
+  }
+  get tmpDir(): string {
+    return join(this.root, 'tmp');
+  }
+  blob(digest: Digest): string {
+    const d = parseDigest(digest);
+    if (!d) throw new Error(`not a digest: ${digest}`);
+    return join(this.root, 'blobs', d.algorithm, d.hex.slice(0, 2), d.hex);
+  }
+  tmp(id: string): string {
+    return join(this.root, 'tmp', id);
+  }
+}

@@ -1,0 +1,152 @@
+// HTTP to upstream registries (undici): auth challenges, redirects without credentials, bounded retries.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, request, type Dispatcher } from 'undici';
+import type { Upstream } from '../config.js';
+import { AuthRefusedError, TokenAuth } from './token-auth.js';
+
+type Body = Dispatcher.ResponseData['body'];
+export type Headers = Record<string, string | string[] | undefined>;
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Headers;
+  body: Body;
+}
+
+/** The upstream could not be reached, or answered with a status we treat as an upstream failure. */
+export class UpstreamError extends Error {
+  override name = 'UpstreamError';
+  constructor(
+    message: string,
+    readonly status?: number,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface ClientOptions {
+  timeouts: { connect: number; headers: number; bodyIdle: number };
+  retries: number;
+  /** Longest Retry-After we wait out ourselves; longer ones go back to the client as 429. */
+  maxRetryAfterMs?: number;
+  baseBackoffMs?: number;
+}
+
+export function header(h: Headers, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+
+export class UpstreamClient {
+  readonly auth: TokenAuth;
+  private readonly agent: Agent;
+  private readonly maxRetryAfterMs: number;
+  private readonly baseBackoffMs: number;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.agent = new Agent({
+      connect: { timeout: opts.timeouts.connect },
+      headersTimeout: opts.timeouts.headers,
+      bodyTimeout: opts.timeouts.bodyIdle,
+      keepAliveTimeout: 30_000,
+      connections: 64,
+    });
+    this.maxRetryAfterMs = opts.maxRetryAfterMs ?? 10_000;
+    this.baseBackoffMs = opts.baseBackoffMs ?? 200;
+    this.auth = new TokenAuth(async (url, headers) => {
+      const res = await request(url, { method: 'GET', headers, dispatcher: this.agent });
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        return { status: res.statusCode, json: undefined };
+      }
+      return { status: 200, json: await res.body.json() };
+    });
+  }
+
+  /**
+   * One logical request to `${upstream}/v2/${repo}${path}`: answers auth challenges, follows redirects
+   * (dropping Authorization when the origin changes), retries network errors, 5xx and short 429s.
+   * Returns any final HTTP status; throws UpstreamError when the upstream cannot be reached.
+   */
+  async send(upstream: Upstream, repo: string, path: string, method: 'GET' | 'HEAD', headers: Record<string, string> = {}): Promise<UpstreamResponse> {
+    const url = repo ? `${upstream.url}/v2/${repo}${path}` : `${upstream.url}/v2/`;
+    const scope = `repository:${repo}:pull`;
+    let lastError: unknown;
+    for (let attempt = 0; ; attempt++) {
+      const canRetry = attempt < this.opts.retries;
+      try {
+        let res = await this.follow(url, method, headers, this.auth.cached(upstream, scope));
+        const challenge = header(res.headers, 'www-authenticate');
+        if (res.status === 401 && challenge) {
+          await res.body.dump();
+          const auth = await this.auth.answer(upstream, challenge, scope);
+          if (auth) res = await this.follow(url, method, headers, auth);
+        }
+        if ((res.status >= 500 || res.status === 429) && canRetry) {
+          const retryAfter = Number(header(res.headers, 'retry-after'));
+          const waitMs = Number.isFinite(retryAfter) ? retryAfter * 1000 : this.backoff(attempt);
+          if (waitMs <= this.maxRetryAfterMs) {
+            await res.body.dump();
+            await sleep(waitMs);
+            continue;
+          }
+        }
+        return res;
+      } catch (e) {
+        lastError = e;
+        if (e instanceof AuthRefusedError) throw new UpstreamError(e.message);
+        if (!canRetry) break;
+        await sleep(this.backoff(attempt));
+      }
+    }
+    throw new UpstreamError(`upstream ${upstream.name} unreachable: ${(lastError as Error)?.message ?? lastError}`);
+  }
+
+  private backoff(attempt: number): number {
+    return this.baseBackoffMs * 2 ** attempt * (0.75 + Math.random() / 2);
+  }
+
+  private async follow(start: string, method: 'GET' | 'HEAD', headers: Record<string, string>, auth: string | undefined): Promise<UpstreamResponse> {
+    const origin = new URL(start).origin;
+    let url = start;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const h: Record<string, string> = { 'user-agent': 'stevedore/0.1', ...headers };
+      // Docker Hub redirects blobs to a CDN: credentials go to the registry's origin only.
+      if (auth && new URL(url).origin === origin) h.authorization = auth;
+      const res = await request(url, { method, headers: h, dispatcher: this.agent });
+      const location = header(res.headers, 'location');
+      if (REDIRECTS.has(res.statusCode) && location) {
+        await res.body.dump();
+        const next = new URL(location, url);
+        if (next.protocol !== 'https:' && next.protocol !== 'http:') throw new UpstreamError(`redirect to ${next.protocol} refused`);
+        url = next.toString();
+        continue;
+      }
+      return { status: res.statusCode, headers: res.headers, body: res.body };
+    }
+    throw new UpstreamError(`too many redirects from ${start}`);
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+/** Reads a whole (small) body, failing past `max` bytes without buffering more. */
+export async function readCapped(body: Body, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of body) {
+    n += (chunk as Buffer).length;
+    if (n > max) {
+      body.destroy();
+      throw new RangeError(`body larger than ${max} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
