@@ -1,0 +1,23 @@
+// Test entry (`npm test`): makes sure the Debian tools the integration tests drive are installed, then runs every test.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+
+const TOOLS = { 'docker-registry': 'docker-registry', skopeo: 'skopeo', containerd: 'containerd', ctr: 'containerd', nginx: 'nginx-light' };
+const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
+const missing = [...new Set(Object.entries(TOOLS).filter(([bin]) => !has(bin)).map(([, pkg]) => pkg))];
+if (missing.length > 0) {
+  const cmd = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  if (process.getuid?.() === 0 && has('apt-get')) {
+    console.log(`# installing Debian packages the integration tests need: ${missing.join(' ')}`);
+    execFileSync('sh', ['-c', `DEBIAN_FRONTEND=noninteractive ${cmd}`], { stdio: 'inherit' });
+  } else {
+    console.error(`The integration tests need Debian packages: ${missing.join(' ')}\nInstall them as root:\n  ${cmd}`);
+    process.exit(1);
+  }
+}
+
+const files = (dir) => readdirSync(new URL(dir, import.meta.url)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/${dir}/${f}`);
+const only = process.argv.slice(2);
+const targets = only.length > 0 ? only : [...files('unit'), ...files('integration')];
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...targets], { stdio: 'inherit' });
+process.exit(r.status ?? 1);
