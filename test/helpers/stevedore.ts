@@ -1,0 +1,100 @@
+// Runs the built stevedore (dist/main.js) as a child process on 127.0.0.1, or in-process via buildApp().
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { serve } from '@hono/node-server';
+import type { Server } from 'node:http';
+import { stringify } from 'yaml';
+import { buildApp, type Stevedore } from '../../src/app.ts';
+import { loadConfig, type ConfigFlags } from '../../src/config.ts';
+import { createLogger } from '../../src/log.ts';
+import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor } from './tmp.ts';
+
+const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
+
+export interface StevedoreProcess {
+  url: string;
+  host: string;
+  port: number;
+  dataDir: string;
+  logs(): string;
+  stop(): Promise<void>;
+  kill9(): Promise<void>;
+}
+
+export interface StartOptions {
+  upstreams?: string[];
+  tagTtl?: number;
+  dataDir?: string;
+  config?: Record<string, unknown>;
+  extraArgs?: string[];
+  env?: Record<string, string>;
+}
+
+/** Starts `node dist/main.js serve` (run `npm run build` first; `npm test` does). */
+export async function startStevedore(opts: StartOptions = {}): Promise<StevedoreProcess> {
+  const port = await freePort();
+  const dataDir = opts.dataDir ?? (await makeTempDir('stevedore-data-')).path;
+  const args = [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--log-level', 'info'];
+  for (const u of opts.upstreams ?? []) args.push('--upstream', u);
+  if (opts.tagTtl !== undefined) args.push('--tag-ttl', String(opts.tagTtl));
+  if (opts.config) {
+    const file = path.join((await makeTempDir('stevedore-cfg-')).path, 'config.yaml');
+    writeFileSync(file, stringify(opts.config));
+    args.push('--config', file);
+  }
+  args.push(...(opts.extraArgs ?? []));
+  const child = spawnTracked(process.execPath, args, { env: { ...process.env, ...opts.env } });
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor('stevedore /healthz', async () => {
+    if (child.exitCode !== null) throw new Error(`stevedore exited ${child.exitCode}: ${output}`);
+    try {
+      return (await fetch(`${url}/healthz`)).ok || undefined;
+    } catch {
+      return undefined;
+    }
+  }, 15_000);
+  return {
+    url,
+    host: `127.0.0.1:${port}`,
+    port,
+    dataDir,
+    logs: () => output,
+    stop: () => stopProcess(child),
+    kill9: async () => {
+      child.kill('SIGKILL');
+      await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
+    },
+  };
+}
+
+export interface InProcess extends Stevedore {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** Builds the app in this process (injectable clock) and serves it on a free loopback port. */
+export async function startInProcess(flags: ConfigFlags & { configObject?: Record<string, unknown> }, now?: () => number): Promise<InProcess> {
+  const dataDir = flags.data ?? (await makeTempDir('stevedore-data-')).path;
+  let configFile: string | undefined;
+  if (flags.configObject) {
+    configFile = path.join((await makeTempDir('stevedore-cfg-')).path, 'config.yaml');
+    writeFileSync(configFile, stringify(flags.configObject));
+  }
+  const config = loadConfig({ ...flags, data: dataDir, listen: '127.0.0.1:0', ...(configFile ? { config: configFile } : {}) }, {});
+  const s = buildApp(config, createLogger('silent'), now);
+  const port = await freePort();
+  const server = serve({ fetch: s.app.fetch, hostname: '127.0.0.1', port }) as Server;
+  await new Promise<void>((r) => server.once('listening', () => r()));
+  return {
+    ...s,
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await s.close();
+    },
+  };
+}
