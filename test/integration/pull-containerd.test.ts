@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.ts';
-import { pushMultiLayer, pushOciIndex, type PushedImage, type PushedIndex } from '../helpers/images.ts';
+import { pushMultiLayer, pushOciIndex, type PushedImage } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
 import { makeTempDir, sleep, type TempDir } from '../helpers/tmp.ts';
@@ -16,7 +16,7 @@ describe('containerd through stevedore, real registry upstream', () => {
   let ctd: Containerd;
   let tmp: TempDir;
   let multi: PushedImage;
-  let idx: PushedIndex;
+  let idx: Awaited<ReturnType<typeof pushOciIndex>>;
   let busybox: PushedImage;
 
   before(async () => {
