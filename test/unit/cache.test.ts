@@ -1,0 +1,145 @@
+// Unit tests for cache/: single-flight coalescing and the blob fill's readers (hold-back, abort on mismatch).
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { PassThrough, type Readable } from 'node:stream';
+import { after, test } from 'node:test';
+import { pino } from 'pino';
+import { BlobFill, DigestMismatchError } from '../../src/cache/blob-fill.ts';
+import { Coalescer } from '../../src/cache/coalesce.ts';
+import { digestOf, type Digest } from '../../src/oci/digest.ts';
+import { BlobStore } from '../../src/store/blob-store.ts';
+import { Metadata } from '../../src/store/metadata.ts';
+import type { UpstreamClient, UpstreamResponse } from '../../src/upstream/client.ts';
+import type { Target } from '../../src/upstream/registries.ts';
+import { makeTempDir } from '../helpers/tmp.ts';
+
+test('coalescer: concurrent callers share one call; a later call runs anew', async () => {
+  const c = new Coalescer<number>();
+  let calls = 0;
+  let release!: (v: number) => void;
+  const fn = () => {
+    calls++;
+    return new Promise<number>((r) => (release = r));
+  };
+  const a = c.run('k', fn);
+  const b = c.run('k', fn);
+  assert.equal(a.joined, false);
+  assert.equal(b.joined, true);
+  release(7);
+  assert.deepEqual(await Promise.all([a.promise, b.promise]), [7, 7]);
+  assert.equal(c.size, 0);
+  const d = c.run('k', async () => ++calls);
+  assert.equal(await d.promise, 2);
+});
+
+test('coalescer: a rejection reaches every joined caller and clears the key', async () => {
+  const c = new Coalescer<number>();
+  const a = c.run('k', async () => {
+    throw new Error('boom');
+  });
+  const b = c.run('k', async () => 1);
+  await assert.rejects(a.promise, /boom/);
+  await assert.rejects(b.promise, /boom/);
+  assert.equal(c.has('k'), false);
+});
+
+const tmp = makeTempDir('stevedore-unit-');
+after(() => tmp.cleanup());
+const store = new BlobStore(tmp.path);
+const meta = new Metadata(store.paths.db);
+const target = { upstream: { name: 'u', url: 'http://127.0.0.1:9', libraryPrefix: false }, repo: 'r' } as Target;
+const deps = { client: {} as UpstreamClient, store, meta, log: pino({ level: 'silent' }), maxResumes: 0 };
+
+function upstream(size: number | undefined): { res: UpstreamResponse; body: PassThrough } {
+  const body = new PassThrough();
+  const headers = size === undefined ? {} : { 'content-length': String(size) };
+  return { res: { status: 200, headers, body: body as unknown as UpstreamResponse['body'] }, body };
+}
+
+/** Collects what a reader has delivered so far, and how it ended. */
+function watch(r: Readable) {
+  const s = { bytes: Buffer.alloc(0), ended: false, error: undefined as Error | undefined };
+  r.on('data', (c: Buffer) => (s.bytes = Buffer.concat([s.bytes, c])));
+  r.on('end', () => (s.ended = true));
+  r.on('error', (e) => (s.error = e));
+  return s;
+}
+const tick = () => new Promise((r) => setTimeout(r, 20));
+
+test('fill: readers get bytes as they arrive but the last byte only after the digest is verified', async () => {
+  const data = Buffer.from('0123456789abcdef');
+  const digest = digestOf(data);
+  const { res, body } = upstream(data.length);
+  const fill = await BlobFill.start(deps, target, digest, res);
+  const whole = watch(fill.reader());
+  const slice = watch(fill.reader(2, 5));
+  body.write(data);
+  await tick();
+  assert.equal(whole.bytes.length, data.length - 1, 'all but the last byte before the end of the upstream body');
+  assert.deepEqual(slice.bytes, data.subarray(2, 5), 'a range also holds back its last byte');
+  assert.equal(whole.ended, false);
+  body.end();
+  await fill.settled;
+  await tick();
+  assert.deepEqual(whole.bytes, data);
+  assert.deepEqual(slice.bytes, data.subarray(2, 6));
+  assert.ok(whole.ended && slice.ended);
+  assert.equal(meta.blobSize(digest), data.length);
+  assert.ok(existsSync(store.paths.blob(digest)));
+});
+
+test('fill: wrong bytes abort every reader one byte short and store nothing', async () => {
+  const data = Buffer.from('the real content');
+  const digest = digestOf(data);
+  const { res, body } = upstream(data.length);
+  const fill = await BlobFill.start(deps, target, digest, res);
+  const r = watch(fill.reader());
+  body.end(Buffer.from('the fake content'));
+  await fill.settled;
+  await tick();
+  assert.equal(fill.state, 'failed');
+  assert.ok(fill.error instanceof DigestMismatchError);
+  assert.ok(r.error instanceof DigestMismatchError);
+  assert.equal(r.ended, false);
+  assert.ok(r.bytes.length < data.length);
+  assert.equal(meta.blobSize(digest), undefined);
+  assert.equal(existsSync(store.paths.blob(digest)), false);
+  assert.deepEqual(readdirSync(store.paths.tmpDir), []);
+});
+
+test('fill: more bytes than Content-Length, or a body cut short with no resume left, fail the fill', async () => {
+  const data = Buffer.from('abc');
+  const a = upstream(2);
+  const f1 = await BlobFill.start(deps, target, digestOf(data), a.res);
+  a.body.end(data);
+  await f1.settled;
+  assert.equal(f1.state, 'failed');
+  const b = upstream(10);
+  const f2 = await BlobFill.start(deps, target, `sha256:${'0'.repeat(64)}` as Digest, b.res);
+  const r = watch(f2.reader());
+  b.body.write(data);
+  b.body.destroy(new Error('connection reset'));
+  await f2.settled;
+  await tick();
+  assert.equal(f2.state, 'failed');
+  assert.ok(r.error);
+  assert.equal(r.ended, false);
+});
+
+test('fill: a reader that goes away does not stop the fill or the others', async () => {
+  const data = Buffer.alloc(3 << 20, 7);
+  const digest = digestOf(data);
+  const { res, body } = upstream(data.length);
+  const fill = await BlobFill.start(deps, target, digest, res);
+  const quitter = fill.reader();
+  const stayer = watch(fill.reader());
+  body.write(data.subarray(0, 1 << 20));
+  await tick();
+  quitter.destroy();
+  body.end(data.subarray(1 << 20));
+  await fill.settled;
+  await tick();
+  assert.equal(fill.state, 'done');
+  assert.ok(stayer.ended);
+  assert.equal(digestOf(stayer.bytes), digest);
+});
