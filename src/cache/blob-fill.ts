@@ -7,16 +7,22 @@ import type { Logger } from 'pino';
 import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { Metadata } from '../store/metadata.js';
-import { header, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js';
-import type { Target } from '../upstream/registries.js';
+import { header, type UpstreamResponse } from '../upstream/client.js';
 
 /** Upstream sent bytes that are not the blob: never stored, never the clean end of a response. */
 export class DigestMismatchError extends Error {
   override name = 'DigestMismatchError';
 }
 
+/** Where a fill's bytes come from: the first response, and how to ask again from an offset after a drop. */
+export interface FillSource {
+  first: UpstreamResponse;
+  resume(offset: number): Promise<UpstreamResponse>;
+  /** The size the descriptor promised, when known; a Content-Length that disagrees fails the fill. */
+  expectedSize?: number;
+}
+
 export interface FillDeps {
-  client: UpstreamClient;
   store: BlobStore;
   meta: Metadata;
   log: Logger;
@@ -38,21 +44,26 @@ export class BlobFill {
 
   private constructor(
     private readonly deps: FillDeps,
-    private readonly target: Target,
+    private readonly source: FillSource,
     readonly digest: Digest,
     /** From upstream's Content-Length; undefined when it sent none. */
     readonly size: number | undefined,
     private readonly handle: fsp.FileHandle,
     private readonly tempPath: string,
-    first: UpstreamResponse,
   ) {
-    this.settled = this.run(first);
+    this.settled = this.run(source.first);
   }
 
-  /** Starts a fill from an upstream 200 response already received for the blob. */
-  static async start(deps: FillDeps, target: Target, digest: Digest, res: UpstreamResponse): Promise<BlobFill> {
+  /** Starts a fill from a 200 response already received for the blob. */
+  static async start(deps: FillDeps, source: FillSource, digest: Digest): Promise<BlobFill> {
+    const res = source.first;
     const cl = header(res.headers, 'content-length');
-    const size = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+    const announced = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+    if (announced !== undefined && source.expectedSize !== undefined && announced !== source.expectedSize) {
+      res.body.destroy();
+      throw new DigestMismatchError(`Content-Length ${announced} != descriptor size ${source.expectedSize}`);
+    }
+    const size = announced ?? source.expectedSize;
     let temp;
     try {
       temp = await deps.store.createTemp();
@@ -60,7 +71,7 @@ export class BlobFill {
       res.body.destroy();
       throw e;
     }
-    return new BlobFill(deps, target, digest, size, temp.handle, temp.path, res);
+    return new BlobFill(deps, source, digest, size, temp.handle, temp.path);
   }
 
   private async run(first: UpstreamResponse): Promise<void> {
@@ -83,7 +94,6 @@ export class BlobFill {
   private async pump(first: UpstreamResponse): Promise<void> {
     const algorithm = parseDigest(this.digest)!.algorithm;
     const hasher = new Hasher(algorithm);
-    const path = `/blobs/${this.digest}`;
     let res = first;
     for (let resumes = 0; ; ) {
       // A full 200 answer to a resume repeats bytes we already have: skip them.
@@ -117,7 +127,7 @@ export class BlobFill {
       if (complete) break;
       if (++resumes > this.deps.maxResumes) throw (dropped as Error) ?? new Error('upstream body ended early');
       this.deps.log.info({ digest: this.digest, at: this.written, err: (dropped as Error)?.message }, 'resuming blob fill with Range');
-      res = await this.deps.client.send(this.target.upstream, this.target.repo, path, 'GET', { range: `bytes=${this.written}-` });
+      res = await this.source.resume(this.written);
       if (res.status === 206) {
         const cr = /^bytes (\d+)-/.exec(header(res.headers, 'content-range') ?? '');
         if (!cr || Number(cr[1]) !== this.written) {

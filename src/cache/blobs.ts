@@ -1,11 +1,10 @@
 // Blob lookups: local CAS (if linked to the repo) -> join a running fill -> start one coalesced upstream fill.
 import type { Readable } from 'node:stream';
-import type { Logger } from 'pino';
 import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { Metadata } from '../store/metadata.js';
-import { header, type Headers } from '../upstream/client.js';
+import { header, type Headers, type UpstreamClient } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { BlobFill, type FillDeps } from './blob-fill.js';
 import { Coalescer } from './coalesce.js';
@@ -23,8 +22,8 @@ export interface BlobHandle {
   open(start?: number, end?: number): Readable;
 }
 
-export interface BlobsDeps extends Omit<FillDeps, 'log'> {
-  log: Logger;
+export interface BlobsDeps extends FillDeps {
+  client: UpstreamClient;
 }
 
 export class Blobs {
@@ -97,7 +96,9 @@ export class Blobs {
     }
     // Upstream just served it for this repository: that is proof enough for the link.
     this.deps.meta.link(target.upstream.name, target.repo, [digest]);
-    const fill = await BlobFill.start(this.deps, target, digest, res);
+    const path = `/blobs/${digest}`;
+    const resume = (offset: number) => this.deps.client.send(target.upstream, target.repo, path, 'GET', { range: `bytes=${offset}-` });
+    const fill = await BlobFill.start(this.deps, { first: res, resume }, digest);
     this.fills.set(digest, fill);
     void fill.settled.then(() => {
       if (this.fills.get(digest) === fill) this.fills.delete(digest);

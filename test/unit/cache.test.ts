@@ -9,9 +9,8 @@ import { Coalescer } from '../../src/cache/coalesce.ts';
 import { digestOf, type Digest } from '../../src/oci/digest.ts';
 import { BlobStore } from '../../src/store/blob-store.ts';
 import { Metadata } from '../../src/store/metadata.ts';
-import type { UpstreamClient, UpstreamResponse } from '../../src/upstream/client.ts';
-import type { Target } from '../../src/upstream/registries.ts';
-import { makeTempDir } from '../helpers/tmp.ts';
+import type { UpstreamResponse } from '../../src/upstream/client.ts';
+import { makeTempDir, waitFor } from '../helpers/tmp.ts';
 
 test('coalescer: concurrent callers share one call; a later call runs anew', async () => {
   const c = new Coalescer<number>();
@@ -47,8 +46,8 @@ const tmp = makeTempDir('stevedore-unit-');
 after(() => tmp.cleanup());
 const store = new BlobStore(tmp.path);
 const meta = new Metadata(store.paths.db);
-const target = { upstream: { name: 'u', url: 'http://127.0.0.1:9', libraryPrefix: false }, repo: 'r' } as Target;
-const deps = { client: {} as UpstreamClient, store, meta, log: pino({ level: 'silent' }), maxResumes: 0 };
+const deps = { store, meta, log: pino({ level: 'silent' }), maxResumes: 0 };
+const noResume = (first: UpstreamResponse) => ({ first, resume: () => Promise.reject(new Error('no resume')) });
 
 function upstream(size: number | undefined): { res: UpstreamResponse; body: PassThrough } {
   const body = new PassThrough();
@@ -65,22 +64,25 @@ function watch(r: Readable) {
   return s;
 }
 const tick = () => new Promise((r) => setTimeout(r, 20));
+/** Waits (bounded) until cond() holds; no fixed sleeps, so a loaded machine cannot make it flaky. */
+const until = (what: string, cond: () => boolean) => waitFor(what, async () => cond() || undefined, 5000, 5);
 
 test('fill: readers get bytes as they arrive but the last byte only after the digest is verified', async () => {
   const data = Buffer.from('0123456789abcdef');
   const digest = digestOf(data);
   const { res, body } = upstream(data.length);
-  const fill = await BlobFill.start(deps, target, digest, res);
+  const fill = await BlobFill.start(deps, noResume(res), digest);
   const whole = watch(fill.reader());
   const slice = watch(fill.reader(2, 5));
   body.write(data);
+  await until('15 bytes delivered', () => whole.bytes.length >= data.length - 1 && slice.bytes.length >= 3);
   await tick();
   assert.equal(whole.bytes.length, data.length - 1, 'all but the last byte before the end of the upstream body');
   assert.deepEqual(slice.bytes, data.subarray(2, 5), 'a range also holds back its last byte');
   assert.equal(whole.ended, false);
   body.end();
   await fill.settled;
-  await tick();
+  await until('readers ended', () => whole.ended && slice.ended);
   assert.deepEqual(whole.bytes, data);
   assert.deepEqual(slice.bytes, data.subarray(2, 6));
   assert.ok(whole.ended && slice.ended);
@@ -92,11 +94,11 @@ test('fill: wrong bytes abort every reader one byte short and store nothing', as
   const data = Buffer.from('the real content');
   const digest = digestOf(data);
   const { res, body } = upstream(data.length);
-  const fill = await BlobFill.start(deps, target, digest, res);
+  const fill = await BlobFill.start(deps, noResume(res), digest);
   const r = watch(fill.reader());
   body.end(Buffer.from('the fake content'));
   await fill.settled;
-  await tick();
+  await until('reader errored', () => r.error !== undefined || r.ended);
   assert.equal(fill.state, 'failed');
   assert.ok(fill.error instanceof DigestMismatchError);
   assert.ok(r.error instanceof DigestMismatchError);
@@ -110,17 +112,17 @@ test('fill: wrong bytes abort every reader one byte short and store nothing', as
 test('fill: more bytes than Content-Length, or a body cut short with no resume left, fail the fill', async () => {
   const data = Buffer.from('abc');
   const a = upstream(2);
-  const f1 = await BlobFill.start(deps, target, digestOf(data), a.res);
+  const f1 = await BlobFill.start(deps, noResume(a.res), digestOf(data));
   a.body.end(data);
   await f1.settled;
   assert.equal(f1.state, 'failed');
   const b = upstream(10);
-  const f2 = await BlobFill.start(deps, target, `sha256:${'0'.repeat(64)}` as Digest, b.res);
+  const f2 = await BlobFill.start(deps, noResume(b.res), `sha256:${'0'.repeat(64)}` as Digest);
   const r = watch(f2.reader());
   b.body.write(data);
   b.body.destroy(new Error('connection reset'));
   await f2.settled;
-  await tick();
+  await until('reader errored', () => r.error !== undefined || r.ended);
   assert.equal(f2.state, 'failed');
   assert.ok(r.error);
   assert.equal(r.ended, false);
@@ -130,15 +132,15 @@ test('fill: a reader that goes away does not stop the fill or the others', async
   const data = Buffer.alloc(3 << 20, 7);
   const digest = digestOf(data);
   const { res, body } = upstream(data.length);
-  const fill = await BlobFill.start(deps, target, digest, res);
+  const fill = await BlobFill.start(deps, noResume(res), digest);
   const quitter = fill.reader();
   const stayer = watch(fill.reader());
   body.write(data.subarray(0, 1 << 20));
-  await tick();
+  await until('first MiB delivered', () => stayer.bytes.length > 0);
   quitter.destroy();
   body.end(data.subarray(1 << 20));
   await fill.settled;
-  await tick();
+  await until('stayer ended', () => stayer.ended || stayer.error !== undefined);
   assert.equal(fill.state, 'done');
   assert.ok(stayer.ended);
   assert.equal(digestOf(stayer.bytes), digest);
