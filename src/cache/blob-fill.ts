@@ -156,7 +156,13 @@ export class BlobFill {
    * range is held back, so a client can never see a clean end of a response with wrong bytes.
    */
   reader(start = 0, end?: number): Readable {
-    if (this.handleClosed) throw new Error('fill already closed');
+    // The fill finished (and closed its handle) before this reader came: the CAS file, or the failure.
+    if (this.handleClosed) {
+      if (this.state === 'done') return this.deps.store.open(this.digest, start, end);
+      const failed = new Readable({ read() {} });
+      process.nextTick(() => failed.destroy(this.error ?? new Error('fill failed')));
+      return failed;
+    }
     this.readers++;
     const limit = end !== undefined ? end + 1 : this.size ?? Infinity;
     let pos = start;

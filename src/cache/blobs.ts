@@ -6,24 +6,52 @@ import type { BlobStore } from '../store/blob-store.js';
 import type { Metadata } from '../store/metadata.js';
 import { header, type Headers, type UpstreamClient } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
-import { BlobFill, type FillDeps } from './blob-fill.js';
+import { BlobFill, type FillDeps, type FillSource } from './blob-fill.js';
 import { Coalescer } from './coalesce.js';
 import { fromUnreachable, fromUpstreamStatus } from './upstream-errors.js';
 
 type HeadResult = { status: number; headers: Headers };
 
-export type BlobOutcome = 'hit' | 'miss' | 'coalesced';
+function upstreamSaid404(e: unknown): boolean {
+  return e instanceof OciError && (e.detail as { upstreamStatus?: number } | undefined)?.upstreamStatus === 404;
+}
+
+export type BlobOutcome = 'hit' | 'miss' | 'coalesced' | 'redirect' | 'foreign-fetch';
 
 export interface BlobHandle {
   /** Total size; undefined only for a miss whose upstream sent no Content-Length. */
   size: number | undefined;
   outcome: BlobOutcome;
+  /** When set, answer 302 to this URL instead of sending bytes (foreign layers whose policy is redirect). */
+  redirect?: string;
   /** Bytes [start, end] inclusive. */
   open(start?: number, end?: number): Readable;
 }
 
+/** A descriptor with `urls` or a foreign/non-distributable media type, as recorded from a manifest. */
+export interface ForeignDescriptor {
+  size: number;
+  mediaType: string;
+  urls: string[];
+  /** Foreign/non-distributable media type: never asked of the upstream registry. */
+  foreign: boolean;
+}
+
+/** Starts (or joins) the one fill of a digest from a source other than the upstream registry. */
+export type FillStarter = (makeSource: () => Promise<FillSource>) => Promise<BlobHandle>;
+
+/** Foreign-layer policy (cache/foreign.ts): how to serve what the upstream registry does not hold. */
+export interface ForeignHooks {
+  lookup(target: Target, digest: Digest): ForeignDescriptor | undefined;
+  /** GET: a redirect handle, or a handle on a verified fill from an allowed URL; else throws an OciError. */
+  resolve(target: Target, digest: Digest, d: ForeignDescriptor, fill: FillStarter): Promise<BlobHandle>;
+  /** HEAD: size from metadata, without fetching; throws an OciError when the policy would refuse the GET. */
+  stat(target: Target, digest: Digest, d: ForeignDescriptor): Promise<{ size: number; outcome: BlobOutcome }>;
+}
+
 export interface BlobsDeps extends FillDeps {
   client: UpstreamClient;
+  foreign?: ForeignHooks;
 }
 
 export class Blobs {
@@ -46,7 +74,15 @@ export class Blobs {
       if (size !== undefined) return { size, outcome: 'hit' };
       if (fill) return { size: fill.size, outcome: 'coalesced' };
     }
-    const res = await this.head(target, digest);
+    const fd = size === undefined && !fill ? this.deps.foreign?.lookup(target, digest) : undefined;
+    if (fd?.foreign) return this.deps.foreign!.stat(target, digest, fd);
+    let res: HeadResult;
+    try {
+      res = await this.head(target, digest);
+    } catch (e) {
+      if (fd && fd.urls.length > 0 && upstreamSaid404(e)) return this.deps.foreign!.stat(target, digest, fd);
+      throw e;
+    }
     if (size !== undefined) return { size, outcome: 'hit' };
     if (fill) return { size: fill.size, outcome: 'coalesced' };
     const cl = header(res.headers, 'content-length');
@@ -71,18 +107,49 @@ export class Blobs {
       if (!linked) await this.confirm(target, digest);
       return this.follow(running, 'coalesced');
     }
-    const { promise, joined } = this.starting.run(digest, () => this.startFill(target, digest));
-    const fill = await promise;
-    if (joined && !linked) await this.confirm(target, digest);
-    if (fill.state === 'done') return this.get(target, digest);
-    return this.follow(fill, joined ? 'coalesced' : 'miss');
+    const fd = this.deps.foreign?.lookup(target, digest);
+    if (fd?.foreign) return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
+    try {
+      const { fill, joined } = await this.startOrJoin(digest, () => this.upstreamSource(target, digest));
+      if (joined && !linked) await this.confirm(target, digest);
+      if (fill.state === 'done') return this.get(target, digest);
+      return this.follow(fill, joined ? 'coalesced' : 'miss');
+    } catch (e) {
+      // An ordinary layer with urls: the upstream first, the allowed URLs when it does not have it.
+      if (fd && fd.urls.length > 0 && upstreamSaid404(e)) return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
+      throw e;
+    }
+  }
+
+  private async fillFrom(digest: Digest, make: () => Promise<FillSource>, outcome: BlobOutcome): Promise<BlobHandle> {
+    const { fill, joined } = await this.startOrJoin(digest, make);
+    if (fill.state === 'done') {
+      const size = this.deps.meta.blobSize(digest);
+      if (size !== undefined) return { size, outcome: 'hit', open: (s, e) => this.deps.store.open(digest, s, e) };
+    }
+    return this.follow(fill, joined ? 'coalesced' : outcome);
+  }
+
+  /** One fill per digest: joins the running one, or starts one from make(). */
+  private async startOrJoin(digest: Digest, make: () => Promise<FillSource>): Promise<{ fill: BlobFill; joined: boolean }> {
+    const running = this.fills.get(digest);
+    if (running && running.state === 'filling') return { fill: running, joined: true };
+    const { promise, joined } = this.starting.run(digest, async () => {
+      const fill = await BlobFill.start(this.deps, await make(), digest);
+      this.fills.set(digest, fill);
+      void fill.settled.then(() => {
+        if (this.fills.get(digest) === fill) this.fills.delete(digest);
+      });
+      return fill;
+    });
+    return { fill: await promise, joined };
   }
 
   private follow(fill: BlobFill, outcome: BlobOutcome): BlobHandle {
     return { size: fill.size, outcome, open: (s, e) => fill.reader(s, e) };
   }
 
-  private async startFill(target: Target, digest: Digest): Promise<BlobFill> {
+  private async upstreamSource(target: Target, digest: Digest): Promise<FillSource> {
     const what = { digest, repo: target.repo, upstream: target.upstream.name };
     let res;
     try {
@@ -97,13 +164,7 @@ export class Blobs {
     // Upstream just served it for this repository: that is proof enough for the link.
     this.deps.meta.link(target.upstream.name, target.repo, [digest]);
     const path = `/blobs/${digest}`;
-    const resume = (offset: number) => this.deps.client.send(target.upstream, target.repo, path, 'GET', { range: `bytes=${offset}-` });
-    const fill = await BlobFill.start(this.deps, { first: res, resume }, digest);
-    this.fills.set(digest, fill);
-    void fill.settled.then(() => {
-      if (this.fills.get(digest) === fill) this.fills.delete(digest);
-    });
-    return fill;
+    return { first: res, resume: (offset) => this.deps.client.send(target.upstream, target.repo, path, 'GET', { range: `bytes=${offset}-` }) };
   }
 
   /** Upstream HEAD for this repository; links the digest on 200, throws BLOB_UNKNOWN (or 429/403) otherwise. */

@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
-import { parseManifest, MANIFEST_MAX_BYTES } from '../oci/manifest.js';
+import { parseManifest, MANIFEST_MAX_BYTES, type ParsedManifest } from '../oci/manifest.js';
 import { DEFAULT_ACCEPT, MT, accepts, baseMediaType } from '../oci/media-types.js';
 import type { Reference } from '../oci/reference.js';
 import type { Metadata, ManifestRow } from '../store/metadata.js';
@@ -24,6 +24,8 @@ export interface ManifestsDeps {
   log: Logger;
   tagTtlMs: number;
   now: () => number;
+  /** Called with every verified manifest that passes through (foreign-layer recording). */
+  onManifest?: (target: Target, digest: Digest, parsed: ParsedManifest) => void;
 }
 
 export class Manifests {
@@ -136,6 +138,7 @@ export class Manifests {
     const row: ManifestRow = { digest, mediaType: mediaType === 'application/json' ? parsed.mediaType : mediaType, body };
     this.deps.meta.putManifest(target.upstream.name, target.repo, row, parsed.descriptors.map((d) => d.digest));
     this.hot.set(digest, row);
+    this.deps.onManifest?.(target, digest, parsed);
     return row;
   }
 }

@@ -25,6 +25,7 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
   }
   const blob = await proxy.blobs.get(target, digest);
   info.outcome = blob.outcome;
+  if (blob.redirect) return sendBytes(302, { location: blob.redirect, 'docker-content-digest': digest, 'content-length': '0' }, null);
   const range = parseRange(c.req.header('range'), blob.size);
   if (range === 'invalid') throw new OciError('RANGE_INVALID', { range: c.req.header('range'), size: blob.size });
   const onEnd = (bytes: number, ok: boolean): void => {

@@ -145,3 +145,16 @@ test('fill: a reader that goes away does not stop the fill or the others', async
   assert.ok(stayer.ended);
   assert.equal(digestOf(stayer.bytes), digest);
 });
+
+test('fill: a reader that arrives after the fill finished reads the committed file', async () => {
+  const data = Buffer.from('late reader');
+  const digest = digestOf(data);
+  const { res, body } = upstream(data.length);
+  const fill = await BlobFill.start(deps, noResume(res), digest);
+  body.end(data);
+  await fill.settled;
+  await tick();
+  const late = watch(fill.reader(5));
+  await until('late reader ended', () => late.ended || late.error !== undefined);
+  assert.deepEqual(late.bytes, data.subarray(5));
+});
