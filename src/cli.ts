@@ -10,7 +10,10 @@ function common(cmd: Command): Command {
     .option('--data <dir>', 'data directory: blobs + metadata.db (env STEVEDORE_DATA)')
     .addOption(new Option('--upstream <url|name=url>', 'add an upstream; a bare URL also becomes the default (repeatable; env STEVEDORE_UPSTREAM, comma-separated)').argParser((v: string, prev: string[] = []) => [...prev, v]))
     .option('--tag-ttl <seconds>', 'how long a tag is fresh before it is revalidated (env STEVEDORE_TAG_TTL)')
-    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env STEVEDORE_LOG_LEVEL)');
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env STEVEDORE_LOG_LEVEL)')
+    .option('--offline', 'air-gapped: never contact an upstream; serve only what is cached (env STEVEDORE_OFFLINE=1)')
+    .option('--max-size <bytes>', 'storage budget, e.g. 200GB or 50GiB; least recently used content is evicted (env STEVEDORE_MAX_SIZE)')
+    .option('--min-free-disk <bytes>', 'evict until the data file system has this much free (env STEVEDORE_MIN_FREE_DISK)');
 }
 
 function configOrExit(flags: ConfigFlags) {

@@ -24,6 +24,25 @@ const upstreamSchema = z.strictObject({
   tokenFile: z.string().optional(),
 });
 
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, ki: 1024, kib: 1024, mi: 1024 ** 2, mib: 1024 ** 2, gi: 1024 ** 3, gib: 1024 ** 3, ti: 1024 ** 4, tib: 1024 ** 4 };
+
+/** Parses "500GB", "20GiB", "1.5T", 1000000 into bytes; undefined when malformed. */
+export function parseByteSize(value: string | number): number | undefined {
+  if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  return m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : undefined;
+}
+
+const byteSize = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const n = parseByteSize(v);
+  if (n === undefined) {
+    ctx.addIssue({ code: 'custom', message: `expected a size like 500GB or 20GiB, got "${v}"` });
+    return z.NEVER;
+  }
+  return n;
+});
+
 const listenSchema = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT');
 
 export const configSchema = z.strictObject({
@@ -40,6 +59,20 @@ export const configSchema = z.strictObject({
     bodyIdle: z.number().int().positive().default(30_000),
   }).prefault({}),
   retries: z.number().int().min(0).max(10).default(3),
+  /** Air-gapped: never contact any upstream; tags served from cache whatever their age. */
+  offline: z.boolean().default(false),
+  /** Storage budget for blobs + manifests; undefined = unbounded. */
+  maxSize: byteSize.optional(),
+  /** Evict until the data dir's file system has at least this much free. */
+  minFreeDisk: byteSize.optional(),
+  /** Seconds between eviction sweeps. */
+  sweepInterval: z.number().int().positive().default(60),
+  circuitBreaker: z.strictObject({
+    /** Consecutive upstream failures that open the circuit. */
+    failures: z.number().int().positive().default(5),
+    /** Seconds the circuit stays open before one probe request is let through. */
+    cooldown: z.number().int().positive().default(30),
+  }).prefault({}),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;
@@ -69,6 +102,9 @@ export interface ConfigFlags {
   upstream?: string[];
   tagTtl?: string;
   logLevel?: string;
+  offline?: boolean;
+  maxSize?: string;
+  minFreeDisk?: string;
 }
 
 /** `URL` -> named by host[:port], becomes the default; `NAME=URL` -> named upstream. */
@@ -120,7 +156,13 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   set('data', env.STEVEDORE_DATA);
   set('tagTtl', num(env.STEVEDORE_TAG_TTL));
   set('logLevel', env.STEVEDORE_LOG_LEVEL);
+  set('maxSize', env.STEVEDORE_MAX_SIZE);
+  set('minFreeDisk', env.STEVEDORE_MIN_FREE_DISK);
+  if (env.STEVEDORE_OFFLINE !== undefined) raw.offline = /^(1|true|yes)$/i.test(env.STEVEDORE_OFFLINE);
   set('listen', flags.listen);
+  set('maxSize', flags.maxSize);
+  set('minFreeDisk', flags.minFreeDisk);
+  if (flags.offline) raw.offline = true;
   set('data', flags.data);
   set('tagTtl', num(flags.tagTtl));
   set('logLevel', flags.logLevel);
