@@ -24,6 +24,9 @@ export interface ManifestsDeps {
   log: Logger;
   tagTtlMs: number;
   now: () => number;
+  /** Air-gapped: a cached tag is served whatever its age (the upstream is never asked). */
+  offline?: boolean;
+  onUpstreamBytes?: (n: number) => void;
   /** Called with every verified manifest that passes through (foreign-layer recording). */
   onManifest?: (target: Target, digest: Digest, parsed: ParsedManifest) => void;
 }
@@ -61,7 +64,7 @@ export class Manifests {
     const mapping = meta.getTag(up, target.repo, tag);
     const cached = mapping ? this.row(mapping.digest) : undefined;
     const usable = cached && accepts(accept, cached.mediaType) ? cached : undefined;
-    if (usable && now() - mapping!.checkedAt < tagTtlMs) return { ...usable, outcome: 'hit' };
+    if (usable && (this.deps.offline || now() - mapping!.checkedAt < tagTtlMs)) return { ...usable, outcome: 'hit' };
     if (usable) {
       // Past the TTL: a HEAD tells whether the tag moved (cheap; Docker Hub does not count HEADs).
       try {
@@ -125,6 +128,7 @@ export class Manifests {
       if (e instanceof RangeError) throw new OciError('MANIFEST_INVALID', { ...what, reason: `upstream manifest larger than ${MANIFEST_MAX_BYTES} bytes` });
       throw fromUnreachable(e, 'MANIFEST_UNKNOWN', what);
     }
+    this.deps.onUpstreamBytes?.(body.length);
     // Verify against the digest asked for, else against upstream's Docker-Content-Digest.
     const announced = header(res.headers, 'docker-content-digest');
     const want = expected ?? (announced ? parseDigest(announced)?.digest : undefined);

@@ -28,9 +28,9 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
   if (blob.redirect) return sendBytes(302, { location: blob.redirect, 'docker-content-digest': digest, 'content-length': '0' }, null);
   const range = parseRange(c.req.header('range'), blob.size);
   if (range === 'invalid') throw new OciError('RANGE_INVALID', { range: c.req.header('range'), size: blob.size });
-  const onEnd = (bytes: number, ok: boolean): void => {
-    info.bytes = bytes;
-    info.complete = ok;
+  info.bytes = 0;
+  const onEnd = (n: number): void => {
+    info.bytes! += n;
   };
   if (range) {
     const headers = { ...base, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${blob.size}` };

@@ -5,13 +5,13 @@ import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 
 export interface RequestInfo {
+  route?: string;
   upstream?: string;
   repo?: string;
   digest?: string;
   reference?: string;
   outcome?: string;
   bytes?: number;
-  complete?: boolean;
 }
 
 export type Env = { Variables: { log: Logger; info: RequestInfo; rawPath: string } };

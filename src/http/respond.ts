@@ -11,19 +11,15 @@ export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry
  * speed); in app.request() tests it becomes a web stream. A stream error destroys the socket, so a client
  * sees a truncated response, never a clean end.
  */
-export function sendStream(c: Context, status: number, headers: Record<string, string>, body: Readable, onEnd: (bytes: number, ok: boolean) => void): Response {
-  let bytes = 0;
-  body.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
-  });
+export function sendStream(c: Context, status: number, headers: Record<string, string>, body: Readable, onChunk: (bytes: number) => void): Response {
+  // Counted as it flows, so the access log (written on socket close) sees the bytes actually sent.
+  body.on('data', (chunk: Buffer) => onChunk(chunk.length));
   const out = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
   if (out) {
     out.writeHead(status, { ...API_VERSION_HEADER, ...headers });
-    pipeline(body, out, (err) => onEnd(bytes, !err));
+    pipeline(body, out, () => undefined);
     return RESPONSE_ALREADY_SENT;
   }
-  body.once('end', () => onEnd(bytes, true));
-  body.once('error', () => onEnd(bytes, false));
   return new Response(Readable.toWeb(body) as ReadableStream, { status, headers: { ...API_VERSION_HEADER, ...headers } });
 }
 

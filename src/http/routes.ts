@@ -29,6 +29,7 @@ export function createApp(opts: AppOptions): Hono<Env> {
   app.all('/v2/*', async (c) => {
     const method = c.req.method;
     const route = parseV2Path(c.get('rawPath'));
+    c.get('info').route = route.kind;
     const readOnly = method === 'GET' || method === 'HEAD';
     switch (route.kind) {
       case 'base':

@@ -98,6 +98,12 @@ export class Metadata {
     return this.q.listTags.all(upstream, repo).map((r) => r.tag);
   }
 
+  /** Blob count and bytes (for metrics and readiness). */
+  blobTotals(): { objects: number; bytes: number } {
+    const r = this.db.prepare<[], { n: number; b: number }>('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS b FROM blobs').get()!;
+    return { objects: r.n, bytes: r.b };
+  }
+
   close(): void {
     this.db.close();
   }

@@ -2,6 +2,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Upstream } from '../config.js';
+import type { CircuitBreaker } from './breaker.js';
 import { AuthRefusedError, TokenAuth } from './token-auth.js';
 
 type Body = Dispatcher.ResponseData['body'];
@@ -18,8 +19,8 @@ export class UpstreamError extends Error {
   override name = 'UpstreamError';
   constructor(
     message: string,
-    readonly status?: number,
-    readonly retryAfterSeconds?: number,
+    /** 'auth': our own refusal of the upstream's auth setup; says nothing about the upstream's health. */
+    readonly kind: 'network' | 'auth' = 'network',
   ) {
     super(message);
   }
@@ -31,6 +32,12 @@ export interface ClientOptions {
   /** Longest Retry-After we wait out ourselves; longer ones go back to the client as 429. */
   maxRetryAfterMs?: number;
   baseBackoffMs?: number;
+  /** Never contact any upstream: every request fails at once with a clear reason. */
+  offline?: boolean;
+  breaker?: CircuitBreaker;
+  /** Called per attempt: status (or 'error'), seconds until headers. */
+  observe?: (upstream: string, method: string, status: number | 'error', seconds: number) => void;
+  onError?: (upstream: string, reason: 'network' | 'status' | 'circuit-open' | 'offline') => void;
 }
 
 export function header(h: Headers, name: string): string | undefined {
@@ -73,11 +80,40 @@ export class UpstreamClient {
    * Returns any final HTTP status; throws UpstreamError when the upstream cannot be reached.
    */
   async send(upstream: Upstream, repo: string, path: string, method: 'GET' | 'HEAD', headers: Record<string, string> = {}): Promise<UpstreamResponse> {
+    const { breaker, onError } = this.opts;
+    if (this.opts.offline) {
+      onError?.(upstream.name, 'offline');
+      throw new UpstreamError(`stevedore is offline (--offline) and never contacts upstream ${upstream.name}`);
+    }
+    const wait = breaker?.check(upstream.name);
+    if (wait !== undefined) {
+      onError?.(upstream.name, 'circuit-open');
+      throw new UpstreamError(`upstream ${upstream.name} is failing (circuit open); next attempt in ${Math.ceil(wait / 1000)} s`);
+    }
+    try {
+      const res = await this.attempts(upstream, repo, path, method, headers);
+      if (res.status >= 500) {
+        breaker?.failure(upstream.name);
+        onError?.(upstream.name, 'status');
+      } else {
+        breaker?.success(upstream.name);
+      }
+      return res;
+    } catch (e) {
+      if (!(e instanceof UpstreamError && e.kind === 'auth')) breaker?.failure(upstream.name);
+      onError?.(upstream.name, 'network');
+      throw e;
+    }
+  }
+
+  private async attempts(upstream: Upstream, repo: string, path: string, method: 'GET' | 'HEAD', headers: Record<string, string>): Promise<UpstreamResponse> {
     const url = repo ? `${upstream.url}/v2/${repo}${path}` : `${upstream.url}/v2/`;
     const scope = `repository:${repo}:pull`;
     let lastError: unknown;
     for (let attempt = 0; ; attempt++) {
       const canRetry = attempt < this.opts.retries;
+      const started = performance.now();
+      const observe = (status: number | 'error') => this.opts.observe?.(upstream.name, method, status, (performance.now() - started) / 1000);
       try {
         let res = await this.follow(url, method, headers, this.auth.cached(upstream, scope));
         const challenge = header(res.headers, 'www-authenticate');
@@ -86,6 +122,7 @@ export class UpstreamClient {
           const auth = await this.auth.answer(upstream, challenge, scope);
           if (auth) res = await this.follow(url, method, headers, auth);
         }
+        observe(res.status);
         if ((res.status >= 500 || res.status === 429) && canRetry) {
           const retryAfter = Number(header(res.headers, 'retry-after'));
           const waitMs = Number.isFinite(retryAfter) ? retryAfter * 1000 : this.backoff(attempt);
@@ -97,8 +134,9 @@ export class UpstreamClient {
         }
         return res;
       } catch (e) {
+        observe('error');
         lastError = e;
-        if (e instanceof AuthRefusedError) throw new UpstreamError(e.message);
+        if (e instanceof AuthRefusedError) throw new UpstreamError(e.message, 'auth');
         if (!canRetry) break;
         await sleep(this.backoff(attempt));
       }

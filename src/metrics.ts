@@ -1,0 +1,56 @@
+// Prometheus metrics (prom-client), one registry per app instance so in-process tests never share counters.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface GaugeSources {
+  fillsInFlight(): number;
+  store(): { bytes: number; objects: number };
+  circuits(): { upstream: string; open: boolean }[];
+  foreign?(): Record<string, number>;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'route' | 'method' | 'status'>;
+  readonly cache: Counter<'kind' | 'outcome'>;
+  readonly servedBytes: Counter<'kind' | 'outcome'>;
+  readonly upstreamBytes: Counter<'kind'>;
+  readonly upstreamSeconds: Histogram<'upstream' | 'method' | 'status'>;
+  readonly upstreamErrors: Counter<'upstream' | 'reason'>;
+  readonly evictions: Counter<'kind'>;
+  readonly evictedBytes: Counter;
+  readonly passThrough: Counter<'reason'>;
+  readonly warmRuns: Counter<'result'>;
+
+  constructor(sources?: GaugeSources) {
+    const registers = [this.registry];
+    this.requests = new Counter({ name: 'stevedore_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers });
+    this.cache = new Counter({ name: 'stevedore_cache_requests_total', help: 'Manifest and blob requests by cache outcome (hit, miss, coalesced, revalidated, stale, pass-through, redirect, foreign-fetch)', labelNames: ['kind', 'outcome'], registers });
+    this.servedBytes = new Counter({ name: 'stevedore_served_bytes_total', help: 'Body bytes sent to clients, by kind and cache outcome (outcome="hit": served from cache)', labelNames: ['kind', 'outcome'], registers });
+    this.upstreamBytes = new Counter({ name: 'stevedore_upstream_bytes_total', help: 'Body bytes fetched from upstream registries (and foreign URLs)', labelNames: ['kind'], registers });
+    this.upstreamSeconds = new Histogram({ name: 'stevedore_upstream_request_seconds', help: 'Upstream request latency until response headers', labelNames: ['upstream', 'method', 'status'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers });
+    this.upstreamErrors = new Counter({ name: 'stevedore_upstream_errors_total', help: 'Upstream requests that failed (network, 5xx, circuit open, offline)', labelNames: ['upstream', 'reason'], registers });
+    this.evictions = new Counter({ name: 'stevedore_evictions_total', help: 'Objects evicted by the storage budget sweep', labelNames: ['kind'], registers });
+    this.evictedBytes = new Counter({ name: 'stevedore_evicted_bytes_total', help: 'Bytes freed by eviction', registers });
+    this.passThrough = new Counter({ name: 'stevedore_pass_through_total', help: 'Blob misses streamed without caching because the store was unusable', labelNames: ['reason'], registers });
+    this.warmRuns = new Counter({ name: 'stevedore_warm_runs_total', help: 'Scheduled warming runs', labelNames: ['result'], registers });
+    if (!sources) return;
+    new Gauge({ name: 'stevedore_fills_in_flight', help: 'Blob downloads from upstream in progress', registers, collect() { this.set(sources.fillsInFlight()); } });
+    new Gauge({ name: 'stevedore_store_bytes', help: 'Bytes of blobs in the store', registers, collect() { this.set(sources.store().bytes); } });
+    new Gauge({ name: 'stevedore_store_objects', help: 'Blobs in the store', registers, collect() { this.set(sources.store().objects); } });
+    new Gauge({
+      name: 'stevedore_upstream_circuit_open', help: '1 while the circuit breaker for an upstream is open', labelNames: ['upstream'], registers,
+      collect() {
+        for (const c of sources.circuits()) this.set({ upstream: c.upstream }, c.open ? 1 : 0);
+      },
+    });
+    if (sources.foreign) {
+      const foreign = sources.foreign;
+      new Gauge({
+        name: 'stevedore_foreign_layer_requests', help: 'Foreign-layer blob requests by how they were resolved (since start)', labelNames: ['outcome'], registers,
+        collect() {
+          for (const [outcome, n] of Object.entries(foreign())) this.set({ outcome }, n);
+        },
+      });
+    }
+  }
+}
