@@ -14,6 +14,8 @@ export function parseV2Path(rawPath: string): Route {
   if (segments[0] !== 'v2') return { kind: 'other' };
   const rest = segments.slice(1);
   if (rest.length === 0 || (rest.length === 1 && rest[0] === '')) return { kind: 'base' };
+  // The spec's upload endpoint ends with a slash: /v2/<name>/blobs/uploads/
+  if (rest.length > 2 && rest[rest.length - 1] === '' && rest[rest.length - 2] === 'uploads') rest.pop();
   const decoded = rest.map((s) => {
     let d: string;
     try {

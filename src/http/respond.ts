@@ -34,7 +34,7 @@ export function parseRange(value: string | undefined, size: number | undefined):
   if (!m || (m[1] === '' && m[2] === '')) return 'invalid';
   if (m[1] === '') {
     const n = Number(m[2]);
-    if (n === 0) return 'invalid';
+    if (n === 0 || size === 0) return 'invalid';
     return { start: Math.max(0, size - n), end: size - 1 };
   }
   const start = Number(m[1]);

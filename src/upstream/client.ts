@@ -1,4 +1,5 @@
 // HTTP to upstream registries (undici): auth challenges, redirects without credentials, bounded retries.
+import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Upstream } from '../config.js';
@@ -136,7 +137,11 @@ export class UpstreamClient {
       } catch (e) {
         observe('error');
         lastError = e;
-        if (e instanceof AuthRefusedError) throw new UpstreamError(e.message, 'auth');
+        if (e instanceof AuthRefusedError) {
+          // The upstream answered; our credentials (or its realm) are the problem: a 401 to map to DENIED.
+          if (e.status !== undefined) return { status: e.status, headers: {}, body: emptyBody() };
+          throw new UpstreamError(e.message, 'auth');
+        }
         if (!canRetry) break;
         await sleep(this.backoff(attempt));
       }
@@ -172,6 +177,11 @@ export class UpstreamClient {
   async close(): Promise<void> {
     await this.agent.close();
   }
+}
+
+/** A body for an answer we synthesise (callers may dump() or iterate it). */
+function emptyBody(): Body {
+  return Object.assign(Readable.from([]), { dump: async () => undefined }) as unknown as Body;
 }
 
 /** Reads a whole (small) body, failing past `max` bytes without buffering more. */

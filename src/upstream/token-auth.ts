@@ -1,5 +1,6 @@
 // Registry auth: WWW-Authenticate challenges, the bearer token flow, a per-scope token cache, realm validation.
 import { LRUCache } from 'lru-cache';
+import { getDomain } from 'tldts';
 import type { Upstream } from '../config.js';
 
 export interface Challenge { scheme: string; params: Record<string, string> }
@@ -14,15 +15,13 @@ export function parseChallenge(header: string): Challenge | undefined {
   return { scheme: m[1]!.toLowerCase(), params };
 }
 
-const TWO_LEVEL_SUFFIXES = new Set(['co.uk', 'org.uk', 'ac.uk', 'com.au', 'net.au', 'co.jp', 'co.nz', 'com.br', 'com.cn', 'co.in', 'co.kr', 'com.tw']);
-
-/** Registrable domain ("eTLD+1") of a host; an IP address or single label is its own domain. */
+/**
+ * Registrable domain ("eTLD+1") of a host by the Public Suffix List, private suffixes included (github.io,
+ * s3.amazonaws.com: every tenant is its own site); an IP address or single label is its own domain.
+ */
 export function registrableDomain(hostname: string): string {
-  const h = hostname.toLowerCase().replace(/\.$/, '');
-  if (/^[\d.]+$/.test(h) || h.includes(':') || !h.includes('.')) return h;
-  const labels = h.split('.');
-  const n = TWO_LEVEL_SUFFIXES.has(labels.slice(-2).join('.')) ? 3 : 2;
-  return labels.slice(-n).join('.');
+  const h = hostname.toLowerCase().replace(/\.$/, '').replace(/^\[|\]$/g, '');
+  return getDomain(h, { allowPrivateDomains: true }) ?? h;
 }
 
 /**
@@ -43,9 +42,12 @@ export function realmAllowed(upstreamUrl: string, realm: string): boolean {
   return registrableDomain(r.hostname) === registrableDomain(u.hostname);
 }
 
-/** The upstream's auth setup is refused (hostile realm); retrying cannot help. */
+/** The upstream's auth setup is refused (hostile realm), or its token endpoint refused our credentials: retrying cannot help. */
 export class AuthRefusedError extends Error {
   override name = 'AuthRefusedError';
+  constructor(message: string, readonly status?: number) {
+    super(message);
+  }
 }
 
 export type TokenFetcher = (url: string, headers: Record<string, string>) => Promise<{ status: number; json: unknown }>;
@@ -85,6 +87,7 @@ export class TokenAuth {
     const headers: Record<string, string> = {};
     if (creds?.username) headers.authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password ?? creds.token ?? ''}`).toString('base64')}`;
     const res = await this.fetchToken(url.toString(), headers);
+    if (res.status === 401 || res.status === 403) throw new AuthRefusedError(`token endpoint refused the credentials (${res.status})`, res.status);
     if (res.status !== 200 || typeof res.json !== 'object' || res.json === null) {
       throw new Error(`token endpoint answered ${res.status}`);
     }

@@ -12,7 +12,26 @@ export type Fault =
   | { kind: 'cut'; afterBytes: number; times?: number }
   | { kind: 'status'; status: number; retryAfter?: number; times?: number; body?: string }
   | { kind: 'slow-headers'; ms: number }
-  | { kind: 'slow-body'; bytesPerTick: number; tickMs: number };
+  | { kind: 'slow-body'; bytesPerTick: number; tickMs: number }
+  /** answer GET and HEAD with a redirect to `location` (e.g. another server: a CDN) */
+  | { kind: 'redirect'; location: string; status?: number; times?: number }
+  /** withhold the response (GET or HEAD) until releaseHeld() or stop(), at most 30 s; default times 1 */
+  | { kind: 'hold'; times?: number };
+
+/** Bearer token auth, as Docker Hub does it: 401 + challenge on /v2/, a token endpoint at /token. */
+export interface AuthOptions {
+  /** realm announced in the challenge; default `<this fake's url>/token` */
+  realm?: string;
+  service: string;
+  /** when set, /token demands exactly these Basic credentials (else it answers 401) */
+  username?: string;
+  password?: string;
+  /** expires_in of issued tokens, seconds; default 300 */
+  expiresIn?: number;
+}
+
+/** How tags/list answers: page size (with a Link header to the next page) and order. */
+export interface TagListing { pageSize?: number; order?: 'sorted' | 'insertion' }
 
 export interface RecordedRequest { method: string; /** path including the query string */ path: string; headers: Record<string, string | string[] | undefined> }
 
@@ -22,8 +41,18 @@ export interface FakeUpstream {
   addBlob(repo: string, bytes: Buffer): string;
   /** serve a blob from a file (for big content); digest is computed by the caller */
   addBlobFile(repo: string, file: string, digest: string): void;
-  /** ref is a tag (also served by digest) or a digest; returns the digest */
-  addManifest(repo: string, ref: string, bytes: Buffer, mediaType: string): string;
+  /**
+   * ref is a tag (also served by digest) or a digest; returns the digest. opts.digest stores (and announces in
+   * Docker-Content-Digest) a digest that is NOT the bytes' sha256: a lying upstream.
+   */
+  addManifest(repo: string, ref: string, bytes: Buffer, mediaType: string, opts?: { digest?: string }): string;
+  /** require bearer tokens on every /v2/ request from now on (undefined: back to anonymous) */
+  requireAuth(opts: AuthOptions | undefined): void;
+  setTagListing(listing: TagListing): void;
+  /** lets every response withheld by a 'hold' fault go on; returns how many there were */
+  releaseHeld(): number;
+  /** body bytes written so far for requests whose path includes pathIncludes (HEADs count 0) */
+  bytesSent(pathIncludes: string): number;
   /** key: a digest (applies whenever that content is served) or a path starting with '/' (query ignored) */
   setFault(key: string, fault: Fault): void;
   clearFault(key: string): void;
@@ -77,13 +106,29 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     const t = setTimeout(() => { timers.delete(t); resolve(); }, ms);
     timers.set(t, resolve);
   });
+  const held = new Set<() => void>();
+  const hold = (): Promise<void> => new Promise((resolve) => {
+    const release = (): void => {
+      clearTimeout(t);
+      timers.delete(t);
+      held.delete(release);
+      resolve();
+    };
+    const t = setTimeout(release, 30_000);
+    timers.set(t, release);
+    held.add(release);
+  });
   const repo = (name: string): Repo => {
     let r = repos.get(name);
     if (!r) repos.set(name, (r = { blobs: new Map(), manifests: new Map(), tags: new Map() }));
     return r;
   };
-  const addManifest = (name: string, ref: string, bytes: Buffer, mediaType: string): string => {
-    const d = sha256(bytes);
+  let auth: AuthOptions | undefined;
+  const issued = new Set<string>();
+  let listing: TagListing = {};
+  const sentBytes = new Map<string, number>();
+  const addManifest = (name: string, ref: string, bytes: Buffer, mediaType: string, opts?: { digest?: string }): string => {
+    const d = opts?.digest ?? sha256(bytes);
     const r = repo(name);
     r.manifests.set(d, { bytes, mediaType });
     if (!ref.startsWith('sha256:')) r.tags.set(ref, d);
@@ -96,8 +141,8 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       const f = key === undefined ? undefined : faults.get(key);
       if (!f) continue;
       if (method === 'HEAD' && (f.kind === 'cut' || f.kind === 'wrong-bytes' || f.kind === 'slow-body')) continue; // body faults wait for a GET
-      if (f.kind === 'cut' || f.kind === 'status') {
-        const times = f.left ?? f.times ?? (f.kind === 'cut' ? 1 : Infinity);
+      if (f.kind === 'cut' || f.kind === 'status' || f.kind === 'redirect' || f.kind === 'hold') {
+        const times = f.left ?? f.times ?? (f.kind === 'cut' || f.kind === 'hold' ? 1 : Infinity);
         if (times <= 0) continue;
         f.left = times - 1;
       }
@@ -127,22 +172,30 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     if (res.destroyed) return;
     res.writeHead(status, { ...headers, 'content-length': String(end - start + 1), 'accept-ranges': 'bytes' });
     if (req.method === 'HEAD') { res.end(); return; }
+    const key = req.url ?? '/';
+    const count = (n: number): void => void sentBytes.set(key, (sentBytes.get(key) ?? 0) + n);
     let sent = 0;
     for await (let chunk of chunksOf(body, start, end)) {
       if (res.destroyed) return;
       if (fault?.kind === 'wrong-bytes') chunk = Buffer.from(chunk.map((b) => b ^ 0xff));
       if (fault?.kind === 'cut' && sent + chunk.length >= fault.afterBytes) {
         await write(res, chunk.subarray(0, fault.afterBytes - sent));
+        count(fault.afterBytes - sent);
         await wait(20); // let the partial bytes reach the client before the reset
         res.socket?.destroy();
         return;
       }
       if (fault?.kind === 'slow-body') {
         for (let o = 0; o < chunk.length && !res.destroyed; o += fault.bytesPerTick) {
-          await write(res, chunk.subarray(o, o + fault.bytesPerTick));
+          const part = chunk.subarray(o, o + fault.bytesPerTick);
+          await write(res, part);
+          count(part.length);
           await wait(fault.tickMs);
         }
-      } else await write(res, chunk);
+      } else {
+        await write(res, chunk);
+        count(chunk.length);
+      }
       sent += chunk.length;
     }
     res.end();
@@ -154,6 +207,17 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     const p = decodeURIComponent(url.pathname);
     recorded.push({ method, path: req.url ?? '/', headers: { ...req.headers } });
     res.setHeader('docker-distribution-api-version', 'registry/2.0');
+    if (auth && p === '/token' && method === 'GET') return tokenEndpoint(req, res, auth);
+    if (auth && p.startsWith('/v2')) {
+      const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
+      if (!bearer || !issued.has(bearer[1]!)) {
+        const name = /^\/v2\/(.+)\/(?:manifests|blobs|tags)\//.exec(p)?.[1];
+        const realm = auth.realm ?? `http://${host}/token`;
+        const scope = name ? `,scope="repository:${name}:pull"` : '';
+        res.setHeader('www-authenticate', `Bearer realm="${realm}",service="${auth.service}"${scope}`);
+        return ociError(res, 401, 'UNAUTHORIZED', 'authentication required');
+      }
+    }
     if (p === '/v2/' || p === '/v2') {
       const f = takeFault(method, p);
       if (f?.kind === 'status') return void statusFault(res, f);
@@ -164,8 +228,16 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       const [, name = '', kind, ref = ''] = m;
       const r = repos.get(name);
       const digest = kind === 'manifests' ? (ref.startsWith('sha256:') ? ref : r?.tags.get(ref)) : ref;
-      const fault = takeFault(method, p, digest, ref);
+      let fault = takeFault(method, p, digest, ref);
+      if (fault?.kind === 'hold') {
+        await hold();
+        fault = undefined;
+      }
       if (fault?.kind === 'status') return void statusFault(res, fault);
+      if (fault?.kind === 'redirect') {
+        res.writeHead(fault.status ?? 302, { location: fault.location, 'content-length': 0 });
+        return void res.end();
+      }
       if (kind === 'manifests') {
         const mf = digest ? r?.manifests.get(digest) : undefined;
         if (!mf || !digest) return ociError(res, 404, 'MANIFEST_UNKNOWN', `manifest unknown: ${name}:${ref}`);
@@ -181,8 +253,18 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       if (fault?.kind === 'status') return void statusFault(res, fault);
       const r = repos.get(m[1] ?? '');
       if (!r) return ociError(res, 404, 'NAME_UNKNOWN', `repository name not known: ${m[1]}`);
-      const body = Buffer.from(JSON.stringify({ name: m[1], tags: [...r.tags.keys()].sort() }));
-      return send(req, res, { bytes: body }, { 'content-type': 'application/json' }, fault);
+      let tags = [...r.tags.keys()];
+      if (listing.order !== 'insertion') tags.sort();
+      const last = url.searchParams.get('last');
+      if (last !== null) tags = tags.slice(tags.indexOf(last) + 1);
+      const n = Number(url.searchParams.get('n') ?? listing.pageSize ?? Infinity);
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (tags.length > n) {
+        tags = tags.slice(0, n);
+        headers.link = `</v2/${m[1]}/tags/list?n=${n}&last=${encodeURIComponent(tags[tags.length - 1]!)}>; rel="next"`;
+      }
+      const body = Buffer.from(JSON.stringify({ name: m[1], tags }));
+      return send(req, res, { bytes: body }, headers, fault);
     }
     // Minimal push API so images.ts push helpers work against the fake too.
     m = /^\/v2\/(.+)\/blobs\/uploads\/([^/]*)$/.exec(p);
@@ -220,6 +302,18 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     res.end(body);
   }
 
+  function tokenEndpoint(req: IncomingMessage, res: ServerResponse, a: AuthOptions): void {
+    if (a.username !== undefined) {
+      const want = `Basic ${Buffer.from(`${a.username}:${a.password ?? ''}`).toString('base64')}`;
+      if (req.headers.authorization !== want) return ociError(res, 401, 'UNAUTHORIZED', 'bad credentials');
+    }
+    const token = randomUUID();
+    issued.add(token);
+    const body = Buffer.from(JSON.stringify({ token, expires_in: a.expiresIn ?? 300 }));
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+    res.end(body);
+  }
+
   const server = createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (!res.headersSent) ociError(res, 500, 'UNKNOWN', String(err));
@@ -243,12 +337,23 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     },
     addBlobFile: (name, file, digest) => void repo(name).blobs.set(digest, { file, size: statSync(file).size }),
     addManifest,
+    requireAuth: (opts) => {
+      auth = opts;
+      issued.clear();
+    },
+    releaseHeld: () => {
+      const all = [...held];
+      for (const release of all) release();
+      return all.length;
+    },
+    setTagListing: (l) => void (listing = { ...l }),
+    bytesSent: (inc) => [...sentBytes].reduce((n, [k, v]) => (k.includes(inc) ? n + v : n), 0),
     setFault: (key, fault) => void faults.set(key, { ...fault }),
     clearFault: (key) => void faults.delete(key),
     clearFaults: () => faults.clear(),
     requests: () => recorded.slice(),
     count: (method, inc) => recorded.filter((r) => (method === '*' || r.method === method) && r.path.includes(inc)).length,
-    reset: () => { recorded = []; },
+    reset: () => { recorded = []; sentBytes.clear(); },
     stop: async () => {
       let timer: NodeJS.Timeout | undefined;
       const closed = new Promise<void>((resolve) => {

@@ -76,14 +76,18 @@ export interface InProcess extends Stevedore {
 }
 
 /** Builds the app in this process (injectable clock) and serves it on a free loopback port. */
-export async function startInProcess(flags: ConfigFlags & { configObject?: Record<string, unknown> }, now?: () => number): Promise<InProcess> {
+export async function startInProcess(
+  allFlags: ConfigFlags & { configObject?: Record<string, unknown>; /** STEVEDORE_* variables, as loadConfig's env */ env?: NodeJS.ProcessEnv },
+  now?: () => number,
+): Promise<InProcess> {
+  const { env = {}, ...flags } = allFlags;
   const dataDir = flags.data ?? (await makeTempDir('stevedore-data-')).path;
   let configFile: string | undefined;
   if (flags.configObject) {
     configFile = path.join((await makeTempDir('stevedore-cfg-')).path, 'config.yaml');
     writeFileSync(configFile, stringify(flags.configObject));
   }
-  const config = loadConfig({ ...flags, data: dataDir, listen: '127.0.0.1:0', ...(configFile ? { config: configFile } : {}) }, {});
+  const config = loadConfig({ ...flags, data: dataDir, listen: '127.0.0.1:0', ...(configFile ? { config: configFile } : {}) }, env);
   const s = buildApp(config, createLogger('silent'), now);
   const port = await freePort();
   const server = serve({ fetch: s.app.fetch, hostname: '127.0.0.1', port }) as Server;
