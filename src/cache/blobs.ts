@@ -24,8 +24,10 @@ export interface BlobHandle {
   outcome: BlobOutcome;
   /** When set, answer 302 to this URL instead of sending bytes (foreign layers whose policy is redirect). */
   redirect?: string;
-  /** Bytes [start, end] inclusive. */
+  /** Bytes [start, end] inclusive. Call at most once; or discard() instead. */
   open(start?: number, end?: number): Readable;
+  /** Releases what the handle holds when the body will not be sent after all. */
+  discard?(): void;
 }
 
 /** A descriptor with `urls` or a foreign/non-distributable media type, as recorded from a manifest. */
@@ -52,17 +54,65 @@ export interface ForeignHooks {
 export interface BlobsDeps extends FillDeps {
   client: UpstreamClient;
   foreign?: ForeignHooks;
+  /** A cached blob was used (batched into last_access for eviction). */
+  onAccess?: (digest: Digest) => void;
+  /** A fill committed a new blob (the storage budget may need a sweep). */
+  onCommit?: (digest: Digest, size: number) => void;
 }
 
 export class Blobs {
   private readonly fills = new Map<Digest, BlobFill>();
   private readonly starting = new Coalescer<BlobFill>();
   private readonly confirming = new Coalescer<HeadResult>();
+  /** Digests whose committed file is being streamed right now: never evicted under a reader. */
+  private readonly reading = new Map<Digest, number>();
 
   constructor(private readonly deps: BlobsDeps) {}
 
   get fillsInFlight(): number {
     return this.fills.size;
+  }
+
+  inUse(digest: Digest): boolean {
+    return this.reading.has(digest) || this.fills.has(digest);
+  }
+
+  /** Settles when every fill in flight has committed or failed (graceful shutdown). */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.fills.values()].map((f) => f.settled));
+  }
+
+  /** A hit: serve from an open handle, so an eviction between lookup and read cannot cut the response. */
+  private async hit(digest: Digest, size: number): Promise<BlobHandle | undefined> {
+    const fh = await this.deps.store.openHandle(digest);
+    if (!fh) return undefined;
+    if ((await fh.stat()).size !== size) {
+      await fh.close();
+      return undefined;
+    }
+    this.reading.set(digest, (this.reading.get(digest) ?? 0) + 1);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      const n = this.reading.get(digest)! - 1;
+      if (n > 0) this.reading.set(digest, n);
+      else this.reading.delete(digest);
+    };
+    this.deps.onAccess?.(digest);
+    return {
+      size,
+      outcome: 'hit',
+      open: (start, end) => {
+        const stream = fh.createReadStream({ start, end, highWaterMark: 1 << 20, autoClose: true });
+        stream.once('close', release);
+        return stream;
+      },
+      discard: () => {
+        release();
+        void fh.close();
+      },
+    };
   }
 
   /** For HEAD: answers from metadata, a running fill, or an upstream HEAD. Never downloads a body. */
@@ -71,7 +121,10 @@ export class Blobs {
     const size = meta.blobSize(digest);
     const fill = this.fills.get(digest);
     if (meta.isLinked(target.upstream.name, target.repo, digest)) {
-      if (size !== undefined) return { size, outcome: 'hit' };
+      if (size !== undefined) {
+        this.deps.onAccess?.(digest);
+        return { size, outcome: 'hit' };
+      }
       if (fill) return { size: fill.size, outcome: 'coalesced' };
     }
     const fd = size === undefined && !fill ? this.deps.foreign?.lookup(target, digest) : undefined;
@@ -90,15 +143,16 @@ export class Blobs {
   }
 
   async get(target: Target, digest: Digest): Promise<BlobHandle> {
-    const { meta, store } = this.deps;
+    const { meta } = this.deps;
     const up = target.upstream.name;
     let linked = meta.isLinked(up, target.repo, digest);
     const size = meta.blobSize(digest);
     if (size !== undefined) {
       // Another repository's copy is served here only once upstream confirms this repository has it.
       if (!linked) await this.confirm(target, digest);
-      if ((await store.size(digest)) === size) return { size, outcome: 'hit', open: (s, e) => store.open(digest, s, e) };
-      // Row without file (e.g. removed by hand): forget it and fetch again.
+      const hit = await this.hit(digest, size);
+      if (hit) return hit;
+      // Row without file (evicted meanwhile, or removed by hand): forget it and fetch again.
       meta.deleteBlob(digest);
       linked = true;
     }
@@ -125,7 +179,8 @@ export class Blobs {
     const { fill, joined } = await this.startOrJoin(digest, make);
     if (fill.state === 'done') {
       const size = this.deps.meta.blobSize(digest);
-      if (size !== undefined) return { size, outcome: 'hit', open: (s, e) => this.deps.store.open(digest, s, e) };
+      const hit = size !== undefined ? await this.hit(digest, size) : undefined;
+      if (hit) return hit;
     }
     return this.follow(fill, joined ? 'coalesced' : outcome);
   }
@@ -139,6 +194,7 @@ export class Blobs {
       this.fills.set(digest, fill);
       void fill.settled.then(() => {
         if (this.fills.get(digest) === fill) this.fills.delete(digest);
+        if (fill.state === 'done') this.deps.onCommit?.(digest, fill.written);
       });
       return fill;
     });

@@ -27,6 +27,7 @@ export interface ManifestsDeps {
   /** Air-gapped: a cached tag is served whatever its age (the upstream is never asked). */
   offline?: boolean;
   onUpstreamBytes?: (n: number) => void;
+  onAccess?: (digest: Digest) => void;
   /** Called with every verified manifest that passes through (foreign-layer recording). */
   onManifest?: (target: Target, digest: Digest, parsed: ParsedManifest) => void;
 }
@@ -39,7 +40,14 @@ export class Manifests {
   constructor(private readonly deps: ManifestsDeps) {}
 
   async get(target: Target, ref: Reference, accept: string | undefined): Promise<ManifestResult> {
-    return ref.kind === 'digest' ? this.byDigest(target, ref.digest, accept) : this.byTag(target, ref.tag, accept);
+    const r = ref.kind === 'digest' ? await this.byDigest(target, ref.digest, accept) : await this.byTag(target, ref.tag, accept);
+    this.deps.onAccess?.(r.digest);
+    return r;
+  }
+
+  /** Drops an evicted manifest from the in-memory cache. */
+  forget(digest: Digest): void {
+    this.hot.delete(digest);
   }
 
   private row(digest: Digest): ManifestRow | undefined {
@@ -140,7 +148,7 @@ export class Manifests {
     const parsed = parseManifest(body, header(res.headers, 'content-type'));
     const mediaType = baseMediaType(header(res.headers, 'content-type')) || parsed.mediaType;
     const row: ManifestRow = { digest, mediaType: mediaType === 'application/json' ? parsed.mediaType : mediaType, body };
-    this.deps.meta.putManifest(target.upstream.name, target.repo, row, parsed.descriptors.map((d) => d.digest));
+    this.deps.meta.putManifest(target.upstream.name, target.repo, row, parsed.descriptors);
     this.hot.set(digest, row);
     this.deps.onManifest?.(target, digest, parsed);
     return row;

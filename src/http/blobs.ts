@@ -27,7 +27,10 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
   info.outcome = blob.outcome;
   if (blob.redirect) return sendBytes(302, { location: blob.redirect, 'docker-content-digest': digest, 'content-length': '0' }, null);
   const range = parseRange(c.req.header('range'), blob.size);
-  if (range === 'invalid') throw new OciError('RANGE_INVALID', { range: c.req.header('range'), size: blob.size });
+  if (range === 'invalid') {
+    blob.discard?.();
+    throw new OciError('RANGE_INVALID', { range: c.req.header('range'), size: blob.size });
+  }
   info.bytes = 0;
   const onEnd = (n: number): void => {
     info.bytes! += n;

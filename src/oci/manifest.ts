@@ -13,6 +13,8 @@ export interface Descriptor {
   /** 'manifest' for index children, 'blob' for config, layers, and anything else by digest. */
   kind: 'manifest' | 'blob';
   foreign: boolean;
+  /** The manifest this one refers to (referrers API); not a child: keeping this one does not keep it. */
+  subject?: boolean;
   platform?: { os?: string; architecture?: string; variant?: string; features?: string[] };
   annotations?: Record<string, string>;
 }
@@ -88,7 +90,7 @@ export function parseManifest(body: Uint8Array, contentType: string | undefined)
       }
     }
   }
-  if (m.subject !== undefined) descriptors.push(descriptor(m.subject, 'manifest', 'subject'));
+  if (m.subject !== undefined) descriptors.push({ ...descriptor(m.subject, 'manifest', 'subject'), subject: true });
   return { mediaType, descriptors };
 }
 

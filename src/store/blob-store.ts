@@ -25,6 +25,16 @@ export class BlobStore {
     }
   }
 
+  /** Opens a committed blob; undefined when it is not on disk. An open handle survives eviction of the file. */
+  async openHandle(digest: Digest): Promise<fsp.FileHandle | undefined> {
+    try {
+      return await fsp.open(this.paths.blob(digest), 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
   /** Streams [start, end] (inclusive) of a committed blob. */
   open(digest: Digest, start = 0, end?: number): Readable {
     return createReadStream(this.paths.blob(digest), { start, ...(end !== undefined ? { end } : {}), highWaterMark: 1 << 20 });

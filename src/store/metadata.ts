@@ -25,6 +25,7 @@ export class Metadata {
       isLinked: db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM links WHERE upstream = ? AND repo = ? AND digest = ?'),
       link: db.prepare('INSERT OR IGNORE INTO links (upstream, repo, digest) VALUES (?, ?, ?)'),
       getManifest: db.prepare<[string], { media_type: string; body: Buffer }>('SELECT media_type, body FROM manifests WHERE digest = ?'),
+      putRef: db.prepare('INSERT OR IGNORE INTO manifest_refs (manifest, child) VALUES (?, ?)'),
       putManifest: db.prepare('INSERT INTO manifests (digest, media_type, body, created_at, last_access) VALUES (?, ?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING'),
       getTag: db.prepare<[string, string, string], { digest: string; checked_at: number }>('SELECT digest, checked_at FROM tags WHERE upstream = ? AND repo = ? AND tag = ?'),
       putTag: db.prepare('INSERT INTO tags (upstream, repo, tag, digest, checked_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(upstream, repo, tag) DO UPDATE SET digest = excluded.digest, checked_at = excluded.checked_at'),
@@ -71,13 +72,30 @@ export class Metadata {
     return r ? { digest, mediaType: r.media_type, body: r.body } : undefined;
   }
 
-  /** Stores a verified manifest and links it and everything it references to the repository, atomically. */
-  putManifest(upstream: string, repo: string, m: ManifestRow, references: Iterable<Digest>): void {
+  /**
+   * Stores a verified manifest and links it and everything it references to the repository, atomically.
+   * `children` (config, layers, index entries) are kept while this manifest is kept; a subject is only linked.
+   */
+  putManifest(upstream: string, repo: string, m: ManifestRow, references: Iterable<{ digest: Digest; subject?: boolean }>): void {
     const t = this.now();
     this.db.transaction(() => {
       this.q.putManifest.run(m.digest, m.mediaType, m.body, t, t);
       this.q.link.run(upstream, repo, m.digest);
-      for (const d of references) this.q.link.run(upstream, repo, d);
+      for (const r of references) {
+        this.q.link.run(upstream, repo, r.digest);
+        if (!r.subject) this.q.putRef.run(m.digest, r.digest);
+      }
+    })();
+  }
+
+  /** Writes batched access times (one transaction, not one write per request). */
+  touch(times: Iterable<[Digest, number]>): void {
+    const blob = this.db.prepare('UPDATE blobs SET last_access = ? WHERE digest = ? AND last_access < ?');
+    const manifest = this.db.prepare('UPDATE manifests SET last_access = ? WHERE digest = ? AND last_access < ?');
+    this.db.transaction(() => {
+      for (const [d, t] of times) {
+        if (blob.run(t, d, t).changes === 0) manifest.run(t, d, t);
+      }
     })();
   }
 

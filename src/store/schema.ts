@@ -33,4 +33,67 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (upstream, repo, tag)
   ) WITHOUT ROWID;
   `,
+  // 2: eviction. Which manifest references which digest (so a blob is kept while a kept manifest needs it),
+  // pinned references, and an index for least-recently-used order. Backfills refs from stored manifests.
+  `
+  CREATE TABLE manifest_refs (
+    manifest TEXT NOT NULL,
+    child    TEXT NOT NULL,
+    PRIMARY KEY (manifest, child)
+  ) WITHOUT ROWID;
+  CREATE INDEX manifest_refs_child ON manifest_refs (child);
+  CREATE TABLE pins (
+    upstream   TEXT NOT NULL,
+    repo       TEXT NOT NULL,
+    reference  TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (upstream, repo, reference)
+  ) WITHOUT ROWID;
+  CREATE INDEX blobs_last_access ON blobs (last_access);
+  CREATE INDEX manifests_last_access ON manifests (last_access);
+  INSERT OR IGNORE INTO manifest_refs (manifest, child)
+    SELECT m.digest, json_extract(j.value, '$.digest')
+    FROM manifests m, json_each(CAST(m.body AS TEXT), '$.layers') j WHERE json_valid(CAST(m.body AS TEXT))
+    UNION SELECT m.digest, json_extract(j.value, '$.digest')
+    FROM manifests m, json_each(CAST(m.body AS TEXT), '$.manifests') j WHERE json_valid(CAST(m.body AS TEXT))
+    UNION SELECT m.digest, json_extract(CAST(m.body AS TEXT), '$.config.digest')
+    FROM manifests m WHERE json_valid(CAST(m.body AS TEXT)) AND json_extract(CAST(m.body AS TEXT), '$.config.digest') IS NOT NULL;
+  `,
+  // foreign layers: descriptors with urls or a foreign/non-distributable media type seen in manifests, the
+  // repositories they were seen in, operator mirrors (mutable, unlike the signed manifest), and per-URL health.
+  `
+  CREATE TABLE IF NOT EXISTS foreign_layers (
+    digest       TEXT PRIMARY KEY,
+    size         INTEGER NOT NULL,
+    media_type   TEXT NOT NULL,
+    is_foreign   INTEGER NOT NULL,          -- 1: foreign/non-distributable type (never asked of the registry)
+    urls         TEXT NOT NULL,             -- JSON array, in manifest order
+    status       TEXT NOT NULL DEFAULT 'unresolved',
+    last_error   TEXT,
+    first_seen   INTEGER NOT NULL,
+    last_seen    INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS foreign_repos (
+    digest   TEXT NOT NULL,
+    upstream TEXT NOT NULL,
+    repo     TEXT NOT NULL,
+    PRIMARY KEY (digest, upstream, repo)
+  ) WITHOUT ROWID;
+  -- digest '' = a prefix/template mirror for every digest ("https://mirror.example/{digest}").
+  CREATE TABLE IF NOT EXISTS foreign_mirrors (
+    id       INTEGER PRIMARY KEY,
+    digest   TEXT NOT NULL,
+    url      TEXT NOT NULL,
+    added_at INTEGER NOT NULL,
+    UNIQUE (digest, url)
+  );
+  CREATE TABLE IF NOT EXISTS foreign_url_health (
+    url          TEXT PRIMARY KEY,
+    last_success INTEGER,
+    last_failure INTEGER,
+    failures     INTEGER NOT NULL DEFAULT 0,  -- consecutive
+    last_error   TEXT
+  ) WITHOUT ROWID;
+  `,
 ];

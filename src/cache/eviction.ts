@@ -1,0 +1,129 @@
+// One periodic sweep keeps the store within its budget: least recently used first; pins, kept manifests' blobs
+// and blobs being streamed or filled right now are never evicted. Access times are batched, not written per request.
+import { statfs } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import type { Digest } from '../oci/digest.js';
+import type { BlobStore } from '../store/blob-store.js';
+import type { Metadata } from '../store/metadata.js';
+import type { Usage } from '../store/usage.js';
+
+export class AccessTracker {
+  private pending = new Map<Digest, number>();
+  constructor(private readonly meta: Metadata, private readonly now: () => number) {}
+  touch(digest: Digest): void {
+    this.pending.set(digest, this.now());
+  }
+  flush(): void {
+    if (this.pending.size === 0) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    this.meta.touch(batch);
+  }
+}
+
+export interface SweepResult {
+  needed: number;
+  freedBytes: number;
+  evicted: { kind: 'blob' | 'manifest'; digest: Digest; size: number }[];
+  /** True when the budget could not be met: everything left is pinned, kept or in use. */
+  short: boolean;
+}
+
+export interface EvictionDeps {
+  meta: Metadata;
+  usage: Usage;
+  store: BlobStore;
+  access: AccessTracker;
+  log: Logger;
+  maxSize?: number;
+  minFreeDisk?: number;
+  /** A blob being streamed to a client or filled right now. */
+  inUse: (digest: Digest) => boolean;
+  /** Drop a manifest from in-memory caches. */
+  forget?: (digest: Digest) => void;
+  onEvict?: (kind: 'blob' | 'manifest', size: number) => void;
+}
+
+export class Eviction {
+  private running: Promise<SweepResult> | undefined;
+  constructor(private readonly deps: EvictionDeps) {}
+
+  /** How many bytes must go: over the size budget, or under the free-disk low-water mark. */
+  async needed(): Promise<number> {
+    const { usage, maxSize, minFreeDisk, store } = this.deps;
+    let need = 0;
+    if (maxSize !== undefined) {
+      const t = usage.totals();
+      need = Math.max(need, t.blobBytes + t.manifestBytes - maxSize);
+    }
+    if (minFreeDisk !== undefined) {
+      const fs = await statfs(store.paths.root);
+      need = Math.max(need, minFreeDisk - fs.bavail * fs.bsize);
+    }
+    return need;
+  }
+
+  /** One sweep at a time; `dryRun` decides and reports but deletes nothing. */
+  sweep(opts: { dryRun?: boolean; force?: number } = {}): Promise<SweepResult> {
+    this.running ??= this.run(opts).finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async run(opts: { dryRun?: boolean; force?: number }): Promise<SweepResult> {
+    const { usage, store, access, log } = this.deps;
+    access.flush();
+    const needed = opts.force ?? (await this.needed());
+    const result: SweepResult = { needed, freedBytes: 0, evicted: [], short: false };
+    if (needed <= 0) return result;
+    const files: Digest[] = [];
+    const decide = (): void => {
+      const pinned = usage.pinnedClosure();
+      const keep = (d: Digest) => pinned.has(d) || this.deps.inUse(d);
+      for (;;) {
+        // Blobs no kept manifest needs go first, least recently used first.
+        for (const blob of usage.unreferencedBlobs()) {
+          if (result.freedBytes >= needed) return;
+          if (keep(blob.digest)) continue;
+          usage.deleteBlob(blob.digest);
+          files.push(blob.digest);
+          result.evicted.push({ kind: 'blob', ...blob });
+          result.freedBytes += blob.size;
+        }
+        if (result.freedBytes >= needed) return;
+        // Then the least recently used image or index; what only it needed becomes a candidate next round.
+        const root = usage.rootManifests().find((c) => !keep(c.digest));
+        if (!root) {
+          result.short = true;
+          return;
+        }
+        usage.deleteManifest(root.digest);
+        result.evicted.push({ kind: 'manifest', ...root });
+        result.freedBytes += root.size;
+      }
+    };
+    if (opts.dryRun) {
+      // Decide inside a transaction that is rolled back: the report is exact and nothing changes.
+      try {
+        usage.transaction(() => {
+          decide();
+          throw new RollBack();
+        });
+      } catch (e) {
+        if (!(e instanceof RollBack)) throw e;
+      }
+      return result;
+    }
+    usage.transaction(decide);
+    // Row first (committed above), then the file: a crash in between leaves a file without a row, which
+    // startup reconciliation adopts again; never a row whose file is gone.
+    for (const d of files) await store.delete(d);
+    for (const e of result.evicted) {
+      if (e.kind === 'manifest') this.deps.forget?.(e.digest);
+      this.deps.onEvict?.(e.kind, e.size);
+    }
+    log.info({ needed, freed: result.freedBytes, blobs: files.length, manifests: result.evicted.length - files.length, short: result.short }, 'eviction sweep');
+    return result;
+  }
+}
+
+class RollBack extends Error {}
