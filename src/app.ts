@@ -2,6 +2,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { Logger } from 'pino';
 import { Blobs } from './cache/blobs.js';
+import { AccessTracker, Eviction } from './cache/eviction.js';
 import { Manifests } from './cache/manifests.js';
 import { createProxy, type Proxy } from './cache/proxy.js';
 import { Tags } from './cache/tags.js';
@@ -12,6 +13,8 @@ import { createApp } from './http/routes.js';
 import { Metrics } from './metrics.js';
 import { BlobStore } from './store/blob-store.js';
 import { Metadata } from './store/metadata.js';
+import { reconcile } from './store/reconcile.js';
+import { Usage } from './store/usage.js';
 import { CircuitBreaker } from './upstream/breaker.js';
 import { UpstreamClient } from './upstream/client.js';
 import { Registries } from './upstream/registries.js';
@@ -23,6 +26,11 @@ export interface Stevedore {
   store: BlobStore;
   metrics: Metrics;
   breaker: CircuitBreaker;
+  usage: Usage;
+  eviction: Eviction;
+  /** Startup reconciliation, then the periodic sweep and access-time flush (serve only). */
+  start(): Promise<void>;
+  /** Waits for fills in flight (bounded by the caller), flushes access times, closes SQLite. */
   close(): Promise<void>;
 }
 
@@ -40,12 +48,34 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     onError: (upstream, reason) => metrics?.upstreamErrors.inc({ upstream, reason }),
   });
   const registries = new Registries(config.upstreams, config.defaultUpstream);
+  const usage = new Usage(meta.db);
+  const access = new AccessTracker(meta, now);
   const onBlobBytes = (n: number): void => metrics?.upstreamBytes.inc({ kind: 'blob' }, n);
-  const blobs = new Blobs({ client, store, meta, log, maxResumes: Math.max(config.retries, 1), onUpstreamBytes: onBlobBytes });
+  const budgeted = config.maxSize !== undefined || config.minFreeDisk !== undefined;
+  let sweepSoon: NodeJS.Timeout | undefined;
+  const blobs = new Blobs({
+    client, store, meta, log, maxResumes: Math.max(config.retries, 1), onUpstreamBytes: onBlobBytes,
+    onAccess: (d) => access.touch(d),
+    // A commit may push the store over budget: sweep shortly (one sweep, however many commits).
+    onCommit: () => {
+      if (budgeted && !sweepSoon) sweepSoon = setTimeout(() => { sweepSoon = undefined; void sweep(); }, 1000).unref();
+    },
+  });
   const manifests = new Manifests({
     client, meta, log, now, tagTtlMs: config.tagTtl * 1000, offline: config.offline,
     onUpstreamBytes: (n) => metrics?.upstreamBytes.inc({ kind: 'manifest' }, n),
+    onAccess: (d) => access.touch(d),
   });
+  const eviction = new Eviction({
+    meta, usage, store, access, log, maxSize: config.maxSize, minFreeDisk: config.minFreeDisk,
+    inUse: (d) => blobs.inUse(d),
+    forget: (d) => manifests.forget(d),
+    onEvict: (kind, size) => {
+      metrics?.evictions.inc({ kind });
+      metrics?.evictedBytes.inc(size);
+    },
+  });
+  const sweep = () => eviction.sweep().catch((e: unknown) => log.error({ err: e }, 'eviction sweep failed'));
   const tags = new Tags({ client, meta, tagTtlMs: config.tagTtl * 1000 });
   const proxy = createProxy(registries, blobs, manifests, tags);
   metrics = new Metrics({
@@ -81,9 +111,23 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     },
   });
   const app = createApp({ proxy, log, ops, onRequestDone });
+  const timers: NodeJS.Timeout[] = [];
   return {
-    app, proxy, meta, store, metrics: m, breaker,
+    app, proxy, meta, store, metrics: m, breaker, usage, eviction,
+    async start() {
+      const r = await reconcile(store, meta);
+      if (r.rowsDropped || r.filesAdopted || r.strayFiles) log.warn(r, 'store reconciled at startup');
+      timers.push(setInterval(() => access.flush(), 10_000).unref());
+      if (budgeted) {
+        timers.push(setInterval(() => void sweep(), config.sweepInterval * 1000).unref());
+        await sweep();
+      }
+    },
     async close() {
+      for (const t of timers) clearInterval(t);
+      if (sweepSoon) clearTimeout(sweepSoon);
+      await blobs.drain();
+      access.flush();
       await client.close();
       meta.close();
     },

@@ -1,9 +1,10 @@
 // Commands: serve | check-config. Flags mirror the config keys; every flag has a STEVEDORE_* env twin.
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, type ConfigFlags } from './config.js';
+import { registerOpsCommands } from './cli-ops.js';
 import { serve } from './serve.js';
 
-function common(cmd: Command): Command {
+export function common(cmd: Command): Command {
   return cmd
     .option('-c, --config <file>', 'YAML config file (env STEVEDORE_CONFIG)')
     .option('--listen <host:port>', 'address to listen on (env STEVEDORE_LISTEN)', undefined)
@@ -16,7 +17,7 @@ function common(cmd: Command): Command {
     .option('--min-free-disk <bytes>', 'evict until the data file system has this much free (env STEVEDORE_MIN_FREE_DISK)');
 }
 
-function configOrExit(flags: ConfigFlags) {
+export function configOrExit(flags: ConfigFlags) {
   try {
     return loadConfig(flags);
   } catch (e) {
@@ -41,5 +42,6 @@ export async function runCli(argv: string[]): Promise<void> {
     const upstreams = Object.fromEntries(Object.values(config.upstreams).map((u) => [u.name, { url: u.url, credentials: u.credentials ? '[redacted]' : undefined }]));
     process.stdout.write(`${JSON.stringify({ ...config, upstreams }, null, 2)}\n`);
   });
+  registerOpsCommands(program, common, configOrExit);
   await program.parseAsync(argv);
 }

@@ -10,6 +10,7 @@ const GRACE_MS = 10_000;
 export async function serve(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
   const s = buildApp(config, log);
+  await s.start();
   const server = listen({ fetch: s.app.fetch, hostname: config.host, port: config.port }) as Server;
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
@@ -27,7 +28,9 @@ export async function serve(config: Config): Promise<void> {
     const force = setTimeout(() => server.closeAllConnections(), GRACE_MS);
     force.unref();
     server.close(() => {
-      void s.close().finally(() => {
+      // In-flight fills finish (bounded by the grace period) so their bytes are not downloaded twice.
+      const grace = new Promise((r) => setTimeout(r, GRACE_MS).unref());
+      void Promise.race([s.close(), grace]).finally(() => {
         log.flush();
         process.exit(0);
       });

@@ -1,0 +1,119 @@
+// Operator commands on a data dir (also while serve runs on it): gc, du, verify, pin, unpin, pins.
+import type { Command } from 'commander';
+import { buildApp, type Stevedore } from './app.js';
+import type { Config, ConfigFlags } from './config.js';
+import { createLogger } from './log.js';
+import { isIndexType } from './oci/media-types.js';
+import { parseManifest } from './oci/manifest.js';
+import { parseReference, type Reference } from './oci/reference.js';
+import { verifyStore } from './store/reconcile.js';
+
+type Build = (flags: ConfigFlags) => Config;
+
+const mb = (n: number): string => {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (n >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+};
+
+/** Splits `[host/]repo[:tag|@digest]` into the name (as a client path) and the reference. */
+export function splitRef(ref: string): { name: string; reference: Reference } {
+  const at = ref.indexOf('@');
+  let name = ref;
+  let reference: string;
+  if (at >= 0) {
+    name = ref.slice(0, at);
+    reference = ref.slice(at + 1);
+  } else {
+    const colon = ref.lastIndexOf(':');
+    const tagged = colon > ref.lastIndexOf('/');
+    reference = tagged ? ref.slice(colon + 1) : 'latest';
+    if (tagged) name = ref.slice(0, colon);
+  }
+  const parsed = parseReference(reference);
+  if (!parsed) throw new Error(`invalid reference in ${ref}`);
+  return { name, reference: parsed };
+}
+
+async function withApp<T>(config: Config, fn: (s: Stevedore) => Promise<T>): Promise<T> {
+  const s = buildApp(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel));
+  try {
+    return await fn(s);
+  } finally {
+    await s.close();
+  }
+}
+
+/** Resolves a ref through the cache (fetching what is missing) and every child manifest of an index. */
+async function resolveDag(s: Stevedore, ref: string) {
+  const { name, reference } = splitRef(ref);
+  const target = s.proxy.resolve(name, undefined);
+  const root = await s.proxy.manifests.get(target, reference, undefined);
+  if (isIndexType(root.mediaType)) {
+    for (const d of parseManifest(root.body, root.mediaType).descriptors) {
+      if (d.kind === 'manifest' && !d.subject) await s.proxy.manifests.get(target, { kind: 'digest', digest: d.digest }, undefined);
+    }
+  }
+  return { target, reference, root };
+}
+
+export function registerOpsCommands(program: Command, common: (c: Command) => Command, build: Build): void {
+  common(program.command('gc').description('run the eviction sweep now (needs --max-size or --min-free-disk)'))
+    .option('--dry-run', 'print what would be evicted; change nothing')
+    .action(async (flags: ConfigFlags & { dryRun?: boolean }) => {
+      const r = await withApp(build(flags), (s) => s.eviction.sweep({ dryRun: flags.dryRun }));
+      const verb = flags.dryRun ? 'would free' : 'freed';
+      for (const e of r.evicted) console.log(`${flags.dryRun ? 'would evict' : 'evicted'} ${e.kind} ${e.digest} ${mb(e.size)}`);
+      console.log(`${verb} ${mb(r.freedBytes)} of ${mb(Math.max(r.needed, 0))} needed (${r.evicted.length} objects)${r.short ? '; budget not met: the rest is pinned or in use' : ''}`);
+    });
+  common(program.command('du').description('print storage usage, by upstream and repository'))
+    .action(async (flags: ConfigFlags) => {
+      await withApp(build(flags), async (s) => {
+        const t = s.usage.totals();
+        console.log(`total ${mb(t.blobBytes + t.manifestBytes)}: ${t.blobs} blobs (${mb(t.blobBytes)}), ${t.manifests} manifests (${mb(t.manifestBytes)})`);
+        for (const r of s.usage.byRepository()) console.log(`${mb(r.bytes).padStart(12)}  ${String(r.blobs).padStart(6)} blobs  ${r.upstream}/${r.repo}`);
+      });
+    });
+  common(program.command('verify').description('re-hash every cached blob; report (and with --repair remove) corrupt ones'))
+    .option('--repair', 'remove corrupt blobs so they are fetched again')
+    .action(async (flags: ConfigFlags & { repair?: boolean }) => {
+      const r = await withApp(build(flags), (s) => verifyStore(s.store, s.meta, { repair: !!flags.repair }));
+      for (const c of r.corrupt) console.log(`corrupt ${c.digest} (content hashes to ${c.got})${flags.repair ? ': removed' : ''}`);
+      console.log(`checked ${r.checked} blobs, ${mb(r.bytes)}: ${r.corrupt.length} corrupt`);
+      if (r.corrupt.length > 0 && !flags.repair) process.exitCode = 1;
+    });
+  common(program.command('pin').argument('<ref...>', 'e.g. docker.io/library/alpine:3.20 or ghcr.io/org/app@sha256:...').description('keep an image (its whole DAG) out of eviction'))
+    .action(async (refs: string[], flags: ConfigFlags) => {
+      await withApp(build(flags), async (s) => {
+        for (const ref of refs) {
+          const { target, reference, root } = await resolveDag(s, ref);
+          const refText = reference.kind === 'tag' ? reference.tag : reference.digest;
+          s.usage.pin({ upstream: target.upstream.name, repo: target.repo, reference: refText, digest: root.digest }, Date.now());
+          console.log(`pinned ${target.upstream.name}/${target.repo}:${refText} -> ${root.digest}`);
+        }
+      });
+    });
+  common(program.command('unpin').argument('<ref...>').description('let an image be evicted again'))
+    .action(async (refs: string[], flags: ConfigFlags) => {
+      await withApp(build(flags), async (s) => {
+        for (const ref of refs) {
+          const { name, reference } = splitRef(ref);
+          const target = s.proxy.resolve(name, undefined);
+          const refText = reference.kind === 'tag' ? reference.tag : reference.digest;
+          const ok = s.usage.unpin(target.upstream.name, target.repo, refText);
+          console.log(`${ok ? 'unpinned' : 'not pinned:'} ${target.upstream.name}/${target.repo}:${refText}`);
+          if (!ok) process.exitCode = 1;
+        }
+      });
+    });
+  common(program.command('pins').description('list pinned images'))
+    .action(async (flags: ConfigFlags) => {
+      await withApp(build(flags), async (s) => {
+        for (const p of s.usage.pins()) console.log(`${p.upstream}/${p.repo}:${p.reference} ${p.digest} ${new Date(p.createdAt).toISOString()}`);
+      });
+    });
+}
