@@ -3,15 +3,20 @@ import { constants, promises as fsp } from 'node:fs';
 import type { Logger } from 'pino';
 import { Blobs } from './cache/blobs.js';
 import { AccessTracker, Eviction } from './cache/eviction.js';
+import { ForeignLayers } from './cache/foreign.js';
+import { ForeignAdmin } from './cache/foreign-ops.js';
+import { ForeignPolicy } from './cache/foreign-policy.js';
 import { Manifests } from './cache/manifests.js';
 import { createProxy, type Proxy } from './cache/proxy.js';
 import { Tags } from './cache/tags.js';
 import type { Config } from './config.js';
+import { adminRoutes } from './http/admin.js';
 import type { RequestInfo } from './http/middleware.js';
 import { opsRoutes } from './http/ops.js';
 import { createApp } from './http/routes.js';
 import { Metrics } from './metrics.js';
 import { BlobStore } from './store/blob-store.js';
+import { ForeignStore } from './store/foreign.js';
 import { Metadata } from './store/metadata.js';
 import { reconcile } from './store/reconcile.js';
 import { Usage } from './store/usage.js';
@@ -28,6 +33,8 @@ export interface Stevedore {
   breaker: CircuitBreaker;
   usage: Usage;
   eviction: Eviction;
+  foreign: ForeignLayers;
+  foreignAdmin: ForeignAdmin;
   /** Startup reconciliation, then the periodic sweep and access-time flush (serve only). */
   start(): Promise<void>;
   /** Waits for fills in flight (bounded by the caller), flushes access times, closes SQLite. */
@@ -51,10 +58,15 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const usage = new Usage(meta.db);
   const access = new AccessTracker(meta, now);
   const onBlobBytes = (n: number): void => metrics?.upstreamBytes.inc({ kind: 'blob' }, n);
+  const foreign = new ForeignLayers({
+    store: new ForeignStore(meta.db), policy: new ForeignPolicy(config.foreign.rules), config: config.foreign,
+    log, now, offline: config.offline, fill: { store, meta, log, maxResumes: Math.max(config.retries, 1) },
+  });
+  const foreignAdmin = new ForeignAdmin(foreign);
   const budgeted = config.maxSize !== undefined || config.minFreeDisk !== undefined;
   let sweepSoon: NodeJS.Timeout | undefined;
   const blobs = new Blobs({
-    client, store, meta, log, maxResumes: Math.max(config.retries, 1), onUpstreamBytes: onBlobBytes,
+    client, store, meta, log, maxResumes: Math.max(config.retries, 1), onUpstreamBytes: onBlobBytes, foreign,
     onAccess: (d) => access.touch(d),
     // A commit may push the store over budget: sweep shortly (one sweep, however many commits).
     onCommit: () => {
@@ -65,6 +77,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     client, meta, log, now, tagTtlMs: config.tagTtl * 1000, offline: config.offline,
     onUpstreamBytes: (n) => metrics?.upstreamBytes.inc({ kind: 'manifest' }, n),
     onAccess: (d) => access.touch(d),
+    onManifest: foreign.onManifest,
   });
   const eviction = new Eviction({
     meta, usage, store, access, log, maxSize: config.maxSize, minFreeDisk: config.minFreeDisk,
@@ -111,9 +124,10 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     },
   });
   const app = createApp({ proxy, log, ops, onRequestDone });
+  if (config.adminToken) adminRoutes(app, { token: config.adminToken, foreign: foreignAdmin, foreignStats: () => foreign.stats() });
   const timers: NodeJS.Timeout[] = [];
   return {
-    app, proxy, meta, store, metrics: m, breaker, usage, eviction,
+    app, proxy, meta, store, metrics: m, breaker, usage, eviction, foreign, foreignAdmin,
     async start() {
       const r = await reconcile(store, meta);
       if (r.rowsDropped || r.filesAdopted || r.strayFiles) log.warn(r, 'store reconciled at startup');

@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, type ConfigFlags } from './config.js';
 import { registerOpsCommands } from './cli-ops.js';
+import { registerForeignCommands } from './cli-foreign.js';
 import { serve } from './serve.js';
 
 export function common(cmd: Command): Command {
@@ -40,8 +41,9 @@ export async function runCli(argv: string[]): Promise<void> {
   common(program.command('check-config').description('validate the configuration and print it (secrets redacted)')).action((flags: ConfigFlags) => {
     const config = configOrExit(flags);
     const upstreams = Object.fromEntries(Object.values(config.upstreams).map((u) => [u.name, { url: u.url, credentials: u.credentials ? '[redacted]' : undefined }]));
-    process.stdout.write(`${JSON.stringify({ ...config, upstreams }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ ...config, upstreams, adminToken: config.adminToken ? '[redacted]' : undefined }, null, 2)}\n`);
   });
   registerOpsCommands(program, common, configOrExit);
+  registerForeignCommands(program, common, configOrExit);
   await program.parseAsync(argv);
 }

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { foreignSchema } from './foreign-config.js';
 
 export const BUILTIN_UPSTREAMS: Record<string, string> = {
   'docker.io': 'https://registry-1.docker.io',
@@ -73,6 +74,10 @@ export const configSchema = z.strictObject({
     /** Seconds the circuit stays open before one probe request is let through. */
     cooldown: z.number().int().positive().default(30),
   }).prefault({}),
+  /** Foreign / non-distributable layers: ordered URL rules (default: deny every URL). */
+  foreign: foreignSchema,
+  /** Bearer token for the admin API under /-/admin/ (off when unset); env STEVEDORE_ADMIN_TOKEN. */
+  adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;
@@ -158,6 +163,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   set('logLevel', env.STEVEDORE_LOG_LEVEL);
   set('maxSize', env.STEVEDORE_MAX_SIZE);
   set('minFreeDisk', env.STEVEDORE_MIN_FREE_DISK);
+  set('adminToken', env.STEVEDORE_ADMIN_TOKEN);
   if (env.STEVEDORE_OFFLINE !== undefined) raw.offline = /^(1|true|yes)$/i.test(env.STEVEDORE_OFFLINE);
   set('listen', flags.listen);
   set('maxSize', flags.maxSize);
