@@ -18,8 +18,6 @@ export class Metrics {
   readonly upstreamErrors: Counter<'upstream' | 'reason'>;
   readonly evictions: Counter<'kind'>;
   readonly evictedBytes: Counter;
-  readonly passThrough: Counter<'reason'>;
-  readonly warmRuns: Counter<'result'>;
 
   constructor(sources?: GaugeSources) {
     const registers = [this.registry];
@@ -31,8 +29,6 @@ export class Metrics {
     this.upstreamErrors = new Counter({ name: 'stevedore_upstream_errors_total', help: 'Upstream requests that failed (network, 5xx, circuit open, offline)', labelNames: ['upstream', 'reason'], registers });
     this.evictions = new Counter({ name: 'stevedore_evictions_total', help: 'Objects evicted by the storage budget sweep', labelNames: ['kind'], registers });
     this.evictedBytes = new Counter({ name: 'stevedore_evicted_bytes_total', help: 'Bytes freed by eviction', registers });
-    this.passThrough = new Counter({ name: 'stevedore_pass_through_total', help: 'Blob misses streamed without caching because the store was unusable', labelNames: ['reason'], registers });
-    this.warmRuns = new Counter({ name: 'stevedore_warm_runs_total', help: 'Scheduled warming runs', labelNames: ['result'], registers });
     if (!sources) return;
     new Gauge({ name: 'stevedore_fills_in_flight', help: 'Blob downloads from upstream in progress', registers, collect() { this.set(sources.fillsInFlight()); } });
     new Gauge({ name: 'stevedore_store_bytes', help: 'Bytes of blobs in the store', registers, collect() { this.set(sources.store().bytes); } });

@@ -8,6 +8,7 @@ import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { Metadata } from '../store/metadata.js';
 import { header, type UpstreamResponse } from '../upstream/client.js';
+import { bestEffort } from './best-effort.js';
 
 /** Upstream sent bytes that are not the blob: never stored, never the clean end of a response. */
 export class DigestMismatchError extends Error {
@@ -20,6 +21,16 @@ export interface FillSource {
   resume(offset: number): Promise<UpstreamResponse>;
   /** The size the descriptor promised, when known; a Content-Length that disagrees fails the fill. */
   expectedSize?: number;
+}
+
+/** The store could not take a new blob; `source` is untouched so the caller can stream it through instead. */
+export class StoreUnwritableError extends Error {
+  override name = 'StoreUnwritableError';
+  /** Set by the one caller that streams `source` through; joined callers must fetch their own. */
+  claimed = false;
+  constructor(readonly reason: Error, readonly source: FillSource, readonly size: number | undefined) {
+    super(`store unwritable: ${reason.message}`);
+  }
 }
 
 export interface FillDeps {
@@ -68,8 +79,8 @@ export class BlobFill {
     try {
       temp = await deps.store.createTemp();
     } catch (e) {
-      res.body.destroy();
-      throw e;
+      // The caller may still pass the response through (store unwritable): the body stays open for it.
+      throw new StoreUnwritableError(e as Error, source, size);
     }
     return new BlobFill(deps, source, digest, size, temp.handle, temp.path);
   }
@@ -78,7 +89,8 @@ export class BlobFill {
     try {
       await this.pump(first);
       await this.deps.store.commit(this.tempPath, this.handle, this.digest);
-      this.deps.meta.putBlob(this.digest, this.written);
+      // Verified and on disk: readers finish either way; without a row, startup reconciliation adopts the file.
+      bestEffort(this.deps.log, 'blob row', () => this.deps.meta.putBlob(this.digest, this.written));
       this.state = 'done';
     } catch (e) {
       this.state = 'failed';

@@ -6,7 +6,10 @@ import type { BlobStore } from '../store/blob-store.js';
 import type { Metadata } from '../store/metadata.js';
 import { header, type Headers, type UpstreamClient } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
-import { BlobFill, type FillDeps, type FillSource } from './blob-fill.js';
+import { pipeline } from 'node:stream';
+import { BlobFill, StoreUnwritableError, type FillDeps, type FillSource } from './blob-fill.js';
+import { isDiskError, VerifyingStream } from './pass-through.js';
+import { bestEffort } from './best-effort.js';
 import { Coalescer } from './coalesce.js';
 import { fromUnreachable, fromUpstreamStatus } from './upstream-errors.js';
 
@@ -16,7 +19,7 @@ function upstreamSaid404(e: unknown): boolean {
   return e instanceof OciError && (e.detail as { upstreamStatus?: number } | undefined)?.upstreamStatus === 404;
 }
 
-export type BlobOutcome = 'hit' | 'miss' | 'coalesced' | 'redirect' | 'foreign-fetch';
+export type BlobOutcome = 'hit' | 'miss' | 'coalesced' | 'redirect' | 'foreign-fetch' | 'pass-through';
 
 export interface BlobHandle {
   /** Total size; undefined only for a miss whose upstream sent no Content-Length. */
@@ -28,6 +31,8 @@ export interface BlobHandle {
   open(start?: number, end?: number): Readable;
   /** Releases what the handle holds when the body will not be sent after all. */
   discard?(): void;
+  /** The body can only be sent whole (pass-through): a Range header is ignored (RFC 9110 allows it). */
+  wholeOnly?: boolean;
 }
 
 /** A descriptor with `urls` or a foreign/non-distributable media type, as recorded from a manifest. */
@@ -56,9 +61,14 @@ export interface BlobsDeps extends FillDeps {
   foreign?: ForeignHooks;
   /** A cached blob was used (batched into last_access for eviction). */
   onAccess?: (digest: Digest) => void;
-  /** A fill committed a new blob (the storage budget may need a sweep). */
+  /** A fill committed a new blob (the storage budget may need a sweep), or the store ran out of room. */
   onCommit?: (digest: Digest, size: number) => void;
+  onStoreFull?: () => void;
+  now?: () => number;
 }
+
+/** After the store refused a write, misses pass through for this long before a fill is tried again. */
+const PASS_THROUGH_MS = 30_000;
 
 export class Blobs {
   private readonly fills = new Map<Digest, BlobFill>();
@@ -66,6 +76,7 @@ export class Blobs {
   private readonly confirming = new Coalescer<HeadResult>();
   /** Digests whose committed file is being streamed right now: never evicted under a reader. */
   private readonly reading = new Map<Digest, number>();
+  private passThroughUntil = 0;
 
   constructor(private readonly deps: BlobsDeps) {}
 
@@ -153,7 +164,7 @@ export class Blobs {
       const hit = await this.hit(digest, size);
       if (hit) return hit;
       // Row without file (evicted meanwhile, or removed by hand): forget it and fetch again.
-      meta.deleteBlob(digest);
+      bestEffort(this.deps.log, 'blob row', () => meta.deleteBlob(digest));
       linked = true;
     }
     const running = this.fills.get(digest);
@@ -163,16 +174,48 @@ export class Blobs {
     }
     const fd = this.deps.foreign?.lookup(target, digest);
     if (fd?.foreign) return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
+    const now = this.deps.now ?? Date.now;
     try {
+      if (now() < this.passThroughUntil) return this.passThrough(await this.upstreamSource(target, digest), undefined, digest);
       const { fill, joined } = await this.startOrJoin(digest, () => this.upstreamSource(target, digest));
       if (joined && !linked) await this.confirm(target, digest);
       if (fill.state === 'done') return this.get(target, digest);
       return this.follow(fill, joined ? 'coalesced' : 'miss');
     } catch (e) {
+      if (e instanceof StoreUnwritableError) {
+        this.storeRefused(e.reason);
+        // The first caller streams the response it already has; callers that joined it fetch their own.
+        const mine = !e.claimed;
+        e.claimed = true;
+        return this.passThrough(mine ? e.source : await this.upstreamSource(target, digest), mine ? e.size : undefined, digest);
+      }
       // An ordinary layer with urls: the upstream first, the allowed URLs when it does not have it.
       if (fd && fd.urls.length > 0 && upstreamSaid404(e)) return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
       throw e;
     }
+  }
+
+  private storeRefused(e: Error): void {
+    this.deps.log.warn({ err: e.message }, 'store unwritable: passing blobs through without caching');
+    this.passThroughUntil = (this.deps.now ?? Date.now)() + PASS_THROUGH_MS;
+    this.deps.onStoreFull?.();
+  }
+
+  /** Streams an upstream response to one client, verified (last byte held back), without caching it. */
+  private passThrough(source: FillSource, size: number | undefined, digest: Digest): BlobHandle {
+    const cl = header(source.first.headers, 'content-length');
+    const total = size ?? (cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined);
+    return {
+      size: total,
+      outcome: 'pass-through',
+      wholeOnly: true,
+      open: () => {
+        const out = new VerifyingStream(digest, total);
+        pipeline(source.first.body, out, () => undefined);
+        return out;
+      },
+      discard: () => source.first.body.destroy(),
+    };
   }
 
   private async fillFrom(digest: Digest, make: () => Promise<FillSource>, outcome: BlobOutcome): Promise<BlobHandle> {
@@ -195,6 +238,7 @@ export class Blobs {
       void fill.settled.then(() => {
         if (this.fills.get(digest) === fill) this.fills.delete(digest);
         if (fill.state === 'done') this.deps.onCommit?.(digest, fill.written);
+        else if (isDiskError(fill.error)) this.storeRefused(fill.error!);
       });
       return fill;
     });
@@ -218,7 +262,7 @@ export class Blobs {
       throw fromUpstreamStatus(res, 'BLOB_UNKNOWN', what);
     }
     // Upstream just served it for this repository: that is proof enough for the link.
-    this.deps.meta.link(target.upstream.name, target.repo, [digest]);
+    bestEffort(this.deps.log, 'link', () => this.deps.meta.link(target.upstream.name, target.repo, [digest]));
     const path = `/blobs/${digest}`;
     return { first: res, resume: (offset) => this.deps.client.send(target.upstream, target.repo, path, 'GET', { range: `bytes=${offset}-` }) };
   }
@@ -243,7 +287,7 @@ export class Blobs {
       throw fromUnreachable(e, 'BLOB_UNKNOWN', { ...what, reason: 'cannot confirm this repository has the blob' });
     }
     if (res.status !== 200) throw fromUpstreamStatus(res, 'BLOB_UNKNOWN', what);
-    this.deps.meta.link(target.upstream.name, target.repo, [digest]);
+    bestEffort(this.deps.log, 'link', () => this.deps.meta.link(target.upstream.name, target.repo, [digest]));
     return res;
   }
 }

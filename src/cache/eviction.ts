@@ -6,6 +6,7 @@ import type { Digest } from '../oci/digest.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { Metadata } from '../store/metadata.js';
 import type { Usage } from '../store/usage.js';
+import { isStoreWriteError } from './best-effort.js';
 
 export class AccessTracker {
   private pending = new Map<Digest, number>();
@@ -13,11 +14,18 @@ export class AccessTracker {
   touch(digest: Digest): void {
     this.pending.set(digest, this.now());
   }
-  flush(): void {
-    if (this.pending.size === 0) return;
+  /** Writes the batch; a failed write (read-only or full store) drops it: access times are advisory. */
+  flush(): boolean {
+    if (this.pending.size === 0) return true;
     const batch = this.pending;
     this.pending = new Map();
-    this.meta.touch(batch);
+    try {
+      this.meta.touch(batch);
+      return true;
+    } catch (e) {
+      if (!isStoreWriteError(e)) throw e;
+      return false;
+    }
   }
 }
 

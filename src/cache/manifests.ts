@@ -9,6 +9,7 @@ import type { Reference } from '../oci/reference.js';
 import type { Metadata, ManifestRow } from '../store/metadata.js';
 import { header, readCapped, type UpstreamClient } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
+import { bestEffort } from './best-effort.js';
 import { Coalescer } from './coalesce.js';
 import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure } from './upstream-errors.js';
 
@@ -79,11 +80,11 @@ export class Manifests {
         const res = await this.deps.client.send(target.upstream, target.repo, `/manifests/${tag}`, 'HEAD', { accept: accept ?? DEFAULT_ACCEPT });
         await res.body.dump().catch(() => undefined);
         if (res.status === 200 && header(res.headers, 'docker-content-digest') === usable.digest) {
-          meta.putTag(up, target.repo, tag, usable.digest);
+          bestEffort(this.deps.log, 'tag', () => meta.putTag(up, target.repo, tag, usable.digest));
           return { ...usable, outcome: 'revalidated' };
         }
         if (res.status === 404) {
-          meta.deleteTag(up, target.repo, tag);
+          bestEffort(this.deps.log, 'tag', () => meta.deleteTag(up, target.repo, tag));
           throw fromUpstreamStatus(res, 'MANIFEST_UNKNOWN', { repo: target.repo, tag });
         }
         if (res.status >= 500 || res.status === 429) return this.stale(usable, target, tag, `upstream answered ${res.status}`);
@@ -95,7 +96,7 @@ export class Manifests {
     try {
       const { row, joined } = await this.fetch(target, tag, accept, undefined);
       // Only an answer to a full Accept list is what the tag means for every client.
-      if (!accept || accepts(accept, MT.ociIndex) || accepts(accept, MT.dockerList)) meta.putTag(up, target.repo, tag, row.digest);
+      if (!accept || accepts(accept, MT.ociIndex) || accepts(accept, MT.dockerList)) bestEffort(this.deps.log, 'tag', () => meta.putTag(up, target.repo, tag, row.digest));
       return { ...row, outcome: joined ? 'coalesced' : 'miss' };
     } catch (e) {
       if (usable && !(e instanceof OciError && e.detail && (e.detail as { upstreamStatus?: number }).upstreamStatus === 404)) {
@@ -148,7 +149,7 @@ export class Manifests {
     const parsed = parseManifest(body, header(res.headers, 'content-type'));
     const mediaType = baseMediaType(header(res.headers, 'content-type')) || parsed.mediaType;
     const row: ManifestRow = { digest, mediaType: mediaType === 'application/json' ? parsed.mediaType : mediaType, body };
-    this.deps.meta.putManifest(target.upstream.name, target.repo, row, parsed.descriptors);
+    bestEffort(this.deps.log, 'manifest', () => this.deps.meta.putManifest(target.upstream.name, target.repo, row, parsed.descriptors));
     this.hot.set(digest, row);
     this.deps.onManifest?.(target, digest, parsed);
     return row;

@@ -21,12 +21,14 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
   if (c.req.method === 'HEAD') {
     const st = await proxy.blobs.stat(target, digest);
     info.outcome = st.outcome;
+    base['x-stevedore-cache'] = st.outcome;
     return sendBytes(200, st.size !== undefined ? { ...base, 'content-length': String(st.size) } : base, null);
   }
   const blob = await proxy.blobs.get(target, digest);
   info.outcome = blob.outcome;
+  base['x-stevedore-cache'] = blob.outcome;
   if (blob.redirect) return sendBytes(302, { location: blob.redirect, 'docker-content-digest': digest, 'content-length': '0' }, null);
-  const range = parseRange(c.req.header('range'), blob.size);
+  const range = blob.wholeOnly ? undefined : parseRange(c.req.header('range'), blob.size);
   if (range === 'invalid') {
     blob.discard?.();
     throw new OciError('RANGE_INVALID', { range: c.req.header('range'), size: blob.size });

@@ -12,8 +12,12 @@ export class BlobStore {
     this.paths = new StorePaths(root);
     mkdirSync(this.paths.blobsDir, { recursive: true });
     // Leftovers of fills interrupted by a crash are never served: drop them at startup.
-    rmSync(this.paths.tmpDir, { recursive: true, force: true });
-    mkdirSync(this.paths.tmpDir, { recursive: true });
+    try {
+      rmSync(this.paths.tmpDir, { recursive: true, force: true });
+      mkdirSync(this.paths.tmpDir, { recursive: true });
+    } catch {
+      // A read-only data dir still serves what it holds; fills will pass through.
+    }
   }
 
   /** Size of the committed file, or undefined when it is not on disk. */
