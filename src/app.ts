@@ -65,13 +65,15 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const foreignAdmin = new ForeignAdmin(foreign);
   const budgeted = config.maxSize !== undefined || config.minFreeDisk !== undefined;
   let sweepSoon: NodeJS.Timeout | undefined;
+  const sweepShortly = (): void => {
+    if (budgeted && !sweepSoon) sweepSoon = setTimeout(() => { sweepSoon = undefined; void sweep(); }, 1000).unref();
+  };
   const blobs = new Blobs({
     client, store, meta, log, maxResumes: Math.max(config.retries, 1), onUpstreamBytes: onBlobBytes, foreign,
     onAccess: (d) => access.touch(d),
-    // A commit may push the store over budget: sweep shortly (one sweep, however many commits).
-    onCommit: () => {
-      if (budgeted && !sweepSoon) sweepSoon = setTimeout(() => { sweepSoon = undefined; void sweep(); }, 1000).unref();
-    },
+    // A commit may push the store over budget, and a full disk wants room: one sweep shortly, however many ask.
+    onCommit: () => sweepShortly(),
+    onStoreFull: () => sweepShortly(),
   });
   const manifests = new Manifests({
     client, meta, log, now, tagTtlMs: config.tagTtl * 1000, offline: config.offline,
