@@ -1,0 +1,263 @@
+// Unit tests for eviction + usage on a temp data dir (no network): LRU under a budget, pin closures, shared blobs, in-use blobs, dry-run, gc CLI.
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { pino } from 'pino';
+import { AccessTracker, Eviction, type SweepResult } from '../../src/cache/eviction.ts';
+import { digestOf, type Digest } from '../../src/oci/digest.ts';
+import { parseManifest } from '../../src/oci/manifest.ts';
+import { BlobStore } from '../../src/store/blob-store.ts';
+import { Metadata } from '../../src/store/metadata.ts';
+import { Usage } from '../../src/store/usage.ts';
+import { makeTempDir, runCommand, type TempDir } from '../helpers/tmp.ts';
+
+const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
+const UP = 'registry.test';
+const MT = { manifest: 'application/vnd.oci.image.manifest.v1+json', index: 'application/vnd.oci.image.index.v1+json', config: 'application/vnd.oci.image.config.v1+json', layer: 'application/vnd.oci.image.layer.v1.tar+gzip' };
+
+interface Blob { digest: Digest; size: number }
+interface Image extends Blob { config: Blob; layers: Blob[] }
+
+/** A data dir with real CAS files and SQLite rows, an injected clock, and an eviction over it. */
+class Fixture {
+  now = 1_000_000;
+  readonly tmp: TempDir = makeTempDir('stevedore-evict-');
+  readonly store = new BlobStore(this.tmp.path);
+  readonly meta = new Metadata(this.store.paths.db, () => this.now);
+  readonly usage = new Usage(this.meta.db);
+  readonly access = new AccessTracker(this.meta, () => this.now);
+  readonly inUse = new Set<string>();
+  private seq = 0;
+
+  eviction(maxSize?: number): Eviction {
+    return new Eviction({ meta: this.meta, usage: this.usage, store: this.store, access: this.access, log: pino({ level: 'silent' }), maxSize, inUse: (d) => this.inUse.has(d) });
+  }
+
+  /** Writes a verified file into the CAS and its row, as a fill does; each call is one tick later (LRU order). */
+  async blob(bytes: Buffer = randomBytes(1000 + this.seq * 10)): Promise<Blob> {
+    const digest = digestOf(bytes);
+    const { path: temp, handle } = await this.store.createTemp();
+    await handle.write(bytes, 0, bytes.length, 0);
+    await this.store.commit(temp, handle, digest);
+    await handle.close();
+    this.meta.putBlob(digest, bytes.length);
+    this.now++;
+    return { digest, size: bytes.length };
+  }
+
+  manifest(repo: string, tags: string[], doc: object, mediaType: string): Blob {
+    const body = Buffer.from(JSON.stringify(doc));
+    const digest = digestOf(body);
+    this.meta.putManifest(UP, repo, { digest, mediaType, body }, parseManifest(body, mediaType).descriptors);
+    for (const t of tags) this.meta.putTag(UP, repo, t, digest);
+    this.now++;
+    return { digest, size: body.length };
+  }
+
+  async image(repo: string, tags: string[], nLayers: number, shared: Blob[] = []): Promise<Image> {
+    const config = await this.blob(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', seq: this.seq++ })));
+    const layers = [...shared];
+    for (let i = 0; i < nLayers; i++) layers.push(await this.blob());
+    const desc = (b: Blob, mediaType: string) => ({ mediaType, digest: b.digest, size: b.size });
+    const m = this.manifest(repo, tags, { schemaVersion: 2, mediaType: MT.manifest, config: desc(config, MT.config), layers: layers.map((l) => desc(l, MT.layer)) }, MT.manifest);
+    return { ...m, config, layers };
+  }
+
+  index(repo: string, tags: string[], children: Image[]): Blob {
+    return this.manifest(repo, tags, { schemaVersion: 2, mediaType: MT.index, manifests: children.map((c) => ({ mediaType: MT.manifest, digest: c.digest, size: c.size, platform: { os: 'linux', architecture: 'amd64' } })) }, MT.index);
+  }
+
+  onDisk(b: Blob): boolean {
+    return existsSync(this.store.paths.blob(b.digest));
+  }
+
+  total(): number {
+    const t = this.usage.totals();
+    return t.blobBytes + t.manifestBytes;
+  }
+}
+
+const fixtures: Fixture[] = [];
+function fixture(): Fixture {
+  const f = new Fixture();
+  fixtures.push(f);
+  return f;
+}
+after(async () => {
+  for (const f of fixtures) {
+    if (f.meta.db.open) f.meta.close();
+    await f.tmp.cleanup();
+  }
+});
+
+const digests = (r: SweepResult) => new Set(r.evicted.map((e) => e.digest));
+const blobsOf = (i: Image): Blob[] => [i.config, ...i.layers];
+
+/** Every row of every eviction-relevant table and every CAS file with its hash: equal snapshots = nothing changed. */
+function snapshot(dir: string): unknown {
+  const db = new Database(path.join(dir, 'metadata.db'), { readonly: true });
+  try {
+    const rows = Object.fromEntries(['blobs', 'links', 'manifests', 'tags', 'manifest_refs', 'pins'].map((t) => [t, db.prepare(`SELECT * FROM ${t}`).all().map((r) => JSON.stringify(r)).sort()]));
+    const files = readdirSync(path.join(dir, 'blobs'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
+      .map((e) => `${e.name}=${createHash('sha256').update(readFileSync(path.join(e.parentPath, e.name))).digest('hex')}`).sort();
+    return { rows, files };
+  } finally {
+    db.close();
+  }
+}
+
+describe('eviction', () => {
+  test('a pinned index keeps its child manifests and their configs and layers, even when least recently used', async () => {
+    const f = fixture();
+    const amd = await f.image('pinned', [], 2);
+    const arm = await f.image('pinned', [], 2);
+    const idx = f.index('pinned', ['v1'], [amd, arm]);
+    const other = await f.image('other', ['v1'], 2);
+    f.usage.pin({ upstream: UP, repo: 'pinned', reference: 'v1', digest: idx.digest }, f.now);
+    const kept = [idx, amd, arm, ...blobsOf(amd), ...blobsOf(arm)];
+    assert.deepEqual(f.usage.pinnedClosure(), new Set(kept.map((b) => b.digest)));
+
+    const r = await f.eviction().sweep({ force: 1e12 });
+    assert.deepEqual(digests(r), new Set([other, ...blobsOf(other)].map((b) => b.digest)));
+    assert.equal(r.short, true, 'the budget cannot be met: the rest is pinned');
+    for (const b of [...blobsOf(amd), ...blobsOf(arm)]) assert.ok(f.onDisk(b) && f.meta.blobSize(b.digest) === b.size, `pinned blob ${b.digest} kept`);
+    for (const m of [idx, amd, arm]) assert.ok(f.meta.getManifest(m.digest), `pinned manifest ${m.digest} kept`);
+    assert.equal(f.meta.getTag(UP, 'pinned', 'v1')?.digest, idx.digest);
+    for (const b of blobsOf(other)) assert.ok(!f.onDisk(b) && f.meta.blobSize(b.digest) === undefined);
+
+    assert.equal(f.usage.unpin(UP, 'pinned', 'v1'), true);
+    const r2 = await f.eviction().sweep({ force: 1e12 });
+    assert.deepEqual(digests(r2), new Set(kept.map((b) => b.digest)), 'unpinned, the whole DAG goes');
+    assert.equal(f.total(), 0);
+  });
+
+  test('a blob shared by two images is evicted only once neither kept manifest references it', async () => {
+    const f = fixture();
+    const shared = await f.blob(); // oldest of all: plain LRU would take it first
+    const a = await f.image('a', ['v1'], 1, [shared]);
+    const b = await f.image('b', ['v1'], 1, [shared]);
+    const onlyA = [a.config, a.layers[1]!];
+    const r = await f.eviction().sweep({ force: a.size + onlyA.reduce((n, x) => n + x.size, 0) });
+    assert.deepEqual(digests(r), new Set([a, ...onlyA].map((x) => x.digest)));
+    assert.ok(f.onDisk(shared) && f.meta.blobSize(shared.digest) === shared.size, 'still referenced by b');
+    for (const x of blobsOf(b)) assert.ok(f.onDisk(x));
+
+    const r2 = await f.eviction().sweep({ force: 1e12 });
+    const order = r2.evicted.map((e) => e.digest);
+    assert.ok(order.includes(shared.digest));
+    assert.ok(order.indexOf(b.digest) < order.indexOf(shared.digest), 'the last manifest referencing it went first');
+    assert.ok(!f.onDisk(shared));
+  });
+
+  test('blobs being streamed or filled are skipped; the next least recently used one goes instead', async () => {
+    const f = fixture();
+    const [x, y, z] = [await f.blob(), await f.blob(), await f.blob()];
+    f.inUse.add(x.digest);
+    const ev = f.eviction(f.total() - 1);
+    const r = await ev.sweep();
+    assert.deepEqual(r.evicted.map((e) => e.digest), [y.digest]);
+    assert.ok(f.onDisk(x) && !f.onDisk(y) && f.onDisk(z));
+    const all = await ev.sweep({ force: 1e12 });
+    assert.deepEqual(all.evicted.map((e) => e.digest), [z.digest]);
+    assert.equal(all.short, true);
+    assert.ok(f.onDisk(x) && f.meta.blobSize(x.digest) === x.size, 'in use: never evicted');
+  });
+
+  test('least recently used first: a recently pulled image survives, the store ends within its budget', async () => {
+    const f = fixture();
+    const a = await f.image('a', ['v1'], 2);
+    const b = await f.image('b', ['v1'], 2);
+    const c = await f.image('c', ['v1'], 2);
+    f.now += 1000;
+    for (const d of [a, ...blobsOf(a)]) f.access.touch(d.digest); // pulled again: flushed by the sweep
+    const budget = f.total() - b.size - b.config.size - 1; // b's manifest and more than its config must go
+    const r = await f.eviction(budget).sweep();
+    assert.ok(f.total() <= budget, `${f.total()} <= ${budget}`);
+    assert.ok(r.freedBytes >= r.needed);
+    assert.equal(r.evicted[0]!.digest, b.digest, 'b is the least recently used root');
+    for (const x of [a, c]) assert.ok(f.meta.getManifest(x.digest));
+    for (const x of [...blobsOf(a), ...blobsOf(c)]) assert.ok(f.onDisk(x));
+  });
+
+  test('evicting a manifest removes its tag mappings, references and links; its blobs become candidates', async () => {
+    const f = fixture();
+    const img = await f.image('app', ['v1', 'latest'], 2);
+    const keep = await f.image('app', ['v2'], 1);
+    const r = await f.eviction().sweep({ force: img.size });
+    assert.deepEqual(r.evicted, [{ kind: 'manifest', digest: img.digest, size: img.size }]);
+    assert.equal(f.meta.getManifest(img.digest), undefined);
+    assert.equal(f.meta.getTag(UP, 'app', 'v1'), undefined);
+    assert.equal(f.meta.getTag(UP, 'app', 'latest'), undefined);
+    assert.deepEqual(f.meta.listTags(UP, 'app'), ['v2']);
+    assert.equal(f.meta.isLinked(UP, 'app', img.digest), false);
+    assert.deepEqual(f.meta.db.prepare('SELECT COUNT(*) AS n FROM manifest_refs WHERE manifest = ?').get(img.digest), { n: 0 });
+    assert.deepEqual(f.usage.unreferencedBlobs().map((x) => x.digest).sort(), blobsOf(img).map((x) => x.digest).sort());
+    assert.ok(f.meta.getManifest(keep.digest) && f.meta.getTag(UP, 'app', 'v2'));
+  });
+
+  test('dry-run changes no row and no file, and reports exactly what the real run then does', async () => {
+    const f = fixture();
+    const shared = await f.blob();
+    const old = await f.image('old', ['v1'], 2, [shared]);
+    const child = await f.image('p', [], 1);
+    const idx = f.index('p', ['v1'], [child]);
+    f.usage.pin({ upstream: UP, repo: 'p', reference: 'v1', digest: idx.digest }, f.now);
+    await f.image('mid', ['v1'], 2, [shared]);
+    const busy = await f.blob();
+    f.inUse.add(busy.digest);
+    await f.blob();
+    await f.image('new', ['v1'], 3);
+    const budget = Math.floor(f.total() / 3);
+    const before = snapshot(f.tmp.path);
+    const dry = await f.eviction(budget).sweep({ dryRun: true });
+    assert.deepEqual(snapshot(f.tmp.path), before);
+    assert.ok(dry.evicted.length > 3 && dry.freedBytes >= dry.needed);
+    assert.ok(!digests(dry).has(busy.digest) && !digests(dry).has(idx.digest));
+    assert.ok(digests(dry).has(old.digest));
+
+    const real = await f.eviction(budget).sweep();
+    assert.deepEqual(real, dry);
+    assert.notDeepEqual(snapshot(f.tmp.path), before);
+    assert.ok(f.total() <= budget);
+    for (const e of real.evicted) if (e.kind === 'blob') assert.ok(!existsSync(f.store.paths.blob(e.digest)));
+  });
+});
+
+describe('gc and du commands (child process on the data dir)', () => {
+  test('gc --dry-run prints the decisions and changes nothing; gc frees exactly those; du reports', async () => {
+    const f = fixture();
+    const a = await f.image('a', ['v1'], 3);
+    await f.image('b', ['v1'], 3);
+    const stray = await f.blob(); // no manifest references it: goes first, then a (the LRU image) and its config
+    const budget = f.total() - stray.size - a.size - 1;
+    f.meta.close();
+    const cli = (...args: string[]) => runCommand(process.execPath, [MAIN, ...args, '--data', f.tmp.path, '--log-level', 'warn'], { timeoutMs: 30_000 });
+    const lines = (out: string, verb: string) => out.split('\n').filter((l) => l.startsWith(verb)).map((l) => l.slice(verb.length));
+
+    const before = snapshot(f.tmp.path);
+    const dry = await cli('gc', '--dry-run', '--max-size', String(budget));
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.deepEqual(snapshot(f.tmp.path), before);
+    const would = lines(dry.stdout, 'would evict ');
+    assert.deepEqual(would.map((l) => l.split(' ').slice(0, 2).join(' ')), [`blob ${stray.digest}`, `manifest ${a.digest}`, `blob ${a.config.digest}`], dry.stdout);
+    assert.match(dry.stdout, /would free /);
+
+    const real = await cli('gc', '--max-size', String(budget));
+    assert.equal(real.code, 0, real.stderr);
+    assert.deepEqual(lines(real.stdout, 'evicted '), would);
+    for (const l of would.filter((x) => x.startsWith('blob '))) assert.ok(!existsSync(f.store.paths.blob(l.split(' ')[1] as Digest)), l);
+    const db = new Database(f.store.paths.db, { readonly: true });
+    const t = new Usage(db).totals();
+    db.close();
+    assert.ok(t.blobBytes + t.manifestBytes <= budget);
+
+    const again = await cli('gc', '--max-size', String(budget));
+    assert.match(again.stdout, /freed 0 B of 0 B needed \(0 objects\)/);
+    const du = await cli('du');
+    assert.equal(du.code, 0, du.stderr);
+    assert.match(du.stdout, new RegExp(`^total .*: ${t.blobs} blobs .*, ${t.manifests} manifests`, 'm'));
+  });
+});
