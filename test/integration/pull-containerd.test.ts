@@ -1,7 +1,9 @@
-// containerd (ctr + hosts.toml naming stevedore as mirror, so requests carry ?ns=) pulls and unpacks through stevedore.
+// containerd (ctr + the hosts.toml files shipped in deploy/, so requests carry ?ns=) pulls and unpacks through stevedore.
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.ts';
+import { startContainerd, type Containerd } from '../helpers/containerd.ts';
 import { pushMultiLayer, pushOciIndex, type PushedImage } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
@@ -9,6 +11,30 @@ import { makeTempDir, sleep, type TempDir } from '../helpers/tmp.ts';
 
 // The hosts.toml "server" (containerd's fallback) is a dead port: a pull can only succeed through stevedore.
 const DEAD_SERVER = 'http://127.0.0.1:9';
+/** The shipped certs.d tree and the mirror URL its files name (operators replace it with their host). */
+const SHIPPED_CERTS_D = path.resolve(import.meta.dirname, '../../deploy/containerd/certs.d');
+const SHIPPED_MIRROR = 'http://stevedore.local:5000';
+
+/**
+ * Copies every deploy/containerd/certs.d/<dir>/hosts.toml into hostsDir, changing only the mirror URL (to the
+ * test's stevedore) and the `server` line (to a dead port). _default has no `server` line, and for a loopback
+ * registry containerd's implicit fallback would be the real registry over plain HTTP, so one is added there.
+ * Fails if a shipped file no longer names the mirror, so the tested file cannot silently drift from the shipped one.
+ */
+function copyShippedHostsToml(hostsDir: string, mirrorUrl: string): string[] {
+  const dirs = readdirSync(SHIPPED_CERTS_D).filter((d) => existsSync(path.join(SHIPPED_CERTS_D, d, 'hosts.toml')));
+  assert.ok(dirs.includes('docker.io') && dirs.includes('_default'), `deploy certs.d has docker.io and _default: ${dirs.join(', ')}`);
+  for (const dir of dirs) {
+    const shipped = readFileSync(path.join(SHIPPED_CERTS_D, dir, 'hosts.toml'), 'utf8');
+    assert.ok(shipped.includes(`[host."${SHIPPED_MIRROR}"]`), `deploy/containerd/certs.d/${dir}/hosts.toml names ${SHIPPED_MIRROR} as a host`);
+    let text = shipped.replaceAll(SHIPPED_MIRROR, mirrorUrl.replace(/\/+$/, ''));
+    const serverLine = /^server\s*=.*$/m;
+    text = serverLine.test(text) ? text.replace(serverLine, `server = ${JSON.stringify(DEAD_SERVER)}`) : `server = ${JSON.stringify(DEAD_SERVER)}\n${text}`;
+    mkdirSync(path.join(hostsDir, dir), { recursive: true });
+    writeFileSync(path.join(hostsDir, dir, 'hosts.toml'), text);
+  }
+  return dirs;
+}
 
 describe('containerd through stevedore, real registry upstream', () => {
   let reg: Registry;
@@ -26,8 +52,9 @@ describe('containerd through stevedore, real registry upstream', () => {
     idx = await pushOciIndex(reg.url, 'test/index', 'v1');
     busybox = await pushMultiLayer(reg.url, 'library/busybox', '1', 2);
     sd = await startStevedore({ upstreams: [reg.url, `docker.io=${reg.url}`] });
-    writeHostsToml(tmp.path, reg.host, sd.url, { server: DEAD_SERVER });
-    writeHostsToml(tmp.path, 'docker.io', sd.url, { server: DEAD_SERVER });
+    // docker.io uses its own shipped file; the registry's 127.0.0.1:PORT has no directory, so containerd uses _default.
+    const dirs = copyShippedHostsToml(tmp.path, sd.url);
+    assert.ok(!dirs.includes(reg.host));
   });
 
   after(async () => {
