@@ -1,4 +1,5 @@
 // Foreign / non-distributable layers: recorded from manifests; served by redirect or fetch-and-verify per the rules.
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import type { ForeignConfig } from '../foreign-config.js';
 import type { Digest } from '../oci/digest.js';
@@ -44,10 +45,19 @@ export interface ForeignDeps {
   resolve?: SafeFetchOptions['resolve'];
 }
 
+// Sorted: health reorders candidates, but only a different set of URLs (a mirror added) is new information.
+const urlsKey = (cands: Candidate[]): string => cands.map((c) => c.url).sort().join('\n');
+
 export const OFFLINE = (url: string): Tried => ({ url, error: 'not contacted: offline mode', refused: true });
 
 export class ForeignLayers implements ForeignHooks {
   private readonly counters: Record<ForeignOutcome, number> = { redirect: 0, fetch: 0, stream: 0, head: 0, denied: 0, unavailable: 0, mismatch: 0, recorded: 0 };
+
+  /**
+   * The last GET failure per digest in this process, with the URL list it was computed from: a HEAD answers
+   * the same while nothing changed, instead of promising a blob the GET cannot deliver.
+   */
+  private readonly lastFailure = new LRUCache<Digest, { urls: string; error: OciError }>({ max: 10_000 });
 
   constructor(readonly deps: ForeignDeps) {}
 
@@ -129,6 +139,8 @@ export class ForeignLayers implements ForeignHooks {
 
   async stat(target: Target, digest: Digest, d: ForeignDescriptor): Promise<{ size: number; outcome: BlobOutcome }> {
     const cands = this.candidates(digest, d.urls);
+    const failure = this.lastFailure.get(digest);
+    if (failure && failure.urls === urlsKey(cands)) throw failure.error;
     const c = cands.find((x) => x.decision.action !== 'deny');
     if (!c) {
       const tried = cands.map((x) => ({ url: x.url, error: x.decision.reason ?? 'denied', refused: true }));
@@ -212,10 +224,13 @@ export class ForeignLayers implements ForeignHooks {
     const detail = { reason, digest: where.digest, mediaType: d.mediaType, size: d.size, urls: cands.map((c) => c.url), tried, policy, status };
     this.settle(where.digest, status, tried.map((t) => `${t.url}: ${t.error}`).join('; ') || `no URL (${policy})`);
     this.count(status === 'denied' ? 'denied' : 'unavailable', { ...where, tried, policy });
-    return new OciError('BLOB_UNKNOWN', detail);
+    const error = new OciError('BLOB_UNKNOWN', detail);
+    this.lastFailure.set(where.digest, { urls: urlsKey(cands), error });
+    return error;
   }
 
   settle(digest: Digest, status: ForeignStatus, error: string | null): void {
+    if (error === null) this.lastFailure.delete(digest);
     try {
       this.deps.store.setStatus(digest, status, error);
     } catch (e) {
