@@ -81,7 +81,7 @@ describe('foreign layers through stevedore (registry upstream, nginx foreign hos
     }
     // Same size, one byte flipped in the middle: only the digest can tell.
     const bad = readFileSync(L.tampered.file);
-    bad[bad.length >> 1] ^= 0xff;
+    bad.writeUInt8(bad.readUInt8(bad.length >> 1) ^ 0xff, bad.length >> 1);
     A.put(`/fetch/bad/${L.tampered.digest}`, bad);
     A.put(`/fetch/good/${L.tampered.digest}`, L.tampered.file);
     const local = ['127.0.0.1/32'];
