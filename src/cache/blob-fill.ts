@@ -5,7 +5,7 @@ import type { promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
-import type { BlobStore } from '../store/blob-store.js';
+import type { BlobStore, PartialFile } from '../store/blob-store.js';
 import type { Metadata } from '../store/metadata.js';
 import { header, type UpstreamResponse } from '../upstream/client.js';
 import { bestEffort } from './best-effort.js';
@@ -21,6 +21,13 @@ export interface FillSource {
   resume(offset: number): Promise<UpstreamResponse>;
   /** The size the descriptor promised, when known; a Content-Length that disagrees fails the fill. */
   expectedSize?: number;
+  /**
+   * A claimed partial download to continue: its first `partial.size` bytes are kept (re-hashed, then checked with
+   * the rest) and `first` must be the 206 answer starting there. On a network failure it is kept for next time.
+   */
+  partial?: PartialFile;
+  /** Limits the upstream byte rate (shared by all fills). */
+  throttle?: (bytes: number) => Promise<void>;
 }
 
 /** The store could not take a new blob; `source` is untouched so the caller can stream it through instead. */
@@ -61,20 +68,33 @@ export class BlobFill {
     readonly size: number | undefined,
     private readonly handle: fsp.FileHandle,
     private readonly tempPath: string,
+    /** Bytes already present from an earlier, interrupted download of the same digest. */
+    private readonly resumedFrom: number,
   ) {
+    this.written = resumedFrom;
     this.settled = this.run(source.first);
   }
 
   /** Starts a fill from a 200 response already received for the blob. */
   static async start(deps: FillDeps, source: FillSource, digest: Digest): Promise<BlobFill> {
     const res = source.first;
+    const offset = source.partial?.size ?? 0;
+    // A resumed download announces the whole size in Content-Range; a fresh one in Content-Length.
+    const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(header(res.headers, 'content-range') ?? '');
     const cl = header(res.headers, 'content-length');
-    const announced = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+    const announced = offset > 0 ? (range ? Number(range[2]) : undefined) : cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+    if (offset > 0 && (res.status !== 206 || !range || Number(range[1]) !== offset)) {
+      res.body.destroy();
+      await source.partial!.abandon();
+      throw new Error(`resume of ${digest} at ${offset} answered ${res.status} ${header(res.headers, 'content-range') ?? ''}`);
+    }
     if (announced !== undefined && source.expectedSize !== undefined && announced !== source.expectedSize) {
       res.body.destroy();
-      throw new DigestMismatchError(`Content-Length ${announced} != descriptor size ${source.expectedSize}`);
+      await source.partial?.abandon();
+      throw new DigestMismatchError(`upstream size ${announced} != descriptor size ${source.expectedSize}`);
     }
     const size = announced ?? source.expectedSize;
+    if (source.partial) return new BlobFill(deps, source, digest, size, source.partial.handle, source.partial.path, offset);
     let temp;
     try {
       temp = await deps.store.createTemp();
@@ -82,7 +102,7 @@ export class BlobFill {
       // The caller may still pass the response through (store unwritable): the body stays open for it.
       throw new StoreUnwritableError(e as Error, source, size);
     }
-    return new BlobFill(deps, source, digest, size, temp.handle, temp.path);
+    return new BlobFill(deps, source, digest, size, temp.handle, temp.path, 0);
   }
 
   private async run(first: UpstreamResponse): Promise<void> {
@@ -96,8 +116,11 @@ export class BlobFill {
       this.state = 'failed';
       this.error = e as Error;
       this.deps.log.warn({ digest: this.digest, err: this.error.message, bytes: this.written }, 'blob fill failed');
-      await this.deps.store.removeTemp(this.tempPath).catch(() => undefined);
+      // A partial cut off by the network is kept for a Range resume; wrong bytes are never kept.
+      const keep = this.source.partial !== undefined && !(e instanceof DigestMismatchError);
+      if (!keep) await this.deps.store.removeTemp(this.tempPath).catch(() => undefined);
     } finally {
+      await this.source.partial?.release().catch(() => undefined);
       this.events.emit('change');
       await this.maybeClose();
     }
@@ -106,6 +129,15 @@ export class BlobFill {
   private async pump(first: UpstreamResponse): Promise<void> {
     const algorithm = parseDigest(this.digest)!.algorithm;
     const hasher = new Hasher(algorithm);
+    // Bytes kept from an interrupted download are hashed again from disk (cheap next to the network).
+    for (let pos = 0; pos < this.resumedFrom; ) {
+      const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, this.resumedFrom - pos));
+      const { bytesRead } = await this.handle.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) throw new Error('partial file shorter than recorded');
+      hasher.update(buf.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+    if (this.resumedFrom > 0) this.deps.log.info({ digest: this.digest, at: this.resumedFrom }, 'resuming an interrupted download');
     let res = first;
     for (let resumes = 0; ; ) {
       // A full 200 answer to a resume repeats bytes we already have: skip them.
@@ -125,6 +157,7 @@ export class BlobFill {
           if (this.size !== undefined && this.written + buf.length > this.size) {
             throw new DigestMismatchError(`upstream sent more than the ${this.size} bytes it announced`);
           }
+          await this.source.throttle?.(buf.length);
           await this.handle.write(buf, 0, buf.length, this.written);
           hasher.update(buf);
           this.written += buf.length;

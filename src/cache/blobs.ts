@@ -65,6 +65,8 @@ export interface BlobsDeps extends FillDeps {
   onCommit?: (digest: Digest, size: number) => void;
   onStoreFull?: () => void;
   now?: () => number;
+  /** Shared upstream rate limit (--upstream-rate): awaited before each chunk is written. */
+  throttle?: (bytes: number) => Promise<void>;
 }
 
 /** After the store refused a write, misses pass through for this long before a fill is tried again. */
@@ -176,7 +178,7 @@ export class Blobs {
     if (fd?.foreign) return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
     const now = this.deps.now ?? Date.now;
     try {
-      if (now() < this.passThroughUntil) return this.passThrough(await this.upstreamSource(target, digest), undefined, digest);
+      if (now() < this.passThroughUntil) return this.passThrough(await this.upstreamSource(target, digest, false), undefined, digest);
       const { fill, joined } = await this.startOrJoin(digest, () => this.upstreamSource(target, digest));
       if (joined && !linked) await this.confirm(target, digest);
       if (fill.state === 'done') return this.get(target, digest);
@@ -187,7 +189,7 @@ export class Blobs {
         // The first caller streams the response it already has; callers that joined it fetch their own.
         const mine = !e.claimed;
         e.claimed = true;
-        return this.passThrough(mine ? e.source : await this.upstreamSource(target, digest), mine ? e.size : undefined, digest);
+        return this.passThrough(mine ? e.source : await this.upstreamSource(target, digest, false), mine ? e.size : undefined, digest);
       }
       // An ordinary layer with urls: the upstream first, the allowed URLs when it does not have it.
       if (fd && fd.urls.length > 0 && upstreamSaid404(e)) return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
@@ -249,22 +251,37 @@ export class Blobs {
     return { size: fill.size, outcome, open: (s, e) => fill.reader(s, e) };
   }
 
-  private async upstreamSource(target: Target, digest: Digest): Promise<FillSource> {
+  /**
+   * GET from the upstream. With `resumable`, an interrupted earlier download of this digest (partial/) is
+   * continued with Range instead of fetched again from the first byte.
+   */
+  private async upstreamSource(target: Target, digest: Digest, resumable = true): Promise<FillSource> {
     const what = { digest, repo: target.repo, upstream: target.upstream.name };
+    const path = `/blobs/${digest}`;
+    const get = (offset: number) => this.deps.client.send(target.upstream, target.repo, path, 'GET', offset > 0 ? { range: `bytes=${offset}-` } : {});
+    const partial = resumable ? await this.deps.store.claimPartial(digest).catch(() => undefined) : undefined;
     let res;
     try {
-      res = await this.deps.client.send(target.upstream, target.repo, `/blobs/${digest}`, 'GET');
+      res = await get(partial?.size ?? 0);
+      if (partial && partial.size > 0 && res.status !== 206) {
+        // The upstream will not resume (or the partial is stale): start over from the first byte.
+        await res.body.dump().catch(() => undefined);
+        await partial.handle.truncate(0);
+        partial.size = 0;
+        res = await get(0);
+      }
     } catch (e) {
+      await partial?.abandon();
       throw fromUnreachable(e, 'BLOB_UNKNOWN', what);
     }
-    if (res.status !== 200) {
+    if (res.status !== 200 && res.status !== 206) {
+      await partial?.abandon();
       await res.body.dump().catch(() => undefined);
       throw fromUpstreamStatus(res, 'BLOB_UNKNOWN', what);
     }
     // Upstream just served it for this repository: that is proof enough for the link.
     bestEffort(this.deps.log, 'link', () => this.deps.meta.link(target.upstream.name, target.repo, [digest]));
-    const path = `/blobs/${digest}`;
-    return { first: res, resume: (offset) => this.deps.client.send(target.upstream, target.repo, path, 'GET', { range: `bytes=${offset}-` }) };
+    return { first: res, resume: get, ...(partial ? { partial } : {}), ...(this.deps.throttle ? { throttle: this.deps.throttle } : {}) };
   }
 
   /** Upstream HEAD for this repository; links the digest on 200, throws BLOB_UNKNOWN (or 429/403) otherwise. */

@@ -1,10 +1,30 @@
 // Content-addressed blob files: stat, open for reading, temp files, verified commit (fsync + rename), delete.
 import { randomUUID } from 'node:crypto';
-import { createReadStream, mkdirSync, promises as fsp, rmSync } from 'node:fs';
+import { constants, createReadStream, mkdirSync, promises as fsp, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import { StorePaths } from './paths.js';
+
+/** An exclusively claimed partial download: `size` bytes are already there. */
+export interface PartialFile {
+  path: string;
+  handle: fsp.FileHandle;
+  size: number;
+  /** Drops the lock; the handle stays open for readers. */
+  release(): Promise<void>;
+  /** Drops the lock and closes the handle: for when no fill will use it. */
+  abandon(): Promise<void>;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export class BlobStore {
   readonly paths: StorePaths;
@@ -15,6 +35,7 @@ export class BlobStore {
     try {
       rmSync(this.paths.tmpDir, { recursive: true, force: true });
       mkdirSync(this.paths.tmpDir, { recursive: true });
+      mkdirSync(this.paths.partialDir, { recursive: true });
     } catch {
       // A read-only data dir still serves what it holds; fills will pass through.
     }
@@ -42,6 +63,42 @@ export class BlobStore {
   /** Streams [start, end] (inclusive) of a committed blob. */
   open(digest: Digest, start = 0, end?: number): Readable {
     return createReadStream(this.paths.blob(digest), { start, ...(end !== undefined ? { end } : {}), highWaterMark: 1 << 20 });
+  }
+
+  /**
+   * Claims the partial download of a digest for this process (a lock file naming our pid; a lock left by a
+   * dead process is taken over). undefined when another live process is downloading it right now.
+   */
+  async claimPartial(digest: Digest): Promise<PartialFile | undefined> {
+    const path = this.paths.partial(digest);
+    const lock = `${path}.lock`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await fsp.writeFile(lock, String(process.pid), { flag: 'wx' });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const pid = Number(await fsp.readFile(lock, 'utf8').catch(() => ''));
+        if (pid > 0 && alive(pid)) return undefined;
+        await fsp.rm(lock, { force: true });
+        continue;
+      }
+      const handle = await fsp.open(path, constants.O_RDWR | constants.O_CREAT);
+      const size = (await handle.stat()).size;
+      let released = false;
+      const release = async (): Promise<void> => {
+        if (released) return;
+        released = true;
+        await fsp.rm(lock, { force: true });
+      };
+      return {
+        path, handle, size, release,
+        abandon: async () => {
+          await release();
+          await handle.close().catch(() => undefined);
+        },
+      };
+    }
+    return undefined;
   }
 
   /** A new temp file opened read+write, for a fill. */

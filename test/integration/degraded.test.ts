@@ -37,6 +37,10 @@ describe('degraded store', () => {
     freshDigest = fake.addBlob('app/x', fresh);
     sd = await startInProcess({ upstream: [fake.url] });
     assert.equal((await get(`${sd.url}/v2/app/x/blobs/${cachedDigest}`)).status, 200);
+    // Both ways a fill gets a file: a resumable partial (lock file first) and a plain temp file.
+    sd.store.claimPartial = async () => {
+      throw diskError('EROFS');
+    };
     sd.store.createTemp = async () => {
       throw diskError('EROFS');
     };
