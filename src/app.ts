@@ -21,6 +21,7 @@ import { Metadata } from './store/metadata.js';
 import { reconcile } from './store/reconcile.js';
 import { Usage } from './store/usage.js';
 import { CircuitBreaker } from './upstream/breaker.js';
+import { RateLimiter } from './upstream/rate-limit.js';
 import { UpstreamClient } from './upstream/client.js';
 import { Registries } from './upstream/registries.js';
 
@@ -68,7 +69,9 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const sweepShortly = (): void => {
     if (budgeted && !sweepSoon) sweepSoon = setTimeout(() => { sweepSoon = undefined; void sweep(); }, 1000).unref();
   };
+  const limiter = config.upstreamRate !== undefined ? new RateLimiter(config.upstreamRate) : undefined;
   const blobs = new Blobs({
+    ...(limiter ? { throttle: (n: number) => limiter.take(n) } : {}),
     client, store, meta, log, maxResumes: Math.max(config.retries, 1), onUpstreamBytes: onBlobBytes, foreign,
     onAccess: (d) => access.touch(d),
     // A commit may push the store over budget, and a full disk wants room: one sweep shortly, however many ask.

@@ -15,7 +15,8 @@ export function common(cmd: Command): Command {
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env STEVEDORE_LOG_LEVEL)')
     .option('--offline', 'air-gapped: never contact an upstream; serve only what is cached (env STEVEDORE_OFFLINE=1)')
     .option('--max-size <bytes>', 'storage budget, e.g. 200GB or 50GiB; least recently used content is evicted (env STEVEDORE_MAX_SIZE)')
-    .option('--min-free-disk <bytes>', 'evict until the data file system has this much free (env STEVEDORE_MIN_FREE_DISK)');
+    .option('--min-free-disk <bytes>', 'evict until the data file system has this much free (env STEVEDORE_MIN_FREE_DISK)')
+    .option('--upstream-rate <rate>', 'limit bytes per second fetched from all upstreams together, e.g. 20MB/s (env STEVEDORE_UPSTREAM_RATE)');
 }
 
 export function configOrExit(flags: ConfigFlags) {

@@ -30,7 +30,7 @@ const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb
 /** Parses "500GB", "20GiB", "1.5T", 1000000 into bytes; undefined when malformed. */
 export function parseByteSize(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)(?:\/s)?\s*$/i.exec(value);
   const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
   return m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : undefined;
 }
@@ -66,6 +66,8 @@ export const configSchema = z.strictObject({
   maxSize: byteSize.optional(),
   /** Evict until the data dir's file system has at least this much free. */
   minFreeDisk: byteSize.optional(),
+  /** Upper bound on bytes per second fetched from all upstreams together, e.g. 20MB/s; undefined = no limit. */
+  upstreamRate: byteSize.optional(),
   /** Seconds between eviction sweeps. */
   sweepInterval: z.number().int().positive().default(60),
   circuitBreaker: z.strictObject({
@@ -110,6 +112,7 @@ export interface ConfigFlags {
   offline?: boolean;
   maxSize?: string;
   minFreeDisk?: string;
+  upstreamRate?: string;
 }
 
 /** `URL` -> named by host[:port], becomes the default; `NAME=URL` -> named upstream. */
@@ -163,11 +166,13 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   set('logLevel', env.STEVEDORE_LOG_LEVEL);
   set('maxSize', env.STEVEDORE_MAX_SIZE);
   set('minFreeDisk', env.STEVEDORE_MIN_FREE_DISK);
+  set('upstreamRate', env.STEVEDORE_UPSTREAM_RATE);
   set('adminToken', env.STEVEDORE_ADMIN_TOKEN);
   if (env.STEVEDORE_OFFLINE !== undefined) raw.offline = /^(1|true|yes)$/i.test(env.STEVEDORE_OFFLINE);
   set('listen', flags.listen);
   set('maxSize', flags.maxSize);
   set('minFreeDisk', flags.minFreeDisk);
+  set('upstreamRate', flags.upstreamRate);
   if (flags.offline) raw.offline = true;
   set('data', flags.data);
   set('tagTtl', num(flags.tagTtl));
