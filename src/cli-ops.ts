@@ -3,8 +3,7 @@ import type { Command } from 'commander';
 import { buildApp, type Stevedore } from './app.js';
 import type { Config, ConfigFlags } from './config.js';
 import { createLogger } from './log.js';
-import { isIndexType } from './oci/media-types.js';
-import { parseManifest } from './oci/manifest.js';
+import { walkImage } from './cache/dag.js';
 import { parseReference, type Reference } from './oci/reference.js';
 import { verifyStore } from './store/reconcile.js';
 
@@ -48,17 +47,12 @@ async function withApp<T>(config: Config, fn: (s: Stevedore) => Promise<T>): Pro
   }
 }
 
-/** Resolves a ref through the cache (fetching what is missing) and every child manifest of an index. */
+/** Resolves a ref through the cache (fetching what is missing), with every child manifest of an index. */
 async function resolveDag(s: Stevedore, ref: string) {
   const { name, reference } = splitRef(ref);
   const target = s.proxy.resolve(name, undefined);
-  const root = await s.proxy.manifests.get(target, reference, undefined);
-  if (isIndexType(root.mediaType)) {
-    for (const d of parseManifest(root.body, root.mediaType).descriptors) {
-      if (d.kind === 'manifest' && !d.subject) await s.proxy.manifests.get(target, { kind: 'digest', digest: d.digest }, undefined);
-    }
-  }
-  return { target, reference, root };
+  const dag = await walkImage(s.proxy.manifests, target, reference, { compression: 'any' });
+  return { target, reference, root: dag.root };
 }
 
 export function registerOpsCommands(program: Command, common: (c: Command) => Command, build: Build): void {
