@@ -17,7 +17,8 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 RUN mkdir -p /var/lib/stevedore && chown node:node /var/lib/stevedore
-USER node
+# The image's "node" user, numerically, so Kubernetes' runAsNonRoot can verify it without a runAsUser.
+USER 1000:1000
 VOLUME ["/var/lib/stevedore"]
 EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
