@@ -9,19 +9,19 @@ COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
 FROM node:24-bookworm-slim
-ENV NODE_ENV=production \
-    STEVEDORE_DATA=/var/lib/stevedore \
-    STEVEDORE_LISTEN=0.0.0.0:5000
-WORKDIR /app
-COPY --from=build /app/package.json ./
-COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
+# No STEVEDORE_* env here: env would silently win over a mounted config file. Instead the working directory is
+# the data volume, so the default data dir (./data) lands on it, and the default listen is 0.0.0.0:5000.
+ENV NODE_ENV=production
+COPY --from=build /app/package.json /app/
+COPY --from=build /app/node_modules /app/node_modules
+COPY --from=build /app/dist /app/dist
 RUN mkdir -p /var/lib/stevedore && chown node:node /var/lib/stevedore
+WORKDIR /var/lib/stevedore
 # The image's "node" user, numerically, so Kubernetes' runAsNonRoot can verify it without a runAsUser.
 USER 1000:1000
 VOLUME ["/var/lib/stevedore"]
 EXPOSE 5000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["node", "dist/main.js"]
+ENTRYPOINT ["node", "/app/dist/main.js"]
 CMD ["serve"]

@@ -533,8 +533,11 @@ function dockerfileProblems(text: string): string[] {
   else if (!health.args.includes('/healthz')) problems.push('HEALTHCHECK does not probe /healthz');
   const volume = final.find((i) => i.cmd === 'VOLUME');
   if (!volume) problems.push('no VOLUME for the data dir');
-  const dataEnv = /STEVEDORE_DATA=(\S+)/.exec(final.filter((i) => i.cmd === 'ENV').map((i) => i.args).join(' '))?.[1];
-  if (volume && dataEnv && !volume.args.includes(dataEnv)) problems.push(`VOLUME ${volume.args} is not STEVEDORE_DATA ${dataEnv}`);
+  // The default data dir is ./data: it must land on the volume, i.e. the volume is the working directory.
+  const workdir = final.filter((i) => i.cmd === 'WORKDIR').at(-1)?.args;
+  if (volume && !(workdir && volume.args.includes(workdir))) problems.push(`VOLUME ${volume.args} is not the working directory ${workdir ?? '/'}`);
+  // STEVEDORE_* env in the image would silently win over a mounted config file.
+  if (final.some((i) => i.cmd === 'ENV' && /\bSTEVEDORE_/.test(i.args))) problems.push('final stage sets STEVEDORE_* env, which overrides a mounted config');
   return problems;
 }
 
@@ -556,6 +559,7 @@ describe('Dockerfile', () => {
       [/^HEALTHCHECK[^\n]*\\\n[^\n]*\n/m, ''],
       [/^VOLUME .*$/m, ''],
       [/^VOLUME .*$/m, 'VOLUME ["/data"]'],
+      [/^ENV NODE_ENV=production$/m, 'ENV NODE_ENV=production STEVEDORE_DATA=/var/lib/stevedore'],
       [/^USER /m, 'RUN apt-get update && apt-get install -y --no-install-recommends \\\n    python3 make g++\nUSER '],
       [/^USER /m, 'RUN npm ci\nUSER '],
     ];
