@@ -1,0 +1,182 @@
+// Benchmark servers on 127.0.0.1: stevedore (dist/main.js, with its PID for RSS sampling) and a temp-config nginx.
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { request } from 'undici';
+import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor, type TempDir } from '../test/helpers/tmp.ts';
+
+const MAIN = path.resolve(import.meta.dirname, '../dist/main.js');
+const NGINX = process.env.STEVEDORE_NGINX_BIN ?? 'nginx';
+
+export interface Server {
+  url: string;
+  pid: number;
+  logs(): string;
+  /** stop the process (SIGTERM, then SIGKILL) and remove its temp dir unless it was given one */
+  stop(): Promise<void>;
+}
+
+/** Keep at most ~1 MB of a child's output (for error messages). */
+function collect(child: ChildProcess): () => string {
+  let out = '';
+  const add = (d: Buffer): void => {
+    if (out.length < 1_000_000) out += d.toString('utf8');
+  };
+  child.stdout?.on('data', add);
+  child.stderr?.on('data', add);
+  return () => out;
+}
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    const res = await request(url, { headersTimeout: 1_000, bodyTimeout: 1_000 });
+    await res.body.dump();
+    return res.statusCode === 200;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `node dist/main.js serve` on a free loopback port, spawned here (not via test/helpers/stevedore.ts) because
+ * the RSS measurement needs the PID. dataDir: reuse a directory (warm restart); default: a fresh temp dir.
+ */
+export async function startStevedore(upstreamUrl: string, opts: { dataDir?: string; tagTtl?: number } = {}): Promise<Server & { dataDir: string }> {
+  const port = await freePort();
+  const tmp: TempDir | undefined = opts.dataDir ? undefined : makeTempDir('stevedore-bench-data-');
+  const dataDir = opts.dataDir ?? tmp!.path;
+  const args = [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--upstream', upstreamUrl, '--log-level', 'warn'];
+  if (opts.tagTtl !== undefined) args.push('--tag-ttl', String(opts.tagTtl));
+  const child = spawnTracked(process.execPath, args);
+  const logs = collect(child);
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    await stopProcess(child);
+    await tmp?.cleanup();
+  };
+  try {
+    await waitFor('stevedore /healthz', async () => {
+      if (child.exitCode !== null) throw new Error(`stevedore exited ${child.exitCode}: ${logs()}`);
+      return answers(`${url}/healthz`);
+    }, 15_000, 50);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { url, pid: child.pid!, dataDir, logs, stop };
+}
+
+/** nginx serving `root` with sendfile, everything (conf, pid, logs, temp paths) in a temp dir. */
+export async function startNginx(root: string): Promise<Server> {
+  const tmp = makeTempDir('stevedore-bench-nginx-');
+  const port = await freePort();
+  const d = (p: string): string => path.join(tmp.path, p);
+  for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(d(sub));
+  const conf = d('nginx.conf');
+  writeFileSync(conf, `# stevedore bench: static file server (single process so it runs as the invoking user)
+daemon off;
+master_process off;
+worker_processes 1;
+pid ${d('nginx.pid')};
+error_log ${d('error.log')} warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_timeout 65;
+  default_type application/octet-stream;
+  client_body_temp_path ${d('body')};
+  proxy_temp_path ${d('proxy')};
+  fastcgi_temp_path ${d('fastcgi')};
+  uwsgi_temp_path ${d('uwsgi')};
+  scgi_temp_path ${d('scgi')};
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+    location = /__ping { return 200 "ok"; }
+  }
+}
+`);
+  // -e: the early error log, so nginx never touches /var/log/nginx; -p: prefix for relative paths.
+  const child = spawnTracked(NGINX, ['-e', d('error.log'), '-p', tmp.path, '-c', conf]);
+  const out = collect(child);
+  const logs = (): string => {
+    let err = '';
+    try {
+      err = readFileSync(d('error.log'), 'utf8');
+    } catch {
+      /* none yet */
+    }
+    return out() + err;
+  };
+  const url = `http://127.0.0.1:${port}`;
+  const stop = async (): Promise<void> => {
+    await stopProcess(child);
+    await tmp.cleanup();
+  };
+  try {
+    await waitFor('nginx', async () => {
+      if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}: ${logs()}`);
+      return answers(`${url}/__ping`);
+    }, 10_000, 50);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { url, pid: child.pid!, logs, stop };
+}
+
+/** One line of /proc/<pid>/status in bytes (VmRSS, VmHWM), or undefined when the process is gone. */
+export function procStatusBytes(pid: number, field: 'VmRSS' | 'VmHWM'): number | undefined {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time (user + system, all threads) the process has used so far, in ms; NaN when it is gone. */
+export function procCpuMs(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * Samples VmRSS every intervalMs in a worker thread (its own event loop: the bench's busy download loop cannot
+ * delay the samples) until stop(); resolves with the peak and the number of samples taken.
+ */
+export function sampleRss(pid: number, intervalMs = 50): { stop(): Promise<{ peak: number; samples: number }> } {
+  const shared = new SharedArrayBuffer(16);
+  const flag = new Int32Array(shared, 0, 2); // [0]: stop flag, [1]: samples
+  const code = `
+    const { workerData } = require('node:worker_threads');
+    const { readFileSync } = require('node:fs');
+    const flag = new Int32Array(workerData.shared, 0, 2);
+    const peak = new Float64Array(workerData.shared, 8, 1);
+    while (Atomics.load(flag, 0) === 0) {
+      try {
+        const m = /^VmRSS:\\s+(\\d+) kB/m.exec(readFileSync('/proc/' + workerData.pid + '/status', 'utf8'));
+        if (m) { const v = Number(m[1]) * 1024; if (v > peak[0]) peak[0] = v; Atomics.add(flag, 1, 1); }
+      } catch {}
+      Atomics.wait(flag, 0, 0, workerData.intervalMs);
+    }`;
+  const worker = new Worker(code, { eval: true, workerData: { shared, pid, intervalMs } });
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  worker.once('error', () => undefined);
+  return {
+    async stop() {
+      Atomics.store(flag, 0, 1);
+      Atomics.notify(flag, 0);
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 2_000))]);
+      await worker.terminate();
+      return { peak: new Float64Array(shared, 8, 1)[0]!, samples: Atomics.load(flag, 1) };
+    },
+  };
+}
