@@ -48,6 +48,9 @@ export interface ForeignDeps {
 // Sorted: health reorders candidates, but only a different set of URLs (a mirror added) is new information.
 const urlsKey = (cands: Candidate[]): string => cands.map((c) => c.url).sort().join('\n');
 
+/** A manifest may list many URLs: bound how many one request contacts, so a client never waits for them all. */
+const MAX_CONTACTED = 4;
+
 export const OFFLINE = (url: string): Tried => ({ url, error: 'not contacted: offline mode', refused: true });
 
 export class ForeignLayers implements ForeignHooks {
@@ -115,10 +118,15 @@ export class ForeignLayers implements ForeignHooks {
       if (c.decision.action === 'redirect') {
         this.settle(digest, 'redirectable', null);
         this.count('redirect', { ...where, url: c.url });
-        return redirectHandle(d.size, c.url);
+        // The parsed form: a raw manifest string may hold characters that are invalid in a header.
+        return redirectHandle(d.size, new URL(c.url).href);
       }
       if (this.deps.offline) {
         tried.push(OFFLINE(c.url));
+        continue;
+      }
+      if (tried.filter((t) => !t.refused).length >= MAX_CONTACTED) {
+        tried.push({ url: c.url, error: `not tried: ${MAX_CONTACTED} URLs already failed for this request`, refused: false });
         continue;
       }
       try {
