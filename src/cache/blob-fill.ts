@@ -1,5 +1,6 @@
-// One upstream download of one blob into a temp file, hashed on the way; any number of readers follow the
-// growing file. The fill belongs to the cache, not to a request: a reader that goes away cancels only itself.
+// One upstream download of one blob: hashed as it arrives, written to a temp file behind a bounded in-memory
+// window, committed to the CAS once verified. Any number of readers follow it. The fill belongs to the cache,
+// not to a request: a reader that goes away cancels only itself.
 import { EventEmitter } from 'node:events';
 import type { promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
@@ -9,6 +10,8 @@ import type { BlobStore, PartialFile } from '../store/blob-store.js';
 import type { Metadata } from '../store/metadata.js';
 import { header, type UpstreamResponse } from '../upstream/client.js';
 import { bestEffort } from './best-effort.js';
+import { ChunkWindow } from './chunk-window.js';
+import { followFill } from './fill-reader.js';
 
 /** Upstream sent bytes that are not the blob: never stored, never the clean end of a response. */
 export class DigestMismatchError extends Error {
@@ -50,13 +53,24 @@ export interface FillDeps {
 }
 
 const READ_CHUNK = 1 << 20;
+/** Bytes received but not yet on disk before the download waits for the disk (backpressure). */
+const MAX_UNFLUSHED = 8 << 20;
+/** Bytes already on disk that stay in memory for readers a little behind. */
+const RETAIN = 4 << 20;
 
 export class BlobFill {
-  state: 'filling' | 'done' | 'failed' = 'filling';
-  written = 0;
+  /** filling -> verified (digest checked: readers may finish) -> done (committed to the CAS); or failed. */
+  state: 'filling' | 'verified' | 'done' | 'failed' = 'filling';
+  /** Bytes received and hashed (in the window or on disk). */
+  received = 0;
+  /** Bytes written to the temp file. */
+  private flushed = 0;
   error: Error | undefined;
   readonly settled: Promise<void>;
   private readonly events = new EventEmitter().setMaxListeners(0);
+  private readonly window = new ChunkWindow(RETAIN);
+  private writes: Promise<void> = Promise.resolve();
+  private writeError: Error | undefined;
   private readers = 0;
   private handleClosed = false;
 
@@ -64,17 +78,26 @@ export class BlobFill {
     private readonly deps: FillDeps,
     private readonly source: FillSource,
     readonly digest: Digest,
-    /** From upstream's Content-Length; undefined when it sent none. */
+    /** From upstream's Content-Length (or Content-Range on a resume); undefined when it sent none. */
     readonly size: number | undefined,
     private readonly handle: fsp.FileHandle,
     private readonly tempPath: string,
     /** Bytes already present from an earlier, interrupted download of the same digest. */
     private readonly resumedFrom: number,
   ) {
-    this.written = resumedFrom;
+    this.received = this.flushed = resumedFrom;
     this.settled = this.run(source.first);
   }
 
+  /** Still downloading or committing: a new reader should join it. */
+  get active(): boolean {
+    return this.state === 'filling' || this.state === 'verified';
+  }
+
+  /** Bytes received so far (for callers that only need a count). */
+  get written(): number {
+    return this.received;
+  }
   /** Starts a fill from a 200 response already received for the blob. */
   static async start(deps: FillDeps, source: FillSource, digest: Digest): Promise<BlobFill> {
     const res = source.first;
@@ -108,22 +131,52 @@ export class BlobFill {
   private async run(first: UpstreamResponse): Promise<void> {
     try {
       await this.pump(first);
+      // Verified: readers may send their last byte now; the commit below need not delay the client.
+      this.state = 'verified';
+      this.events.emit('change');
+      await this.drainWrites();
       await this.deps.store.commit(this.tempPath, this.handle, this.digest);
-      // Verified and on disk: readers finish either way; without a row, startup reconciliation adopts the file.
-      bestEffort(this.deps.log, 'blob row', () => this.deps.meta.putBlob(this.digest, this.written));
+      // On disk: readers finish either way; without a row, startup reconciliation adopts the file.
+      bestEffort(this.deps.log, 'blob row', () => this.deps.meta.putBlob(this.digest, this.received));
       this.state = 'done';
     } catch (e) {
       this.state = 'failed';
       this.error = e as Error;
-      this.deps.log.warn({ digest: this.digest, err: this.error.message, bytes: this.written }, 'blob fill failed');
-      // A partial cut off by the network is kept for a Range resume; wrong bytes are never kept.
+      this.deps.log.warn({ digest: this.digest, err: this.error.message, bytes: this.received }, 'blob fill failed');
+      await this.writes;
+      // A partial cut off by the network is kept (what reached the disk) for a Range resume; wrong bytes never.
       const keep = this.source.partial !== undefined && !(e instanceof DigestMismatchError);
-      if (!keep) await this.deps.store.removeTemp(this.tempPath).catch(() => undefined);
+      if (keep) await this.handle.truncate(this.flushed).catch(() => undefined);
+      else await this.deps.store.removeTemp(this.tempPath).catch(() => undefined);
     } finally {
+      this.window.clear();
       await this.source.partial?.release().catch(() => undefined);
       this.events.emit('change');
       await this.maybeClose();
     }
+  }
+
+  /** Queues a chunk for the disk; the download waits only when too much is not yet written. */
+  private async write(buf: Buffer): Promise<void> {
+    if (this.writeError) throw this.writeError;
+    const at = this.received;
+    this.window.add(at, buf);
+    this.writes = this.writes.then(async () => {
+      if (this.writeError) return;
+      try {
+        await this.handle.write(buf, 0, buf.length, at);
+        this.flushed = at + buf.length;
+        this.window.trim(this.flushed, this.received);
+      } catch (e) {
+        this.writeError = e as Error;
+      }
+    });
+    if (this.received + buf.length - this.flushed > MAX_UNFLUSHED) await this.drainWrites();
+  }
+
+  private async drainWrites(): Promise<void> {
+    await this.writes;
+    if (this.writeError) throw this.writeError;
   }
 
   private async pump(first: UpstreamResponse): Promise<void> {
@@ -141,7 +194,7 @@ export class BlobFill {
     let res = first;
     for (let resumes = 0; ; ) {
       // A full 200 answer to a resume repeats bytes we already have: skip them.
-      let skip = res.status === 200 ? this.written : 0;
+      let skip = res.status === 200 ? this.received : 0;
       let dropped: unknown;
       try {
         for await (const chunk of res.body) {
@@ -154,13 +207,13 @@ export class BlobFill {
             buf = buf.subarray(skip);
             skip = 0;
           }
-          if (this.size !== undefined && this.written + buf.length > this.size) {
+          if (this.size !== undefined && this.received + buf.length > this.size) {
             throw new DigestMismatchError(`upstream sent more than the ${this.size} bytes it announced`);
           }
           await this.source.throttle?.(buf.length);
-          await this.handle.write(buf, 0, buf.length, this.written);
           hasher.update(buf);
-          this.written += buf.length;
+          await this.write(buf);
+          this.received += buf.length;
           this.deps.onUpstreamBytes?.(buf.length);
           this.events.emit('change');
         }
@@ -168,14 +221,14 @@ export class BlobFill {
         if (e instanceof DigestMismatchError) throw e;
         dropped = e;
       }
-      const complete = dropped === undefined && (this.size === undefined || this.written === this.size);
+      const complete = dropped === undefined && (this.size === undefined || this.received === this.size);
       if (complete) break;
       if (++resumes > this.deps.maxResumes) throw (dropped as Error) ?? new Error('upstream body ended early');
-      this.deps.log.info({ digest: this.digest, at: this.written, err: (dropped as Error)?.message }, 'resuming blob fill with Range');
-      res = await this.source.resume(this.written);
+      this.deps.log.info({ digest: this.digest, at: this.received, err: (dropped as Error)?.message }, 'resuming blob fill with Range');
+      res = await this.source.resume(this.received);
       if (res.status === 206) {
         const cr = /^bytes (\d+)-/.exec(header(res.headers, 'content-range') ?? '');
-        if (!cr || Number(cr[1]) !== this.written) {
+        if (!cr || Number(cr[1]) !== this.received) {
           res.body.destroy();
           throw new Error(`upstream answered the resume with Content-Range ${header(res.headers, 'content-range')}`);
         }
@@ -184,22 +237,19 @@ export class BlobFill {
         throw new Error(`upstream answered the resume with ${res.status}`);
       }
     }
-    if (this.size !== undefined && this.written !== this.size) throw new DigestMismatchError(`size ${this.written} != ${this.size}`);
+    if (this.size !== undefined && this.received !== this.size) throw new DigestMismatchError(`size ${this.received} != ${this.size}`);
     const got = hasher.digest();
     if (got !== this.digest) throw new DigestMismatchError(`upstream sent ${got} for ${this.digest}`);
   }
 
   private async maybeClose(): Promise<void> {
-    if (this.state !== 'filling' && this.readers === 0 && !this.handleClosed) {
+    if (!this.active && this.readers === 0 && !this.handleClosed) {
       this.handleClosed = true;
       await this.handle.close().catch(() => undefined);
     }
   }
 
-  /**
-   * A stream of bytes [start, end] that follows the fill. Until the digest is verified, the last byte of the
-   * range is held back, so a client can never see a clean end of a response with wrong bytes.
-   */
+  /** Bytes [start, end] as they arrive; see fill-reader.ts for the hold-back rule. */
   reader(start = 0, end?: number): Readable {
     // The fill finished (and closed its handle) before this reader came: the CAS file, or the failure.
     if (this.handleClosed) {
@@ -209,65 +259,22 @@ export class BlobFill {
       return failed;
     }
     this.readers++;
-    const limit = end !== undefined ? end + 1 : this.size ?? Infinity;
-    let pos = start;
-    let busy = false;
-    let released = false;
     const fill = this;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      fill.events.off('change', onChange);
-      fill.readers--;
-      void fill.maybeClose();
-    };
-    const stream = new Readable({
-      highWaterMark: READ_CHUNK,
-      read() {
-        void pump();
+    return followFill({
+      get state() { return fill.state; },
+      get error() { return fill.error; },
+      get size() { return fill.size; },
+      get received() { return fill.received; },
+      memory: (pos, until) => this.window.slice(pos, until),
+      read: async (buf, pos) => (await this.handle.read(buf, 0, Math.min(buf.length, Math.max(0, this.flushed - pos)), pos)).bytesRead,
+      onChange: (fn) => {
+        this.events.on('change', fn);
+        return () => this.events.off('change', fn);
       },
-      destroy(err, cb) {
-        release();
-        cb(err);
+      release: () => {
+        this.readers--;
+        void this.maybeClose();
       },
-    });
-    const onChange = (): void => {
-      if (!busy) void pump();
-    };
-    this.events.on('change', onChange);
-    const pump = async (): Promise<void> => {
-      if (busy || stream.destroyed) return;
-      busy = true;
-      try {
-        for (;;) {
-          const state = fill.state;
-          if (state === 'failed') {
-            stream.destroy(fill.error ?? new Error('fill failed'));
-            return;
-          }
-          const end = Math.min(limit, fill.written);
-          const avail = state === 'done' ? end : Math.min(end, limit === Infinity ? fill.written : limit - 1);
-          if (pos < avail) {
-            const want = Math.min(avail - pos, READ_CHUNK);
-            const buf = Buffer.allocUnsafe(want);
-            const { bytesRead } = await fill.handle.read(buf, 0, want, pos);
-            if (stream.destroyed) return;
-            pos += bytesRead;
-            if (!stream.push(bytesRead === want ? buf : buf.subarray(0, bytesRead))) return;
-            continue;
-          }
-          if (state === 'done') {
-            stream.push(null);
-            release();
-          }
-          return;
-        }
-      } catch (e) {
-        stream.destroy(e as Error);
-      } finally {
-        busy = false;
-      }
-    };
-    return stream;
+    }, start, end);
   }
 }

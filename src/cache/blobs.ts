@@ -170,7 +170,7 @@ export class Blobs {
       linked = true;
     }
     const running = this.fills.get(digest);
-    if (running && running.state === 'filling') {
+    if (running?.active) {
       if (!linked) await this.confirm(target, digest);
       return this.follow(running, 'coalesced');
     }
@@ -233,7 +233,7 @@ export class Blobs {
   /** One fill per digest: joins the running one, or starts one from make(). */
   private async startOrJoin(digest: Digest, make: () => Promise<FillSource>): Promise<{ fill: BlobFill; joined: boolean }> {
     const running = this.fills.get(digest);
-    if (running && running.state === 'filling') return { fill: running, joined: true };
+    if (running?.active) return { fill: running, joined: true };
     const { promise, joined } = this.starting.run(digest, async () => {
       const fill = await BlobFill.start(this.deps, await make(), digest);
       this.fills.set(digest, fill);

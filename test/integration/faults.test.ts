@@ -88,6 +88,8 @@ describe('blob faults', () => {
     const resume = /^bytes=(\d+)-$/.exec(String(gets[1]!.headers.range));
     assert.ok(resume, `second GET has Range bytes=N-, got ${String(gets[1]!.headers.range)}`);
     assert.ok(Number(resume[1]) > 0 && Number(resume[1]) <= 300_000);
+    // The client may finish as soon as the digest is verified; the commit follows.
+    await waitFor('the fill to commit', () => sd.proxy.blobs.fillsInFlight === 0, 10_000, 10);
     assert.equal(sd.meta.blobSize(d as never), bytes.length);
     assert.equal(sha256((await get(blobUrl('c/x', d))).body), d);
     assert.equal(fake.count('GET', `/blobs/${d}`), 2, 'served from cache');
@@ -181,6 +183,7 @@ describe('blob faults', () => {
     const bBody = Buffer.from(await b.body.arrayBuffer());
     fake.clearFault(d);
     assert.equal(sha256(bBody), d);
+    await waitFor('the fill to commit', () => sd.proxy.blobs.fillsInFlight === 0, 10_000, 10);
     assert.equal(sd.meta.blobSize(d as never), bytes.length);
     assert.equal(sha256((await get(blobUrl('a/x', d))).body), d);
     assert.equal(fake.count('GET', `/blobs/${d}`), 1);

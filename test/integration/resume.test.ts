@@ -53,6 +53,7 @@ describe('resumable downloads', () => {
     const offset = Number(/bytes=(\d+)-/.exec(String(gets[0]!.headers.range))![1]);
     assert.ok(offset >= 2 << 20, `resumed from the kept ${offset} bytes, not from 0`);
     assert.equal(fake.bytesSent(digest), blob.length - offset, 'the second download fetched only the rest');
+    await waitFor('the fill to commit', async () => sd.proxy.blobs.fillsInFlight === 0 || undefined, 10_000, 10);
     assert.equal(existsSync(sd.store.paths.partial(digest as never)), false, 'the partial became the cached blob');
   });
 

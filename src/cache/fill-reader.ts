@@ -1,0 +1,85 @@
+// A reader that follows a fill: bytes come from the in-memory window while it keeps up, else from the temp file.
+// Until the digest is verified the last byte of its range is held back, so a client can never see a clean end
+// of a response with wrong bytes.
+import { Readable } from 'node:stream';
+
+/** What a reader needs of its fill. */
+export interface Followed {
+  readonly state: 'filling' | 'verified' | 'done' | 'failed';
+  readonly error: Error | undefined;
+  readonly size: number | undefined;
+  readonly received: number;
+  /** Bytes at pos..until from memory, if the window still has them. */
+  memory(pos: number, until: number): Buffer | undefined;
+  /** Reads from the file (only below what has been flushed). */
+  read(buf: Buffer, pos: number): Promise<number>;
+  onChange(fn: () => void): () => void;
+  release(): void;
+}
+
+const READ_CHUNK = 1 << 20;
+
+export function followFill(fill: Followed, start: number, end: number | undefined): Readable {
+  const limit = end !== undefined ? end + 1 : fill.size ?? Infinity;
+  let pos = start;
+  let busy = false;
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    off();
+    fill.release();
+  };
+  const stream = new Readable({
+    highWaterMark: READ_CHUNK,
+    read() {
+      void pump();
+    },
+    destroy(err, cb) {
+      release();
+      cb(err);
+    },
+  });
+  const off = fill.onChange(() => {
+    if (!busy) void pump();
+  });
+  const pump = async (): Promise<void> => {
+    if (busy || stream.destroyed) return;
+    busy = true;
+    try {
+      for (;;) {
+        const state = fill.state;
+        if (state === 'failed') {
+          stream.destroy(fill.error ?? new Error('fill failed'));
+          return;
+        }
+        const verified = state === 'verified' || state === 'done';
+        const upto = Math.min(limit, fill.received);
+        const avail = verified ? upto : Math.min(upto, limit === Infinity ? fill.received : limit - 1);
+        if (pos < avail) {
+          let chunk = fill.memory(pos, avail);
+          if (!chunk) {
+            const buf = Buffer.allocUnsafe(Math.min(avail - pos, READ_CHUNK));
+            const n = await fill.read(buf, pos);
+            if (stream.destroyed) return;
+            if (n === 0) throw new Error('temp file shorter than expected');
+            chunk = n === buf.length ? buf : buf.subarray(0, n);
+          }
+          pos += chunk.length;
+          if (!stream.push(chunk)) return;
+          continue;
+        }
+        if (verified && pos >= upto) {
+          stream.push(null);
+          release();
+        }
+        return;
+      }
+    } catch (e) {
+      stream.destroy(e as Error);
+    } finally {
+      busy = false;
+    }
+  };
+  return stream;
+}
