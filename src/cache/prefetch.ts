@@ -1,0 +1,298 @@
+// The prefetch engine: resolve refs, walk each image's selected DAG, fill missing blobs with bounded concurrency, report.
+import type { Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+import { OciError } from '../oci/errors.js';
+import { parseManifest } from '../oci/manifest.js';
+import { isIndexType } from '../oci/media-types.js';
+import { parseReference, type Reference } from '../oci/reference.js';
+import type { Target } from '../upstream/registries.js';
+import type { Blobs } from './blobs.js';
+import { platformMatches, walkImage, type Selection } from './dag.js';
+import type { Manifests } from './manifests.js';
+
+export interface PrefetchItem { ref: string; selection: Selection }
+
+export type BlobStatus = 'pending' | 'fetching' | 'fetched' | 'cached' | 'skipped' | 'failed';
+
+/** One digest's state, shared by every image of the run that references it (fetched once). */
+export interface BlobState { digest: Digest; size: number; status: BlobStatus; bytes: number; reason?: string }
+
+export interface ImageState {
+  ref: string;
+  upstream?: string;
+  repo?: string;
+  /** The tag or digest as given. */
+  reference?: string;
+  digest?: Digest;
+  status: 'resolving' | 'fetching' | 'done' | 'failed';
+  reason?: string;
+  /** Manifests walked (root + selected children), and how many of them came from the upstream. */
+  manifests: number;
+  manifestsFetched: number;
+  blobs: BlobState[];
+}
+
+export interface PrefetchSummary {
+  ok: boolean;
+  seconds: number;
+  images: { ref: string; digest?: Digest; ok: boolean; reason?: string }[];
+  fetched: { blobs: number; bytes: number };
+  cached: { blobs: number; bytes: number };
+  skipped: { blobs: number; bytes: number };
+  failed: { images: number; blobs: number; reasons: { ref: string; digest?: Digest; reason: string }[] };
+}
+
+export type PrefetchEvent =
+  | { type: 'image'; image: ImageState }
+  | { type: 'blob'; image: ImageState; blob: BlobState }
+  | { type: 'image-done'; image: ImageState };
+
+export interface PrefetchOptions {
+  concurrency: number;
+  signal?: AbortSignal;
+  onEvent?: (e: PrefetchEvent) => void;
+  now?: () => number;
+}
+
+export interface PrefetchDeps {
+  /** A client-style name (`[host/]repo`) to its upstream and repository (throws DENIED / NAME_INVALID). */
+  resolve(name: string): Target;
+  /** Manifests that revalidate a tag on every lookup, so a run sees what the tag means now (one HEAD). */
+  manifests: Manifests;
+  blobs: Blobs;
+  /** Whether the CAS holds the digest now (metadata row). */
+  isCached(digest: Digest): boolean;
+}
+
+/** Splits `[host/]repo[:tag|@digest]` into the name (as a client path) and the reference; no tag means latest. */
+export function parseImageRef(ref: string): { name: string; reference: Reference } {
+  const at = ref.indexOf('@');
+  let name = ref;
+  let text = 'latest';
+  if (at >= 0) {
+    name = ref.slice(0, at);
+    text = ref.slice(at + 1);
+  } else {
+    const colon = ref.lastIndexOf(':');
+    // A colon before the last slash is a registry port (localhost:5000/app), not a tag.
+    if (colon > ref.lastIndexOf('/')) {
+      name = ref.slice(0, colon);
+      text = ref.slice(colon + 1);
+    }
+  }
+  const reference = parseReference(text);
+  if (!name || !reference) throw new Error(`invalid image reference "${ref}"`);
+  return { name, reference };
+}
+
+/** One line for a failure: the OCI code and what the detail says (upstream status, foreign policy, ...). */
+export function reasonOf(e: unknown): string {
+  if (e instanceof OciError) {
+    const d = e.detail;
+    const parts: string[] = [];
+    if (typeof d === 'string') parts.push(d);
+    else if (d && typeof d === 'object') {
+      const o = d as Record<string, unknown>;
+      if (typeof o.reason === 'string') parts.push(o.reason);
+      if (typeof o.upstreamStatus === 'number') parts.push(`upstream answered ${o.upstreamStatus}`);
+      if (typeof o.policy === 'string') parts.push(`policy ${o.policy}`);
+      const tried = Array.isArray(o.tried) ? (o.tried[0] as { error?: unknown } | undefined) : undefined;
+      if (typeof tried?.error === 'string') parts.push(tried.error);
+    }
+    return `${e.code}: ${e.message}${parts.length ? ` (${parts.join('; ')})` : ''}`;
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** At most `n` tasks at a time, started in the order asked. */
+class Pool {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly n: number) {}
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.n) await new Promise<void>((r) => this.waiting.push(r));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+export class PrefetchRun {
+  readonly images: ImageState[];
+  readonly startedAt: number;
+  readonly done: Promise<PrefetchSummary>;
+  private readonly digests = new Map<Digest, { state: BlobState; done: Promise<void> }>();
+  private readonly pool: Pool;
+  private readonly now: () => number;
+  private readonly streams = new Set<Readable>();
+
+  constructor(private readonly deps: PrefetchDeps, items: PrefetchItem[], private readonly opts: PrefetchOptions) {
+    this.now = opts.now ?? Date.now;
+    this.startedAt = this.now();
+    this.pool = new Pool(Math.max(1, opts.concurrency));
+    this.images = items.map((i) => ({ ref: i.ref, status: 'resolving', manifests: 0, manifestsFetched: 0, blobs: [] }));
+    // A failed run on abort must not leave bytes flowing into a closing store.
+    opts.signal?.addEventListener('abort', () => {
+      for (const s of this.streams) s.destroy(new Error('prefetch aborted'));
+    }, { once: true });
+    // Manifests are small: walking a few images at once hides latency without competing with blob bandwidth.
+    const walks = new Pool(Math.min(4, Math.max(1, opts.concurrency)));
+    // (walk() wraps its fills in an object: a returned promise would be adopted and hold the walk slot.)
+    this.done = Promise.all(items.map((item, i) => walks.run(() => this.walk(item, this.images[i]!))
+      .then(({ fills }) => fills)
+      .then(() => this.finish(this.images[i]!))))
+      .then(() => this.summary());
+  }
+
+  /** Unique blobs of the run so far: total, done (cached + fetched + failed/skipped sizes) and bytes fetched. */
+  totals(): { bytes: number; doneBytes: number; fetchedBytes: number; blobs: number; blobsDone: number } {
+    let bytes = 0, doneBytes = 0, fetchedBytes = 0, blobsDone = 0;
+    for (const { state: b } of this.digests.values()) {
+      bytes += b.size;
+      if (b.status === 'fetching' || b.status === 'fetched') fetchedBytes += b.bytes;
+      if (b.status === 'fetching') doneBytes += b.bytes;
+      else if (b.status !== 'pending') {
+        doneBytes += b.size;
+        blobsDone++;
+      }
+    }
+    return { bytes, doneBytes, fetchedBytes, blobs: this.digests.size, blobsDone };
+  }
+
+  private emit(e: PrefetchEvent): void {
+    try {
+      this.opts.onEvent?.(e);
+    } catch {
+      // A broken progress display must not fail the fills.
+    }
+  }
+
+  /** Resolves the image; returns a promise for its blob fills (started at once, throttled by the pool). */
+  private async walk(item: PrefetchItem, img: ImageState): Promise<{ fills: Promise<void> }> {
+    try {
+      if (this.opts.signal?.aborted) throw new Error('prefetch aborted');
+      const { name, reference } = parseImageRef(item.ref);
+      const target = this.deps.resolve(name);
+      Object.assign(img, { upstream: target.upstream.name, repo: target.repo, reference: reference.kind === 'tag' ? reference.tag : reference.digest });
+      const dag = await walkImage(this.deps.manifests, target, reference, item.selection);
+      img.digest = dag.root.digest;
+      img.manifests = dag.manifests.length;
+      img.manifestsFetched = dag.manifests.filter((m) => m.outcome === 'miss' || m.outcome === 'coalesced').length;
+      // Stale: the upstream could not say what the tag means now, so this run did not do its job.
+      if (dag.root.outcome === 'stale') throw new Error(`upstream unreachable: could not revalidate the tag (cached ${dag.root.digest} kept)`);
+      const missing = this.missingPlatforms(dag.root, item.selection);
+      if (missing.length > 0) throw new Error(`no manifest for platform ${missing.join(', ')} in the index`);
+      img.blobs = dag.blobs.map((d) => this.blob(target, d.digest, d.size));
+      img.status = 'fetching';
+      this.emit({ type: 'image', image: img });
+      const fills = Promise.all(img.blobs.map((b) => this.digests.get(b.digest)!.done.then(() => this.emit({ type: 'blob', image: img, blob: b }))));
+      return { fills: fills.then(() => undefined) };
+    } catch (e) {
+      img.status = 'failed';
+      img.reason = reasonOf(e);
+      return { fills: Promise.resolve() };
+    }
+  }
+
+  private missingPlatforms(root: { body: Buffer; mediaType: string }, sel: Selection): string[] {
+    if (!sel.platforms || !isIndexType(root.mediaType)) return [];
+    const entries = parseManifest(root.body, root.mediaType).descriptors;
+    return sel.platforms.filter((p) => !entries.some((e) => e.kind === 'manifest' && platformMatches(p, e.platform)))
+      .map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join('/'));
+  }
+
+  /** The run's one fill of a digest (images sharing a layer wait on the same one). */
+  private blob(target: Target, digest: Digest, size: number): BlobState {
+    const known = this.digests.get(digest);
+    if (known) return known.state;
+    const state: BlobState = { digest, size, status: 'pending', bytes: 0 };
+    const done = this.pool.run(() => this.fill(target, state)).catch((e: unknown) => {
+      state.status = 'failed';
+      state.reason = reasonOf(e);
+    });
+    this.digests.set(digest, { state, done });
+    return state;
+  }
+
+  private async fill(target: Target, b: BlobState): Promise<void> {
+    if (this.opts.signal?.aborted) throw new Error('prefetch aborted');
+    const handle = await this.deps.blobs.get(target, b.digest);
+    if (handle.outcome === 'hit') {
+      // Already cached and linked: no upstream byte (the lookup also counts as an access for eviction).
+      handle.discard?.();
+      b.status = 'cached';
+      return;
+    }
+    if (handle.redirect || handle.outcome === 'pass-through') {
+      // Nothing this run could keep: a redirect is never stored, and an unwritable store only streams through.
+      handle.discard?.();
+      b.status = 'skipped';
+      b.reason = handle.redirect ? 'foreign layer: the policy redirects clients to its URL; nothing to cache' : 'store unwritable: not cached';
+      return;
+    }
+    b.status = 'fetching';
+    const stream = handle.open();
+    this.streams.add(stream);
+    try {
+      // The fill belongs to the cache; draining a reader is what waits for its verified commit.
+      for await (const chunk of stream) b.bytes += (chunk as Buffer).length;
+    } finally {
+      this.streams.delete(stream);
+    }
+    if (!this.deps.isCached(b.digest)) {
+      b.status = 'skipped';
+      b.reason = 'verified but not kept (foreign rule with cache: false)';
+      return;
+    }
+    b.status = 'fetched';
+  }
+
+  private finish(img: ImageState): void {
+    if (img.status !== 'failed') {
+      const bad = img.blobs.find((b) => b.status === 'failed');
+      img.status = bad ? 'failed' : 'done';
+      if (bad) img.reason = `${img.blobs.filter((b) => b.status === 'failed').length} blob(s) failed`;
+    }
+    this.emit({ type: 'image-done', image: img });
+  }
+
+  private summary(): PrefetchSummary {
+    const s: PrefetchSummary = {
+      ok: true, seconds: (this.now() - this.startedAt) / 1000, images: [],
+      fetched: { blobs: 0, bytes: 0 }, cached: { blobs: 0, bytes: 0 }, skipped: { blobs: 0, bytes: 0 },
+      failed: { images: 0, blobs: 0, reasons: [] },
+    };
+    for (const img of this.images) {
+      s.images.push({ ref: img.ref, ...(img.digest ? { digest: img.digest } : {}), ok: img.status === 'done', ...(img.reason ? { reason: img.reason } : {}) });
+      if (img.status !== 'failed') continue;
+      s.failed.images++;
+      if (img.blobs.every((b) => b.status !== 'failed')) s.failed.reasons.push({ ref: img.ref, reason: img.reason ?? 'failed' });
+    }
+    for (const { state: b } of this.digests.values()) {
+      const owner = this.images.find((i) => i.blobs.includes(b))!;
+      if (b.status === 'fetched') add(s.fetched, b.bytes);
+      else if (b.status === 'cached') add(s.cached, b.size);
+      else if (b.status === 'skipped') add(s.skipped, b.size);
+      else {
+        s.failed.blobs++;
+        s.failed.reasons.push({ ref: owner.ref, digest: b.digest, reason: b.reason ?? 'failed' });
+      }
+    }
+    s.ok = s.failed.images === 0 && s.failed.blobs === 0;
+    return s;
+  }
+}
+
+function add(c: { blobs: number; bytes: number }, bytes: number): void {
+  c.blobs++;
+  c.bytes += bytes;
+}
+
+/** Starts a run; `run.done` settles with the summary (it never rejects: failures are in the summary). */
+export function prefetch(deps: PrefetchDeps, items: PrefetchItem[], opts: PrefetchOptions): PrefetchRun {
+  return new PrefetchRun(deps, items, opts);
+}
