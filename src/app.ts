@@ -7,9 +7,12 @@ import { ForeignLayers } from './cache/foreign.js';
 import { ForeignAdmin } from './cache/foreign-ops.js';
 import { ForeignPolicy } from './cache/foreign-policy.js';
 import { Manifests } from './cache/manifests.js';
+import { prefetch, type PrefetchItem, type PrefetchOptions, type PrefetchRun } from './cache/prefetch.js';
+import { Warmer } from './cache/warm.js';
 import { createProxy, type Proxy } from './cache/proxy.js';
 import { Tags } from './cache/tags.js';
 import type { Config } from './config.js';
+import type { Digest } from './oci/digest.js';
 import { adminRoutes } from './http/admin.js';
 import type { RequestInfo } from './http/middleware.js';
 import { opsRoutes } from './http/ops.js';
@@ -36,6 +39,10 @@ export interface Stevedore {
   eviction: Eviction;
   foreign: ForeignLayers;
   foreignAdmin: ForeignAdmin;
+  /** Fills the cache with the selected part of each image (prefetch command, scheduled warming). */
+  prefetch(items: PrefetchItem[], opts: PrefetchOptions): PrefetchRun;
+  /** Scheduled warming (config `warm`); started by start(). */
+  warmer: Warmer | undefined;
   /** Startup reconciliation, then the periodic sweep and access-time flush (serve only). */
   start(): Promise<void>;
   /** Waits for fills in flight (bounded by the caller), flushes access times, closes SQLite. */
@@ -78,16 +85,25 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     onCommit: () => sweepShortly(),
     onStoreFull: () => sweepShortly(),
   });
-  const manifests = new Manifests({
+  const manifestDeps = {
     client, meta, log, now, tagTtlMs: config.tagTtl * 1000, offline: config.offline,
-    onUpstreamBytes: (n) => metrics?.upstreamBytes.inc({ kind: 'manifest' }, n),
-    onAccess: (d) => access.touch(d),
+    onUpstreamBytes: (n: number) => metrics?.upstreamBytes.inc({ kind: 'manifest' }, n),
+    onAccess: (d: Digest) => access.touch(d),
     onManifest: foreign.onManifest,
-  });
+  };
+  const manifests = new Manifests(manifestDeps);
+  // Prefetch and warming ask what a tag means now (one HEAD when unchanged), whatever the tag TTL.
+  const prefetchDeps = {
+    manifests: new Manifests({ ...manifestDeps, tagTtlMs: 0 }), blobs,
+    resolve: (name: string) => registries.resolve(name, undefined), isCached: (d: Digest) => meta.blobSize(d) !== undefined,
+  };
   const eviction = new Eviction({
     meta, usage, store, access, log, maxSize: config.maxSize, minFreeDisk: config.minFreeDisk,
     inUse: (d) => blobs.inUse(d),
-    forget: (d) => manifests.forget(d),
+    forget: (d) => {
+      manifests.forget(d);
+      prefetchDeps.manifests.forget(d);
+    },
     onEvict: (kind, size) => {
       metrics?.evictions.inc({ kind });
       metrics?.evictedBytes.inc(size);
@@ -131,8 +147,10 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const app = createApp({ proxy, log, ops, onRequestDone });
   if (config.adminToken) adminRoutes(app, { token: config.adminToken, foreign: foreignAdmin, foreignStats: () => foreign.stats() });
   const timers: NodeJS.Timeout[] = [];
+  const runPrefetch = (items: PrefetchItem[], opts: PrefetchOptions) => prefetch(prefetchDeps, items, opts);
+  const warmer = config.warm.length > 0 ? new Warmer({ entries: config.warm, prefetch: runPrefetch, log, metrics: m }) : undefined;
   return {
-    app, proxy, meta, store, metrics: m, breaker, usage, eviction, foreign, foreignAdmin,
+    app, proxy, meta, store, metrics: m, breaker, usage, eviction, foreign, foreignAdmin, prefetch: runPrefetch, warmer,
     async start() {
       const r = await reconcile(store, meta);
       if (r.rowsDropped || r.filesAdopted || r.strayFiles) log.warn(r, 'store reconciled at startup');
@@ -141,8 +159,10 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
         timers.push(setInterval(() => void sweep(), config.sweepInterval * 1000).unref());
         await sweep();
       }
+      warmer?.start();
     },
     async close() {
+      await warmer?.stop();
       for (const t of timers) clearInterval(t);
       if (sweepSoon) clearTimeout(sweepSoon);
       await blobs.drain();

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { foreignSchema } from './foreign-config.js';
+import { warmSchema } from './warm-config.js';
 
 export const BUILTIN_UPSTREAMS: Record<string, string> = {
   'docker.io': 'https://registry-1.docker.io',
@@ -78,6 +79,8 @@ export const configSchema = z.strictObject({
   }).prefault({}),
   /** Foreign / non-distributable layers: ordered URL rules (default: deny every URL). */
   foreign: foreignSchema,
+  /** Scheduled cache warming inside serve: refs, platforms, and `every: 6h` or `at: "02:00"` (local time). */
+  warm: warmSchema,
   /** Bearer token for the admin API under /-/admin/ (off when unset); env STEVEDORE_ADMIN_TOKEN. */
   adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
 });

@@ -18,6 +18,9 @@ export class Metrics {
   readonly upstreamErrors: Counter<'upstream' | 'reason'>;
   readonly evictions: Counter<'kind'>;
   readonly evictedBytes: Counter;
+  readonly warmRuns: Counter<'result'>;
+  readonly warmBytes: Counter;
+  readonly warmBlobs: Counter<'status'>;
 
   constructor(sources?: GaugeSources) {
     const registers = [this.registry];
@@ -29,6 +32,9 @@ export class Metrics {
     this.upstreamErrors = new Counter({ name: 'stevedore_upstream_errors_total', help: 'Upstream requests that failed (network, 5xx, circuit open, offline)', labelNames: ['upstream', 'reason'], registers });
     this.evictions = new Counter({ name: 'stevedore_evictions_total', help: 'Objects evicted by the storage budget sweep', labelNames: ['kind'], registers });
     this.evictedBytes = new Counter({ name: 'stevedore_evicted_bytes_total', help: 'Bytes freed by eviction', registers });
+    this.warmRuns = new Counter({ name: 'stevedore_warm_runs_total', help: 'Scheduled warming runs by result (ok, failed)', labelNames: ['result'], registers });
+    this.warmBytes = new Counter({ name: 'stevedore_warm_bytes_total', help: 'Blob bytes fetched by scheduled warming', registers });
+    this.warmBlobs = new Counter({ name: 'stevedore_warm_blobs_total', help: 'Blobs seen by scheduled warming runs, by status (fetched, cached, skipped, failed)', labelNames: ['status'], registers });
     if (!sources) return;
     new Gauge({ name: 'stevedore_fills_in_flight', help: 'Blob downloads from upstream in progress', registers, collect() { this.set(sources.fillsInFlight()); } });
     new Gauge({ name: 'stevedore_store_bytes', help: 'Bytes of blobs in the store', registers, collect() { this.set(sources.store().bytes); } });
