@@ -139,7 +139,8 @@ describe('foreign layers through stevedore (registry upstream, nginx foreign hos
       const second = await getBlob(sd.url, l.repo, l.digest);
       assert.equal(second.status, 200);
       assert.ok(second.body.equals(first.body));
-      assert.ok(cached(l.digest));
+      // Readers are released at verification; the commit (fsync + rename) follows.
+      await waitFor('the commit into the CAS', () => cached(l.digest), 5_000, 20);
       assert.equal(A.count(l.digest), 1);
       assert.equal((await show(l.digest)).status, 'cached');
     });
@@ -176,7 +177,7 @@ describe('foreign layers through stevedore (registry upstream, nginx foreign hos
     const ok = await getBlob(sd.url, l.repo, l.digest);
     assert.equal(ok.status, 200);
     assert.equal(sha256(ok.body), l.digest);
-    assert.ok(cached(l.digest));
+    await waitFor('the commit into the CAS', () => cached(l.digest), 5_000, 20);
     assert.equal(A.count(`/fetch/bad/${l.digest}`), 1);
   });
 
