@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, type ConfigFlags } from './config.js';
 import { registerOpsCommands } from './cli-ops.js';
 import { registerForeignCommands } from './cli-foreign.js';
+import { registerPrefetchCommand } from './cli-prefetch.js';
 import { serve } from './serve.js';
 
 export function common(cmd: Command): Command {
@@ -46,5 +47,6 @@ export async function runCli(argv: string[]): Promise<void> {
   });
   registerOpsCommands(program, common, configOrExit);
   registerForeignCommands(program, common, configOrExit);
+  registerPrefetchCommand(program, common, configOrExit);
   await program.parseAsync(argv);
 }
