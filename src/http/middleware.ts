@@ -14,7 +14,7 @@ export interface RequestInfo {
   bytes?: number;
 }
 
-export type Env = { Variables: { log: Logger; info: RequestInfo; rawPath: string } };
+export type Env = { Variables: { log: Logger; info: RequestInfo; rawPath: string; streamed?: boolean } };
 
 export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: number, info: RequestInfo) => void): MiddlewareHandler<Env> {
   return async (c, next) => {
@@ -28,11 +28,13 @@ export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: n
     const incoming = (c.env as { incoming?: { url?: string } } | undefined)?.incoming;
     const raw = incoming?.url ?? new URL(c.req.url).pathname;
     c.set('rawPath', raw.split('?')[0]!);
-    await next();
     const out = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
-    // RESPONSE_ALREADY_SENT is one shared object: never touch its headers.
-    const streamed = out !== undefined && c.res.headers.get('x-hono-already-sent') !== null;
-    if (!streamed) c.res.headers.set('x-request-id', reqId);
+    // Set on the socket's response directly: reading or writing c.res.headers would build a Headers object
+    // for every request (measurable on the manifest hot path). writeHead keeps headers set this way.
+    out?.setHeader('x-request-id', reqId);
+    await next();
+    const streamed = out !== undefined && c.get('streamed') === true;
+    if (!out) c.res.headers.set('x-request-id', reqId);
     const finish = (): void => {
       const status = streamed ? out.statusCode : c.res.status;
       child.info({ method: c.req.method, path: c.get('rawPath'), status, ms: Math.round(performance.now() - started), ...info }, 'request');

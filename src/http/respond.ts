@@ -3,6 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { Readable, pipeline } from 'node:stream';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
+import type { Env } from './middleware.js';
 
 export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' } as const;
 
@@ -11,11 +12,12 @@ export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry
  * speed); in app.request() tests it becomes a web stream. A stream error destroys the socket, so a client
  * sees a truncated response, never a clean end.
  */
-export function sendStream(c: Context, status: number, headers: Record<string, string>, body: Readable, onChunk: (bytes: number) => void): Response {
+export function sendStream(c: Context<Env>, status: number, headers: Record<string, string>, body: Readable, onChunk: (bytes: number) => void): Response {
   // Counted as it flows, so the access log (written on socket close) sees the bytes actually sent.
   body.on('data', (chunk: Buffer) => onChunk(chunk.length));
   const out = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
   if (out) {
+    c.set('streamed', true);
     out.writeHead(status, { ...API_VERSION_HEADER, ...headers });
     pipeline(body, out, () => undefined);
     return RESPONSE_ALREADY_SENT;

@@ -1,5 +1,6 @@
 // SQLite metadata (better-sqlite3, WAL): blob rows, repository links, manifests, tags. Synchronous and prepared.
 import Database from 'better-sqlite3';
+import { LRUCache } from 'lru-cache';
 import type { Digest } from '../oci/digest.js';
 import { MIGRATIONS } from './schema.js';
 
@@ -9,6 +10,7 @@ export interface TagRow { digest: Digest; checkedAt: number }
 export class Metadata {
   readonly db: Database.Database;
   private readonly q;
+  private readonly knownLinks = new LRUCache<string, true>({ max: 100_000 });
 
   constructor(path: string, private readonly now: () => number = Date.now) {
     this.db = new Database(path);
@@ -58,7 +60,12 @@ export class Metadata {
   }
 
   isLinked(upstream: string, repo: string, digest: Digest): boolean {
-    return this.q.isLinked.get(upstream, repo, digest) !== undefined;
+    // Links are only ever added on the request path, so a positive answer can be remembered.
+    const key = `${upstream}|${repo}|${digest}`;
+    if (this.knownLinks.has(key)) return true;
+    const linked = this.q.isLinked.get(upstream, repo, digest) !== undefined;
+    if (linked) this.knownLinks.set(key, true);
+    return linked;
   }
 
   link(upstream: string, repo: string, digests: Iterable<Digest>): void {

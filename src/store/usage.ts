@@ -45,12 +45,14 @@ export class Usage {
     this.db.prepare('DELETE FROM blobs WHERE digest = ?').run(digest);
   }
 
-  /** Removes a manifest with its tag mappings, its references and its links, so nothing points at it. */
+  /**
+   * Removes a manifest with its tag mappings and its references, so nothing points at it. Repository links stay:
+   * "this digest belongs to that repository" remains true, and the next pull fetches it again from there.
+   */
   deleteManifest(digest: Digest): void {
     this.db.prepare('DELETE FROM manifests WHERE digest = ?').run(digest);
     this.db.prepare('DELETE FROM manifest_refs WHERE manifest = ?').run(digest);
     this.db.prepare('DELETE FROM tags WHERE digest = ?').run(digest);
-    this.db.prepare('DELETE FROM links WHERE digest = ?').run(digest);
   }
 
   transaction<T>(fn: () => T): T {

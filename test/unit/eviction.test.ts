@@ -182,7 +182,7 @@ describe('eviction', () => {
     for (const x of [...blobsOf(a), ...blobsOf(c)]) assert.ok(f.onDisk(x));
   });
 
-  test('evicting a manifest removes its tag mappings, references and links; its blobs become candidates', async () => {
+  test('evicting a manifest removes its tag mappings and references (links stay); its blobs become candidates', async () => {
     const f = fixture();
     const img = await f.image('app', ['v1', 'latest'], 2);
     const keep = await f.image('app', ['v2'], 1);
@@ -192,7 +192,8 @@ describe('eviction', () => {
     assert.equal(f.meta.getTag(UP, 'app', 'v1'), undefined);
     assert.equal(f.meta.getTag(UP, 'app', 'latest'), undefined);
     assert.deepEqual(f.meta.listTags(UP, 'app'), ['v2']);
-    assert.equal(f.meta.isLinked(UP, 'app', img.digest), false);
+    // "This digest belongs to app" stays true: the next pull fetches it again from app's upstream.
+    assert.equal(f.meta.isLinked(UP, 'app', img.digest), true);
     assert.deepEqual(f.meta.db.prepare('SELECT COUNT(*) AS n FROM manifest_refs WHERE manifest = ?').get(img.digest), { n: 0 });
     assert.deepEqual(f.usage.unreferencedBlobs().map((x) => x.digest).sort(), blobsOf(img).map((x) => x.digest).sort());
     assert.ok(f.meta.getManifest(keep.digest) && f.meta.getTag(UP, 'app', 'v2'));
