@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, type ConfigFlags } from './config.js';
 import { registerOpsCommands } from './cli-ops.js';
 import { registerForeignCommands } from './cli-foreign.js';
 import { registerPrefetchCommand } from './cli-prefetch.js';
+import { registerBundleCommands } from './cli-bundle.js';
 import { serve } from './serve.js';
 
 export function common(cmd: Command): Command {
@@ -48,5 +49,6 @@ export async function runCli(argv: string[]): Promise<void> {
   registerOpsCommands(program, common, configOrExit);
   registerForeignCommands(program, common, configOrExit);
   registerPrefetchCommand(program, common, configOrExit);
+  registerBundleCommands(program, common, configOrExit);
   await program.parseAsync(argv);
 }
