@@ -116,6 +116,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     fillsInFlight: () => blobs.fillsInFlight,
     store: () => meta.blobTotals(),
     circuits: () => registries.list().map((u) => ({ upstream: u.name, open: breaker.isOpen(u.name) })),
+    foreign: () => foreign.stats(),
   });
   const m = metrics;
   const onRequestDone = (c: { req: { method: string } }, status: number, info: RequestInfo): void => {
@@ -152,6 +153,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   return {
     app, proxy, meta, store, metrics: m, breaker, usage, eviction, foreign, foreignAdmin, prefetch: runPrefetch, warmer,
     async start() {
+      store.removeLeftovers();
       const r = await reconcile(store, meta);
       if (r.rowsDropped || r.filesAdopted || r.strayFiles) log.warn(r, 'store reconciled at startup');
       timers.push(setInterval(() => access.flush(), 10_000).unref());

@@ -86,28 +86,30 @@ export class Eviction {
     const files: Digest[] = [];
     const decide = (): void => {
       const pinned = usage.pinnedClosure();
-      const keep = (d: Digest) => pinned.has(d) || this.deps.inUse(d);
-      for (;;) {
-        // Blobs no kept manifest needs go first, least recently used first.
-        for (const blob of usage.unreferencedBlobs()) {
+      // Cached foreign layers go last: an air-gapped site cannot fetch them again from anywhere.
+      const foreign = usage.cachedForeignLayers();
+      for (const lastResort of [false, true]) {
+        const keep = (d: Digest) => pinned.has(d) || this.deps.inUse(d) || (!lastResort && foreign.has(d));
+        for (;;) {
+          // Blobs no kept manifest needs go first, least recently used first.
+          for (const blob of usage.unreferencedBlobs()) {
+            if (result.freedBytes >= needed) return;
+            if (keep(blob.digest)) continue;
+            usage.deleteBlob(blob.digest);
+            files.push(blob.digest);
+            result.evicted.push({ kind: 'blob', ...blob });
+            result.freedBytes += blob.size;
+          }
           if (result.freedBytes >= needed) return;
-          if (keep(blob.digest)) continue;
-          usage.deleteBlob(blob.digest);
-          files.push(blob.digest);
-          result.evicted.push({ kind: 'blob', ...blob });
-          result.freedBytes += blob.size;
+          // Then the least recently used image or index; what only it needed becomes a candidate next round.
+          const root = usage.rootManifests().find((c) => !keep(c.digest));
+          if (!root) break;
+          usage.deleteManifest(root.digest);
+          result.evicted.push({ kind: 'manifest', ...root });
+          result.freedBytes += root.size;
         }
-        if (result.freedBytes >= needed) return;
-        // Then the least recently used image or index; what only it needed becomes a candidate next round.
-        const root = usage.rootManifests().find((c) => !keep(c.digest));
-        if (!root) {
-          result.short = true;
-          return;
-        }
-        usage.deleteManifest(root.digest);
-        result.evicted.push({ kind: 'manifest', ...root });
-        result.freedBytes += root.size;
       }
+      result.short = true;
     };
     if (opts.dryRun) {
       // Decide inside a transaction that is rolled back: the report is exact and nothing changes.

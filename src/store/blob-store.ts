@@ -31,13 +31,24 @@ export class BlobStore {
   constructor(root: string) {
     this.paths = new StorePaths(root);
     mkdirSync(this.paths.blobsDir, { recursive: true });
-    // Leftovers of fills interrupted by a crash are never served: drop them at startup.
     try {
-      rmSync(this.paths.tmpDir, { recursive: true, force: true });
       mkdirSync(this.paths.tmpDir, { recursive: true });
       mkdirSync(this.paths.partialDir, { recursive: true });
     } catch {
       // A read-only data dir still serves what it holds; fills will pass through.
+    }
+  }
+
+  /**
+   * Drops temp files left by a crash (never served). Only `serve` calls this at startup: a CLI command on the
+   * same data dir must not pull the temp files from under a running server's fills.
+   */
+  removeLeftovers(): void {
+    try {
+      rmSync(this.paths.tmpDir, { recursive: true, force: true });
+      mkdirSync(this.paths.tmpDir, { recursive: true });
+    } catch {
+      // read-only data dir
     }
   }
 

@@ -25,6 +25,12 @@ export class Usage {
     return new Set(rows.map((r) => r.d));
   }
 
+  /** Cached foreign/non-distributable layers (the foreign-layer table says which digests are). */
+  cachedForeignLayers(): Set<string> {
+    const rows = this.db.prepare<[], { digest: string }>('SELECT f.digest FROM foreign_layers f JOIN blobs b ON b.digest = f.digest WHERE f.is_foreign = 1').all();
+    return new Set(rows.map((r) => r.digest));
+  }
+
   /** Blobs no stored manifest references, least recently used first. */
   unreferencedBlobs(): Candidate[] {
     return this.db.prepare<[], Candidate>(`

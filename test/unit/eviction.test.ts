@@ -166,6 +166,17 @@ describe('eviction', () => {
     assert.ok(f.onDisk(x) && f.meta.blobSize(x.digest) === x.size, 'in use: never evicted');
   });
 
+  test('cached foreign layers are evicted last: only when nothing else is left', async () => {
+    const f = fixture();
+    const [foreignBlob, plainOld, plainNew] = [await f.blob(), await f.blob(), await f.blob()];
+    f.meta.db.prepare("INSERT INTO foreign_layers (digest, size, media_type, is_foreign, urls, first_seen, last_seen) VALUES (?, ?, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', 1, '[]', 0, 0)")
+      .run(foreignBlob.digest, foreignBlob.size);
+    const ev = f.eviction(f.total() - 1);
+    assert.deepEqual((await ev.sweep()).evicted.map((e) => e.digest), [plainOld.digest], 'the oldest non-foreign blob goes, not the older foreign one');
+    const all = await ev.sweep({ force: 1e12 });
+    assert.deepEqual(all.evicted.map((e) => e.digest), [plainNew.digest, foreignBlob.digest], 'the foreign layer only as a last resort');
+  });
+
   test('least recently used first: a recently pulled image survives, the store ends within its budget', async () => {
     const f = fixture();
     const a = await f.image('a', ['v1'], 2);
