@@ -90,6 +90,11 @@ export class Blobs {
     return this.reading.has(digest) || this.fills.has(digest);
   }
 
+  /** Settles when this process's fill of `digest`, if one runs, has committed or failed (readers end before the commit). */
+  async fillSettled(digest: Digest): Promise<void> {
+    await this.fills.get(digest)?.settled;
+  }
+
   /** Settles when every fill in flight has committed or failed (graceful shutdown). */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.fills.values()].map((f) => f.settled));

@@ -243,9 +243,13 @@ export class PrefetchRun {
     } finally {
       this.streams.delete(stream);
     }
+    // A reader ends once the bytes are verified; the CAS commit follows: count the blob as fetched only after it.
+    await this.deps.blobs.fillSettled(b.digest);
     if (!this.deps.isCached(b.digest)) {
+      // A foreign rule with cache: false streams verified bytes without keeping them; anything else should be kept.
+      if (handle.outcome !== 'foreign-fetch') throw new Error('verified, but the commit to the store failed (see the log)');
       b.status = 'skipped';
-      b.reason = 'verified but not kept (foreign rule with cache: false)';
+      b.reason = 'foreign layer verified but not kept (a fetch rule with cache: false, or the commit failed)';
       return;
     }
     b.status = 'fetched';
