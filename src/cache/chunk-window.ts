@@ -30,15 +30,29 @@ export class ChunkWindow {
     if (drop > 0) this.chunks.splice(0, drop);
   }
 
-  /** Bytes from `pos` up to `until` (exclusive) that the window holds, without copying; undefined if none. */
-  slice(pos: number, until: number): Buffer | undefined {
+  /**
+   * Bytes from `pos` up to `until` (exclusive, at most `max`) that the window holds; undefined if none. One chunk
+   * is returned without copying; several consecutive ones are joined, so a reader that fell a little behind
+   * sends one large socket write instead of many 64 KiB ones.
+   */
+  slice(pos: number, until: number, max = 1 << 20): Buffer | undefined {
     // Readers are usually near the end: search backwards.
-    for (let i = this.chunks.length - 1; i >= 0; i--) {
+    let i = this.chunks.length - 1;
+    for (; i >= 0; i--) {
       const c = this.chunks[i]!;
       if (pos >= c.start + c.buf.length) return undefined;
-      if (pos >= c.start) return c.buf.subarray(pos - c.start, Math.min(c.buf.length, until - c.start));
+      if (pos >= c.start) break;
     }
-    return undefined;
+    if (i < 0) return undefined;
+    const stop = Math.min(until, pos + max);
+    const parts: Buffer[] = [];
+    for (let at = pos; i < this.chunks.length && at < stop; i++) {
+      const c = this.chunks[i]!;
+      const part = c.buf.subarray(at - c.start, Math.min(c.buf.length, stop - c.start));
+      parts.push(part);
+      at += part.length;
+    }
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
   }
 
   clear(): void {
