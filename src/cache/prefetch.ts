@@ -4,7 +4,7 @@ import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { parseManifest } from '../oci/manifest.js';
 import { isIndexType } from '../oci/media-types.js';
-import { parseReference, type Reference } from '../oci/reference.js';
+import { isValidName, looksLikeHost, parseReference, type Reference } from '../oci/reference.js';
 import type { Target } from '../upstream/registries.js';
 import type { Blobs } from './blobs.js';
 import { platformMatches, walkImage, type Selection } from './dag.js';
@@ -81,7 +81,9 @@ export function parseImageRef(ref: string): { name: string; reference: Reference
     }
   }
   const reference = parseReference(text);
-  if (!name || !reference) throw new Error(`invalid image reference "${ref}"`);
+  const slash = name.indexOf('/');
+  const repo = slash > 0 && looksLikeHost(name.slice(0, slash)) ? name.slice(slash + 1) : name;
+  if (!reference || !isValidName(repo)) throw new Error(`invalid image reference "${ref}"`);
   return { name, reference };
 }
 

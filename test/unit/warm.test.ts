@@ -1,0 +1,115 @@
+// Unit tests for scheduled warming: config parsing, next-run computation with an injected clock, and the run loop.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { nextRun, Warmer } from '../../src/cache/warm.ts';
+import type { PrefetchOptions, PrefetchSummary } from '../../src/cache/prefetch.ts';
+import { createLogger } from '../../src/log.ts';
+import { Metrics } from '../../src/metrics.ts';
+import { hostPlatform, parseDuration, parseTimeOfDay, warmSchema, type WarmEntry } from '../../src/warm-config.ts';
+
+const local = (y: number, mo: number, d: number, h: number, mi: number, s = 0, ms = 0): number => new Date(y, mo - 1, d, h, mi, s, ms).getTime();
+
+test('durations and times of day parse; malformed ones do not', () => {
+  assert.equal(parseDuration('6h'), 6 * 3600_000);
+  assert.equal(parseDuration('30m'), 30 * 60_000);
+  assert.equal(parseDuration('2s'), 2000);
+  assert.equal(parseDuration('1h30m'), 90 * 60_000);
+  assert.equal(parseDuration('1d'), 86_400_000);
+  for (const bad of ['', '6', 'h', '1.5h', '-2s', '2 s', '2x']) assert.equal(parseDuration(bad), undefined, bad);
+  assert.deepEqual(parseTimeOfDay('02:00'), { hour: 2, minute: 0 });
+  assert.deepEqual(parseTimeOfDay('7:05'), { hour: 7, minute: 5 });
+  for (const bad of ['24:00', '02:60', '2', '02:00:00', 'noon']) assert.equal(parseTimeOfDay(bad), undefined, bad);
+});
+
+test('the warm: section: selection, schedule, and one clear error per mistake', () => {
+  const ok = warmSchema.parse([
+    { refs: ['alpine:3.20'], platforms: ['linux/arm64/v8'], every: '6h' },
+    { name: 'nightly', refs: ['ghcr.io/org/app@sha256:' + 'a'.repeat(64)], platforms: 'all', compression: 'zstd', at: ['02:00', '14:30'] },
+    { refs: ['localhost:5000/app'], every: '2s' },
+  ]);
+  assert.deepEqual(ok[0], { name: 'warm[0]', refs: ['alpine:3.20'], concurrency: 4, schedule: { kind: 'every', ms: 6 * 3600_000 },
+    selection: { compression: 'gzip', platforms: [{ os: 'linux', architecture: 'arm64', variant: 'v8' }] } });
+  assert.deepEqual(ok[1]!.selection, { compression: 'zstd' }, '"all": no platform filter');
+  assert.deepEqual(ok[1]!.schedule, { kind: 'at', times: [{ hour: 2, minute: 0 }, { hour: 14, minute: 30 }] });
+  assert.deepEqual(ok[2]!.selection.platforms, [hostPlatform()], 'no platforms: this host\'s');
+  assert.deepEqual(warmSchema.parse(undefined), []);
+  const error = (v: unknown): string => {
+    const r = warmSchema.safeParse(v);
+    assert.equal(r.success, false);
+    return r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+  };
+  assert.match(error([{ refs: ['a:1'], every: '6h', at: '02:00' }]), /exactly one of every/);
+  assert.match(error([{ refs: ['a:1'] }]), /exactly one of every/);
+  assert.match(error([{ refs: ['a:1'], every: '500ms' }]), /^0\.every: .*at least 1s/);
+  assert.match(error([{ refs: ['a:1'], at: '25:00' }]), /HH:MM/);
+  assert.match(error([{ refs: ['a:1'], platforms: ['linux'], every: '1h' }]), /os\/arch/);
+  assert.match(error([{ refs: ['Not A Ref!'], every: '1h' }]), /^0\.refs\.0: expected an image reference/);
+  assert.match(error([{ refs: [], every: '1h' }]), /^0\.refs/);
+  assert.match(error([{ refs: ['a:1'], every: '1h', when: 'daily' }]), /when/);
+});
+
+test('every: at start, then the interval after each start; a run that overran starts the next at once', () => {
+  const s = { kind: 'every', ms: 6 * 3600_000 } as const;
+  const t0 = local(2024, 1, 15, 10, 0);
+  assert.equal(nextRun(s, t0), t0, 'the first run is at start');
+  assert.equal(nextRun(s, t0 + 5 * 60_000, t0), t0 + 6 * 3600_000);
+  assert.equal(nextRun(s, t0 + 7 * 3600_000, t0), t0 + 7 * 3600_000, 'overran: next at once, never two at a time');
+});
+
+test('at: the next local time of day, tomorrow once it has passed, the earliest of several', () => {
+  const nightly = { kind: 'at', times: [{ hour: 2, minute: 0 }] } as const;
+  assert.equal(nextRun(nightly, local(2024, 1, 15, 1, 30)), local(2024, 1, 15, 2, 0));
+  assert.equal(nextRun(nightly, local(2024, 1, 15, 2, 0, 0, 1)), local(2024, 1, 16, 2, 0));
+  assert.equal(nextRun(nightly, local(2024, 1, 31, 23, 0)), local(2024, 2, 1, 2, 0), 'across a month end');
+  // The timer fired a millisecond early and the run was quick: not again today.
+  const early = local(2024, 1, 15, 1, 59, 59, 999);
+  assert.equal(nextRun(nightly, early + 200, early), local(2024, 1, 16, 2, 0));
+  const twice = { kind: 'at', times: [{ hour: 14, minute: 30 }, { hour: 2, minute: 0 }] } as const;
+  assert.equal(nextRun(twice, local(2024, 1, 15, 9, 0)), local(2024, 1, 15, 14, 30));
+  assert.equal(nextRun(twice, local(2024, 1, 15, 15, 0)), local(2024, 1, 16, 2, 0));
+});
+
+const summary = (ok: boolean, bytes: number): PrefetchSummary => ({
+  ok, seconds: 0.05, images: [{ ref: 'a:1', ok }], fetched: { blobs: bytes > 0 ? 2 : 0, bytes }, cached: { blobs: 1, bytes: 10 },
+  skipped: { blobs: 0, bytes: 0 }, failed: { images: ok ? 0 : 1, blobs: 0, reasons: ok ? [] : [{ ref: 'a:1', reason: 'MANIFEST_UNKNOWN' }] },
+});
+
+test('the warmer: runs never overlap (one entry or several), metrics count them, stop() clears timers and cancels', async () => {
+  const entry = (name: string, ms: number): WarmEntry => ({ name, refs: ['a:1'], selection: { compression: 'gzip' }, concurrency: 2, schedule: { kind: 'every', ms } });
+  let active = 0;
+  let maxActive = 0;
+  const starts: { name: string; at: number }[] = [];
+  let signal: AbortSignal | undefined;
+  const metrics = new Metrics();
+  const warmer = new Warmer({
+    entries: [entry('fast', 20), entry('other', 20)],
+    log: createLogger('silent'),
+    metrics,
+    prefetch: (items, opts: PrefetchOptions) => {
+      signal = opts.signal;
+      starts.push({ name: items[0]!.ref, at: performance.now() });
+      active++;
+      maxActive = Math.max(maxActive, active);
+      // Each run takes longer than the interval.
+      return { done: new Promise((r) => setTimeout(() => { active--; r(summary(starts.length % 2 === 0, 100)); }, 60)) };
+    },
+  });
+  warmer.start();
+  const deadline = Date.now() + 5000;
+  while (warmer.runs < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  await warmer.stop();
+  assert.ok(warmer.runs >= 6, `ran ${warmer.runs} times`);
+  assert.equal(maxActive, 1, 'never two runs at once');
+  for (let i = 1; i < starts.length; i++) assert.ok(starts[i]!.at - starts[i - 1]!.at >= 55, 'the next run waits for the previous one');
+  assert.equal(signal?.aborted, true, 'stop() cancels a run in progress');
+  const runsAfterStop = warmer.runs;
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(warmer.runs <= runsAfterStop + 1 && active === 0, 'no run starts after stop()');
+  const text = await metrics.registry.metrics();
+  const ok = Number(/stevedore_warm_runs_total\{result="ok"\} (\d+)/.exec(text)?.[1]);
+  const failed = Number(/stevedore_warm_runs_total\{result="failed"\} (\d+)/.exec(text)?.[1]);
+  assert.equal(ok + failed, warmer.runs);
+  assert.ok(ok > 0 && failed > 0);
+  assert.match(text, new RegExp(`stevedore_warm_bytes_total ${warmer.runs * 100}\\b`));
+  assert.match(text, new RegExp(`stevedore_warm_blobs_total\\{status="fetched"\\} ${warmer.runs * 2}\\b`));
+});
