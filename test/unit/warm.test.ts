@@ -5,7 +5,7 @@ import { nextRun, Warmer } from '../../src/cache/warm.ts';
 import type { PrefetchOptions, PrefetchSummary } from '../../src/cache/prefetch.ts';
 import { createLogger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics.ts';
-import { hostPlatform, parseDuration, parseTimeOfDay, warmSchema, type WarmEntry } from '../../src/warm-config.ts';
+import { hostPlatform, parseDuration, parseTimeOfDay, warmSchema, type Schedule, type WarmEntry } from '../../src/warm-config.ts';
 
 const local = (y: number, mo: number, d: number, h: number, mi: number, s = 0, ms = 0): number => new Date(y, mo - 1, d, h, mi, s, ms).getTime();
 
@@ -57,14 +57,14 @@ test('every: at start, then the interval after each start; a run that overran st
 });
 
 test('at: the next local time of day, tomorrow once it has passed, the earliest of several', () => {
-  const nightly = { kind: 'at', times: [{ hour: 2, minute: 0 }] } as const;
+  const nightly: Schedule = { kind: 'at', times: [{ hour: 2, minute: 0 }] };
   assert.equal(nextRun(nightly, local(2024, 1, 15, 1, 30)), local(2024, 1, 15, 2, 0));
   assert.equal(nextRun(nightly, local(2024, 1, 15, 2, 0, 0, 1)), local(2024, 1, 16, 2, 0));
   assert.equal(nextRun(nightly, local(2024, 1, 31, 23, 0)), local(2024, 2, 1, 2, 0), 'across a month end');
   // The timer fired a millisecond early and the run was quick: not again today.
   const early = local(2024, 1, 15, 1, 59, 59, 999);
   assert.equal(nextRun(nightly, early + 200, early), local(2024, 1, 16, 2, 0));
-  const twice = { kind: 'at', times: [{ hour: 14, minute: 30 }, { hour: 2, minute: 0 }] } as const;
+  const twice: Schedule = { kind: 'at', times: [{ hour: 14, minute: 30 }, { hour: 2, minute: 0 }] };
   assert.equal(nextRun(twice, local(2024, 1, 15, 9, 0)), local(2024, 1, 15, 14, 30));
   assert.equal(nextRun(twice, local(2024, 1, 15, 15, 0)), local(2024, 1, 16, 2, 0));
 });
