@@ -54,8 +54,8 @@ class RateMeter {
   }
 }
 
-function imageLine(img: ImageState): string {
-  const name = img.ref.length > 48 ? `…${img.ref.slice(-47)}` : img.ref.padEnd(48);
+function imageLine(img: ImageState, width: number): string {
+  const name = img.ref.length > width ? `…${img.ref.slice(-(width - 1))}` : img.ref.padEnd(width);
   if (img.status === 'resolving') return `${name}  resolving`;
   if (img.status === 'failed' && img.blobs.length === 0) return `${name}  failed: ${img.reason}`;
   let total = 0, done = 0, n = 0;
@@ -72,15 +72,17 @@ function imageLine(img: ImageState): string {
 function ttyProgress(run: PrefetchRun, out: NodeJS.WriteStream): () => void {
   const meter = new RateMeter();
   let drawn = 0;
+  const width = Math.min(40, Math.max(...run.images.map((i) => i.ref.length)));
   const draw = (): void => {
     const t = run.totals();
     const rate = meter.rate(Date.now(), t.fetchedBytes);
     const busy = run.images.filter((i) => i.status === 'resolving' || i.status === 'fetching');
     const rest = run.images.filter((i) => !busy.includes(i));
-    const shown = [...busy, ...rest].slice(0, Math.max(3, (out.rows ?? 24) - 4));
-    const eta = rate > 0 ? `  ETA ${seconds((t.bytes - t.doneBytes) / rate)}` : '';
-    const lines = [...shown.map(imageLine), `total ${human(t.doneBytes)} / ${human(t.bytes)}  ${t.blobsDone}/${t.blobs} blobs  ${human(rate)}/s${eta}`];
-    const cols = (out.columns ?? 120) - 1;
+    const shown = [...busy, ...rest].slice(0, Math.max(3, (out.rows > 0 ? out.rows : 24) - 4));
+    const eta = rate > 0 && t.doneBytes < t.bytes ? `  ETA ${seconds((t.bytes - t.doneBytes) / rate)}` : '';
+    const lines = [...shown.map((i) => imageLine(i, width)), `total ${human(t.doneBytes)} / ${human(t.bytes)}  ${t.blobsDone}/${t.blobs} blobs  ${human(rate)}/s${eta}`];
+    // A pseudo-terminal without a window size reports 0 columns.
+    const cols = out.columns > 0 ? out.columns - 1 : 200;
     out.write(`${drawn > 0 ? `\x1b[${drawn}A` : ''}${lines.map((l) => `\x1b[2K${l.slice(0, cols)}\n`).join('')}`);
     drawn = lines.length;
   };
