@@ -73,7 +73,11 @@ async function readArchive(deps: ImportDeps, file: string, staged: Map<Digest, S
   const small = new Map<string, Buffer>();
   const extract = tar.extract();
   const src = createReadStream(file, { highWaterMark: 1 << 20 });
-  src.once('error', (e) => extract.destroy(e));
+  let readError: Error | undefined;
+  src.once('error', (e) => {
+    readError = e;
+    extract.destroy(e);
+  });
   src.pipe(extract as unknown as NodeJS.WritableStream);
   try {
     for await (const entry of extract) {
@@ -99,6 +103,7 @@ async function readArchive(deps: ImportDeps, file: string, staged: Map<Digest, S
   } catch (e) {
     src.destroy();
     if (e instanceof ImportError) throw e;
+    if (readError) throw new ImportError(`${file}: cannot read it (${readError.message})`);
     throw new ImportError(`${file}: not a readable tar archive (${(e as Error).message})`);
   }
   return small;
