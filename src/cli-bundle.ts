@@ -29,13 +29,17 @@ const size = (n: number): string => {
 /** A refused bundle, an uncached ref, a bad argument: one line on stderr and exit code 1 (2 for usage). */
 class UsageError extends Error {}
 
-async function run(config: Config, fn: (s: Stevedore) => Promise<void>): Promise<void> {
+async function run(what: string, config: Config, fn: (s: Stevedore) => Promise<void>): Promise<void> {
   const s = buildApp(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, process.stderr));
+  // Should anything leave a promise unsettled, node exits when its loop is empty: that must not read as success.
+  process.exitCode = 1;
   try {
     await fn(s);
+    process.exitCode = 0;
   } catch (e) {
-    if (!(e instanceof ExportError || e instanceof ImportError || e instanceof UsageError || e instanceof OciError)) throw e;
-    process.stderr.write(`stevedore: ${e.message}\n`);
+    // Ours name the ref or entry already; anything else (a full disk, an unwritable -o path) gets the command's name.
+    const known = e instanceof ExportError || e instanceof ImportError || e instanceof UsageError || e instanceof OciError;
+    process.stderr.write(`stevedore: ${known ? '' : `${what} failed: `}${(e as Error).message}\n`);
     process.exitCode = e instanceof UsageError ? 2 : 1;
   } finally {
     await s.close();
@@ -52,7 +56,7 @@ export function registerBundleCommands(program: Command, common: (c: Command) =>
     .addOption(new Option('--compression <kind>', 'which variant of an index entry to take when an image offers gzip and zstd').choices(['any', 'gzip', 'zstd']).default('any'))
     .action((refs: string[], flags: ExportFlags) => {
       const config = build(flags);
-      return run(config, async (s) => {
+      return run('export', config, async (s) => {
         let platforms: Platform[] | undefined;
         let images;
         try {
@@ -81,7 +85,7 @@ export function registerBundleCommands(program: Command, common: (c: Command) =>
     .argument('<bundle>', 'an OCI image layout archive: from stevedore export, or skopeo copy ... oci-archive:FILE[:NAME]')
     .description('verify an archive, then make its images servable (also by an --offline instance) in one step'))
     .option('--name <host/repo[:tag]>', 'where images go whose ref name has no registry host (e.g. skopeo\'s oci-archive:FILE:TAG)')
-    .action((file: string, flags: ImportFlags) => run(build(flags), async (s) => {
+    .action((file: string, flags: ImportFlags) => run('import', build(flags), async (s) => {
       const name = flags.name !== undefined ? parseFullRef(flags.name) : undefined;
       if (flags.name !== undefined && (!name || name.digest)) throw new UsageError(`--name ${flags.name}: expected host/repo[:tag], e.g. docker.io/library/alpine:3.20`);
       const r = await importBundle({

@@ -53,7 +53,24 @@ interface Planned { info: BundleImage; manifests: ManifestResult[]; blobs: Descr
 const platformText = (p: { os?: string; architecture?: string; variant?: string }) =>
   [p.os ?? '?', p.architecture ?? '?', ...(p.variant ? [p.variant] : [])].join('/');
 
+const partialOf = (out: string) => `${out}.partial-${process.pid}`;
+
 export async function exportBundle(deps: ExportDeps, opts: ExportOptions): Promise<BundleInfo> {
+  try {
+    // Fail before any fetching when the output cannot be written (a missing directory, no permission).
+    await (await fsp.open(partialOf(opts.out), 'w')).close();
+  } catch (e) {
+    throw new ExportError(`${opts.out}: cannot write it (${(e as Error).message})`);
+  }
+  try {
+    return await exportTo(deps, opts);
+  } finally {
+    // Renamed to `out` on success; on any failure nothing is left behind.
+    await fsp.rm(partialOf(opts.out), { force: true });
+  }
+}
+
+async function exportTo(deps: ExportDeps, opts: ExportOptions): Promise<BundleInfo> {
   const now = opts.now ?? Date.now;
   const planned = new Map<string, Planned>();
   for (const { target, reference } of opts.images) {
@@ -190,35 +207,34 @@ async function platformsOf(deps: ExportDeps, root: ManifestResult, manifests: Ma
  * at `out`. Every blob is read from an open handle (eviction cannot cut it) and re-hashed on the way.
  */
 async function writeArchive(store: BlobStore, out: string, mtime: Date, files: [string, Buffer][], manifests: ManifestResult[], blobs: Descriptor[]): Promise<void> {
-  const tmp = `${out}.partial-${process.pid}`;
+  const tmp = partialOf(out);
   const pack = tar.pack();
-  const written = pipeline(pack, createWriteStream(tmp));
+  const written = pipeline(pack, createWriteStream(tmp, { highWaterMark: 1 << 20 }));
   written.catch(() => undefined);
-  const add = (name: string, body: Buffer) => new Promise<void>((resolve, reject) => {
-    pack.entry({ name, size: body.length, mtime, mode: 0o644 }, body, (err) => (err ? reject(err) : resolve()));
+  /** An entry whose errors surface through its callback (and the archive's), never as an unhandled 'error'. */
+  const entry = (header: Parameters<tar.Pack['entry']>[0], body?: Buffer) => new Promise<void>((resolve, reject) => {
+    const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+    (body ? pack.entry(header, body, cb) : pack.entry(header, cb)).on('error', () => undefined);
   });
   try {
-    for (const [name, body] of files) await add(name, body);
+    for (const [name, body] of files) await entry({ name, size: body.length, mtime, mode: 0o644 }, body);
     const dirs = new Set(['blobs/', ...[...manifests.map((m) => m.digest), ...blobs.map((b) => b.digest)].map((d) => `blobs/${parseDigest(d)!.algorithm}/`)]);
-    for (const name of dirs) {
-      await new Promise<void>((resolve, reject) => pack.entry({ name, type: 'directory', mtime, mode: 0o755 }, (err) => (err ? reject(err) : resolve())));
-    }
-    for (const m of manifests) await add(blobEntryName(m.digest), m.body);
+    for (const name of dirs) await entry({ name, type: 'directory', mtime, mode: 0o755 });
+    for (const m of manifests) await entry({ name: blobEntryName(m.digest), size: m.body.length, mtime, mode: 0o644 }, m.body);
     for (const b of blobs) await addBlob(store, pack, b.digest, b.size, mtime);
     pack.finalize();
     await written;
-    const fh = await fsp.open(tmp, 'r+');
+    const file = await fsp.open(tmp, 'r+');
     try {
-      await fh.sync();
+      await file.sync();
     } finally {
-      await fh.close();
+      await file.close();
     }
     await fsp.rename(tmp, out);
   } catch (e) {
     pack.destroy(e as Error);
     await written.catch(() => undefined);
-    await fsp.rm(tmp, { force: true });
-    throw e;
+    throw e instanceof ExportError ? e : new ExportError(`${out}: ${(e as Error).message}`);
   }
 }
 
@@ -230,6 +246,7 @@ async function addBlob(store: BlobStore, pack: tar.Pack, digest: Digest, size: n
     const entryDone = new Promise<void>((ok, fail) => {
       entry = pack.entry({ name: blobEntryName(digest), size, mtime, mode: 0o644 }, (err) => (err ? fail(err) : ok()));
     });
+    entry.on('error', () => undefined);
     entryDone.catch(() => undefined);
     const h = new Hasher(parseDigest(digest)!.algorithm);
     let n = 0;
