@@ -171,7 +171,7 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     // only OCI-typed roots by name, so that one is read back by stevedore import below, and pulled from there.)
   });
 
-  test('export --platform takes the index unchanged and only that platform; --offline refuses what is not cached, writing nothing', async () => {
+  test('export --platform takes the index unchanged and only that platform; --offline refuses what is not cached; nothing is written on failure', async () => {
     const arm = path.join(tmp.path, 'arm.tar');
     ok(await cli(connected, 'export', refs.index!, '--platform', 'linux/arm64', '--offline', '-o', arm));
     const buf = readFileSync(arm);
@@ -186,6 +186,9 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`stevedore: ${reg.host.replace(/\./g, '\\.')}/test/uncached:v1: .*offline`));
     assert.deepEqual(readdirSync(tmp.path).filter((n) => n.startsWith('never.tar')), []);
+    const unwritable = await cli(connected, 'export', refs.multi!, '-o', path.join(tmp.path, 'no-such-dir', 'x.tar'));
+    assert.equal(unwritable.code, 1);
+    assert.match(unwritable.stderr, /^stevedore: .*no-such-dir\/x\.tar: cannot write it \(ENOENT/);
   });
 
   test('a corrupted bundle is refused, naming the bad entry; nothing of it becomes visible', async () => {
