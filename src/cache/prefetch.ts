@@ -131,6 +131,8 @@ export class PrefetchRun {
   private readonly pool: Pool;
   private readonly now: () => number;
   private readonly streams = new Set<Readable>();
+  /** Why an image that resolved still fails (a wanted platform is not in its index). */
+  private readonly problems = new Map<ImageState, string>();
 
   constructor(private readonly deps: PrefetchDeps, items: PrefetchItem[], private readonly opts: PrefetchOptions) {
     this.now = opts.now ?? Date.now;
@@ -186,8 +188,9 @@ export class PrefetchRun {
       img.manifestsFetched = dag.manifests.filter((m) => m.outcome === 'miss' || m.outcome === 'coalesced').length;
       // Stale: the upstream could not say what the tag means now, so this run did not do its job.
       if (dag.root.outcome === 'stale') throw new Error(`upstream unreachable: could not revalidate the tag (cached ${dag.root.digest} kept)`);
+      // The platforms that are there are still fetched; the image fails at the end, naming the missing ones.
       const missing = this.missingPlatforms(dag.root, item.selection);
-      if (missing.length > 0) throw new Error(`no manifest for platform ${missing.join(', ')} in the index`);
+      if (missing.length > 0) this.problems.set(img, `no manifest for platform ${missing.join(', ')} in the index`);
       img.blobs = dag.blobs.map((d) => this.blob(target, d.digest, d.size));
       img.status = 'fetching';
       this.emit({ type: 'image', image: img });
@@ -259,9 +262,10 @@ export class PrefetchRun {
 
   private finish(img: ImageState): void {
     if (img.status !== 'failed') {
-      const bad = img.blobs.find((b) => b.status === 'failed');
-      img.status = bad ? 'failed' : 'done';
-      if (bad) img.reason = `${img.blobs.filter((b) => b.status === 'failed').length} blob(s) failed`;
+      const bad = img.blobs.filter((b) => b.status === 'failed').length;
+      const problem = this.problems.get(img);
+      img.status = bad > 0 || problem ? 'failed' : 'done';
+      if (img.status === 'failed') img.reason = [problem, bad > 0 ? `${bad} blob(s) failed` : undefined].filter(Boolean).join('; ');
     }
     this.emit({ type: 'image-done', image: img });
   }
@@ -276,7 +280,9 @@ export class PrefetchRun {
       s.images.push({ ref: img.ref, ...(img.digest ? { digest: img.digest } : {}), ok: img.status === 'done', ...(img.reason ? { reason: img.reason } : {}) });
       if (img.status !== 'failed') continue;
       s.failed.images++;
-      if (img.blobs.every((b) => b.status !== 'failed')) s.failed.reasons.push({ ref: img.ref, reason: img.reason ?? 'failed' });
+      // Blob failures are listed below, each once; here what failed the image itself.
+      const own = this.problems.get(img) ?? (img.blobs.length === 0 ? img.reason : undefined);
+      if (own) s.failed.reasons.push({ ref: img.ref, reason: own });
     }
     for (const { state: b } of this.digests.values()) {
       const owner = this.images.find((i) => i.blobs.includes(b))!;

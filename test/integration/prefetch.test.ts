@@ -98,9 +98,11 @@ describe('stevedore prefetch', () => {
     assert.deepEqual(r.summary.images.map((i) => [i.ref, i.ok]), [['test/idx:1', true], ['test/missing:1', false]]);
     assert.match(r.summary.failed.reasons[0]!.reason, /MANIFEST_UNKNOWN.*404/);
     assert.equal(blobGets().length, 0);
-    const s390 = await prefetch(['test/idx:1', '--platform', 'linux/s390x']);
+    // The platforms the index has are still fetched; the one it lacks fails the image, named.
+    const s390 = await prefetch(['test/idx:1', '--platform', 'linux/arm64,linux/s390x']);
     assert.equal(s390.code, 1);
-    assert.match(s390.summary.failed.reasons[0]!.reason, /no manifest for platform linux\/s390x/);
+    assert.equal(s390.summary.cached.blobs, 3);
+    assert.deepEqual(s390.summary.failed.reasons, [{ ref: 'test/idx:1', reason: 'no manifest for platform linux/s390x in the index' }]);
   });
 
   test('a prefetch beside a running serve on the same data dir: later pulls are cache hits', async () => {
@@ -135,7 +137,7 @@ describe('stevedore prefetch', () => {
     const child = spawnTracked(process.execPath, [MAIN, 'prefetch', 'test/big:1', '--data', dir, '--upstream', proxy.url, '--rate', '16MB/s']);
     const partial = path.join(dir, 'partial', layer.digest.replace(':', '-'));
     const size = () => { try { return statSync(partial).size; } catch { return 0; } };
-    await waitFor('a third of the big layer on disk', () => size() > layer.size / 3, 20_000, 20);
+    await waitFor('half of the big layer on disk', () => size() > layer.size / 2, 20_000, 20);
     child.kill('SIGKILL');
     await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
     const kept = size();
@@ -152,8 +154,8 @@ describe('stevedore prefetch', () => {
     const total = proxy.bytes(layer.digest);
     const ratio = total / layer.size;
     console.log(`# resume: layer ${layer.size} B, first run ${first} B (kept ${kept}), total ${total} B, ratio ${ratio.toFixed(3)}`);
-    // Above 1 only by what was in socket buffers when the first run died (a restart would be 1 + first/size).
-    assert.ok(ratio >= 1 && ratio < 1.15, `total upstream bytes ≈ layer size (ratio ${ratio.toFixed(3)})`);
+    // Above 1 only by what sat in socket buffers when the first run died; a restart would be over 1.5.
+    assert.ok(ratio >= 1 && ratio < 1.25, `total upstream bytes ≈ layer size (ratio ${ratio.toFixed(3)})`);
     assert.equal(total, first + layer.size - kept, 'the kept bytes were not downloaded again');
     const file = path.join(dir, 'blobs', 'sha256', layer.digest.slice(7, 9), layer.digest.slice(7));
     assert.equal(`sha256:${createHash('sha256').update(readFileSync(file)).digest('hex')}`, layer.digest);
