@@ -47,29 +47,26 @@ interface Staged {
   digest: Digest;
   size: number;
   entry: string;
-  /** New bytes waiting in tmp/; absent when the store already holds this digest (as a blob or a manifest row). */
-  temp?: { path: string; handle: fsp.FileHandle };
+  /** New bytes waiting in tmp/ (closed: a bundle may hold thousands); absent when the store already has this digest. */
+  temp?: string;
 }
 
 const SMALL_MAX: Record<string, number> = { layout: 64 << 10, index: MANIFEST_MAX_BYTES, bundle: MANIFEST_MAX_BYTES };
 
 export async function importBundle(deps: ImportDeps, opts: ImportOptions): Promise<ImportResult> {
   const staged = new Map<Digest, Staged>();
-  const temps: Staged['temp'][] = [];
+  const temps: string[] = [];
   try {
     const small = await readArchive(deps, opts.file, staged, temps);
     const plan = await planImport(deps, opts, staged, small);
     return await commit(deps, plan, small);
   } finally {
     // Whatever was not renamed into the CAS (all of it, when refused) goes.
-    for (const t of temps) {
-      await t!.handle.close().catch(() => undefined);
-      await deps.store.removeTemp(t!.path).catch(() => undefined);
-    }
+    for (const t of temps) await deps.store.removeTemp(t).catch(() => undefined);
   }
 }
 
-async function readArchive(deps: ImportDeps, file: string, staged: Map<Digest, Staged>, temps: Staged['temp'][]): Promise<Map<string, Buffer>> {
+async function readArchive(deps: ImportDeps, file: string, staged: Map<Digest, Staged>, temps: string[]): Promise<Map<string, Buffer>> {
   const small = new Map<string, Buffer>();
   const extract = tar.extract();
   const src = createReadStream(file, { highWaterMark: 1 << 20 });
@@ -85,7 +82,13 @@ async function readArchive(deps: ImportDeps, file: string, staged: Map<Digest, S
       const kind = classifyEntry(name);
       if (kind.kind === 'blob') {
         if (type !== 'file' && type !== 'contiguous-file') throw new ImportError(`${name}: a ${type} entry, not a regular file`);
-        await stage(deps, entry, name, kind.digest, staged, temps);
+        try {
+          await stage(deps, entry, name, kind.digest, staged, temps);
+        } catch (e) {
+          // Our own disk (a full tmp/), not the archive, unless the archive itself failed mid-entry.
+          if (e instanceof ImportError || !(e as NodeJS.ErrnoException).syscall) throw e;
+          throw new ImportError(`${name}: cannot stage it in ${deps.store.paths.tmpDir} (${(e as Error).message})`);
+        }
       } else if (kind.kind === 'layout' || kind.kind === 'index' || kind.kind === 'bundle') {
         const chunks: Buffer[] = [];
         let n = 0;
@@ -110,21 +113,25 @@ async function readArchive(deps: ImportDeps, file: string, staged: Map<Digest, S
 }
 
 /** Streams one blob entry through its hasher into tmp/ (or nowhere, when the store already holds that digest). */
-async function stage(deps: ImportDeps, entry: AsyncIterable<unknown>, name: string, digest: Digest, staged: Map<Digest, Staged>, temps: Staged['temp'][]): Promise<void> {
+async function stage(deps: ImportDeps, entry: AsyncIterable<unknown>, name: string, digest: Digest, staged: Map<Digest, Staged>, temps: string[]): Promise<void> {
   const known = staged.has(digest) || (await inStore(deps, digest));
   const temp = known ? undefined : await deps.store.createTemp();
-  if (temp) temps.push(temp);
+  if (temp) temps.push(temp.path);
   const h = new Hasher(parseDigest(digest)!.algorithm);
   let size = 0;
-  for await (const c of entry) {
-    const buf = c as Buffer;
-    h.update(buf);
-    size += buf.length;
-    if (temp) await writeAll(temp.handle, buf);
+  try {
+    for await (const c of entry) {
+      const buf = c as Buffer;
+      h.update(buf);
+      size += buf.length;
+      if (temp) await writeAll(temp.handle, buf);
+    }
+  } finally {
+    await temp?.handle.close();
   }
   const got = h.digest();
   if (got !== digest) throw new ImportError(`${name}: content hashes to ${got}, not the digest its name says; the bundle is corrupt`);
-  if (!staged.has(digest)) staged.set(digest, { digest, size, entry: name, ...(temp ? { temp } : {}) });
+  if (!staged.has(digest)) staged.set(digest, { digest, size, entry: name, ...(temp ? { temp: temp.path } : {}) });
 }
 
 async function writeAll(fh: fsp.FileHandle, buf: Buffer): Promise<void> {
@@ -246,7 +253,7 @@ async function walk(deps: ImportDeps, staged: Map<Digest, Staged>, plan: Plan, t
 }
 
 async function bodyOf(deps: ImportDeps, st: Staged): Promise<Buffer> {
-  if (st.temp) return fsp.readFile(st.temp.path);
+  if (st.temp) return fsp.readFile(st.temp);
   return deps.meta.getManifest(st.digest)?.body ?? fsp.readFile(deps.store.paths.blob(st.digest));
 }
 
@@ -256,7 +263,12 @@ async function commit(deps: ImportDeps, plan: Plan, small: Map<string, Buffer>):
   // which nothing serves (startup reconciliation adopts them as unlinked blobs).
   for (const b of plan.blobs.values()) {
     if (!b.temp) continue;
-    await store.commit(b.temp.path, b.temp.handle, b.digest);
+    const fh = await fsp.open(b.temp, 'r');
+    try {
+      await store.commit(b.temp, fh, b.digest);
+    } finally {
+      await fh.close();
+    }
   }
   const result: ImportResult = {
     images: plan.images.map((i) => ({ ref: i.ref, digest: i.digest })),
