@@ -92,18 +92,14 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     onManifest: foreign.onManifest,
   };
   const manifests = new Manifests(manifestDeps);
-  // Prefetch and warming ask what a tag means now (one HEAD when unchanged), whatever the tag TTL.
   const prefetchDeps = {
-    manifests: new Manifests({ ...manifestDeps, tagTtlMs: 0 }), blobs,
+    manifests, blobs,
     resolve: (name: string) => registries.resolve(name, undefined), isCached: (d: Digest) => meta.blobSize(d) !== undefined,
   };
   const eviction = new Eviction({
     meta, usage, store, access, log, maxSize: config.maxSize, minFreeDisk: config.minFreeDisk,
     inUse: (d) => blobs.inUse(d),
-    forget: (d) => {
-      manifests.forget(d);
-      prefetchDeps.manifests.forget(d);
-    },
+    forget: (d) => manifests.forget(d),
     onEvict: (kind, size) => {
       metrics?.evictions.inc({ kind });
       metrics?.evictedBytes.inc(size);

@@ -5,7 +5,7 @@ import { ExportError, exportBundle } from './bundle/export.js';
 import { ImportError, importBundle } from './bundle/import.js';
 import { parseFullRef } from './bundle/layout.js';
 import { parsePlatform, type Compression, type Platform } from './cache/dag.js';
-import { splitRef } from './cli-ops.js';
+import { parseImageRef } from './oci/reference.js';
 import type { Config, ConfigFlags } from './config.js';
 import { createLogger } from './log.js';
 import { OciError } from './oci/errors.js';
@@ -62,7 +62,7 @@ export function registerBundleCommands(program: Command, common: (c: Command) =>
         try {
           platforms = flags.platform?.map(parsePlatform);
           images = refs.map((ref) => {
-            const { name, reference } = splitRef(ref);
+            const { name, reference } = parseImageRef(ref);
             return { target: s.proxy.resolve(name, undefined), reference };
           });
         } catch (e) {

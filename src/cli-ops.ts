@@ -4,7 +4,7 @@ import { buildApp, type Stevedore } from './app.js';
 import type { Config, ConfigFlags } from './config.js';
 import { createLogger } from './log.js';
 import { walkImage } from './cache/dag.js';
-import { parseReference, type Reference } from './oci/reference.js';
+import { parseImageRef } from './oci/reference.js';
 import { verifyStore } from './store/reconcile.js';
 
 type Build = (flags: ConfigFlags) => Config;
@@ -19,25 +19,6 @@ const mb = (n: number): string => {
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 };
 
-/** Splits `[host/]repo[:tag|@digest]` into the name (as a client path) and the reference. */
-export function splitRef(ref: string): { name: string; reference: Reference } {
-  const at = ref.indexOf('@');
-  let name = ref;
-  let reference: string;
-  if (at >= 0) {
-    name = ref.slice(0, at);
-    reference = ref.slice(at + 1);
-  } else {
-    const colon = ref.lastIndexOf(':');
-    const tagged = colon > ref.lastIndexOf('/');
-    reference = tagged ? ref.slice(colon + 1) : 'latest';
-    if (tagged) name = ref.slice(0, colon);
-  }
-  const parsed = parseReference(reference);
-  if (!parsed) throw new Error(`invalid reference in ${ref}`);
-  return { name, reference: parsed };
-}
-
 async function withApp<T>(config: Config, fn: (s: Stevedore) => Promise<T>): Promise<T> {
   const s = buildApp(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel));
   try {
@@ -49,7 +30,7 @@ async function withApp<T>(config: Config, fn: (s: Stevedore) => Promise<T>): Pro
 
 /** Resolves a ref through the cache (fetching what is missing), with every child manifest of an index. */
 async function resolveDag(s: Stevedore, ref: string) {
-  const { name, reference } = splitRef(ref);
+  const { name, reference } = parseImageRef(ref);
   const target = s.proxy.resolve(name, undefined);
   const dag = await walkImage(s.proxy.manifests, target, reference, { compression: 'any' });
   return { target, reference, root: dag.root };
@@ -95,7 +76,7 @@ export function registerOpsCommands(program: Command, common: (c: Command) => Co
     .action(async (refs: string[], flags: ConfigFlags) => {
       await withApp(build(flags), async (s) => {
         for (const ref of refs) {
-          const { name, reference } = splitRef(ref);
+          const { name, reference } = parseImageRef(ref);
           const target = s.proxy.resolve(name, undefined);
           const refText = reference.kind === 'tag' ? reference.tag : reference.digest;
           const ok = s.usage.unpin(target.upstream.name, target.repo, refText);

@@ -71,8 +71,8 @@ function groupByPlatform(entries: Descriptor[]): Descriptor[][] {
 }
 
 /** Resolves `reference` and the selected part of its DAG (manifests fetched and verified through the cache). */
-export async function walkImage(manifests: Manifests, target: Target, reference: Reference, sel: Selection): Promise<ImageDag> {
-  const root = await manifests.get(target, reference, undefined);
+export async function walkImage(manifests: Manifests, target: Target, reference: Reference, sel: Selection, opts: { revalidate?: boolean } = {}): Promise<ImageDag> {
+  const root = await manifests.get(target, reference, undefined, opts);
   const selected: ManifestResult[] = [root];
   const queue: ManifestResult[] = [root];
   const blobs = new Map<Digest, Descriptor>();

@@ -40,8 +40,9 @@ export class Manifests {
 
   constructor(private readonly deps: ManifestsDeps) {}
 
-  async get(target: Target, ref: Reference, accept: string | undefined): Promise<ManifestResult> {
-    const r = ref.kind === 'digest' ? await this.byDigest(target, ref.digest, accept) : await this.byTag(target, ref.tag, accept);
+  /** `revalidate`: ask the upstream what a tag means now (one HEAD when unchanged), whatever the tag TTL. */
+  async get(target: Target, ref: Reference, accept: string | undefined, opts: { revalidate?: boolean } = {}): Promise<ManifestResult> {
+    const r = ref.kind === 'digest' ? await this.byDigest(target, ref.digest, accept) : await this.byTag(target, ref.tag, accept, opts.revalidate === true);
     this.deps.onAccess?.(r.digest);
     return r;
   }
@@ -67,13 +68,13 @@ export class Manifests {
     return { ...row, outcome: joined ? 'coalesced' : 'miss' };
   }
 
-  private async byTag(target: Target, tag: string, accept: string | undefined): Promise<ManifestResult> {
+  private async byTag(target: Target, tag: string, accept: string | undefined, revalidate: boolean): Promise<ManifestResult> {
     const { meta, now, tagTtlMs } = this.deps;
     const up = target.upstream.name;
     const mapping = meta.getTag(up, target.repo, tag);
     const cached = mapping ? this.row(mapping.digest) : undefined;
     const usable = cached && accepts(accept, cached.mediaType) ? cached : undefined;
-    if (usable && (this.deps.offline || now() - mapping!.checkedAt < tagTtlMs)) return { ...usable, outcome: 'hit' };
+    if (usable && (this.deps.offline || (!revalidate && now() - mapping!.checkedAt < tagTtlMs))) return { ...usable, outcome: 'hit' };
     if (usable) {
       // Past the TTL: a HEAD tells whether the tag moved (cheap; Docker Hub does not count HEADs).
       try {

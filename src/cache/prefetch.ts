@@ -4,7 +4,7 @@ import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { parseManifest } from '../oci/manifest.js';
 import { isIndexType } from '../oci/media-types.js';
-import { isValidName, looksLikeHost, parseReference, type Reference } from '../oci/reference.js';
+import { parseImageRef } from '../oci/reference.js';
 import type { Target } from '../upstream/registries.js';
 import type { Blobs } from './blobs.js';
 import { platformMatches, walkImage, type Selection } from './dag.js';
@@ -57,34 +57,10 @@ export interface PrefetchOptions {
 export interface PrefetchDeps {
   /** A client-style name (`[host/]repo`) to its upstream and repository (throws DENIED / NAME_INVALID). */
   resolve(name: string): Target;
-  /** Manifests that revalidate a tag on every lookup, so a run sees what the tag means now (one HEAD). */
   manifests: Manifests;
   blobs: Blobs;
   /** Whether the CAS holds the digest now (metadata row). */
   isCached(digest: Digest): boolean;
-}
-
-/** Splits `[host/]repo[:tag|@digest]` into the name (as a client path) and the reference; no tag means latest. */
-export function parseImageRef(ref: string): { name: string; reference: Reference } {
-  const at = ref.indexOf('@');
-  let name = ref;
-  let text = 'latest';
-  if (at >= 0) {
-    name = ref.slice(0, at);
-    text = ref.slice(at + 1);
-  } else {
-    const colon = ref.lastIndexOf(':');
-    // A colon before the last slash is a registry port (localhost:5000/app), not a tag.
-    if (colon > ref.lastIndexOf('/')) {
-      name = ref.slice(0, colon);
-      text = ref.slice(colon + 1);
-    }
-  }
-  const reference = parseReference(text);
-  const slash = name.indexOf('/');
-  const repo = slash > 0 && looksLikeHost(name.slice(0, slash)) ? name.slice(slash + 1) : name;
-  if (!reference || !isValidName(repo)) throw new Error(`invalid image reference "${ref}"`);
-  return { name, reference };
 }
 
 /** One line for a failure: the OCI code and what the detail says (upstream status, foreign policy, ...). */
@@ -182,7 +158,8 @@ export class PrefetchRun {
       const { name, reference } = parseImageRef(item.ref);
       const target = this.deps.resolve(name);
       Object.assign(img, { upstream: target.upstream.name, repo: target.repo, reference: reference.kind === 'tag' ? reference.tag : reference.digest });
-      const dag = await walkImage(this.deps.manifests, target, reference, item.selection);
+      // A run asks what the tag means now (one HEAD when unchanged), whatever the tag TTL.
+      const dag = await walkImage(this.deps.manifests, target, reference, item.selection, { revalidate: true });
       img.digest = dag.root.digest;
       img.manifests = dag.manifests.length;
       img.manifestsFetched = dag.manifests.filter((m) => m.outcome === 'miss' || m.outcome === 'coalesced').length;

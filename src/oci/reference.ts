@@ -30,3 +30,29 @@ export function parseReference(value: string): Reference | undefined {
 export function looksLikeHost(component: string): boolean {
   return component === 'localhost' || component.includes('.') || component.includes(':');
 }
+
+/**
+ * Splits an image ref `[host[:port]/]repo[:tag|@digest]` (as `docker pull` takes it) into the name a client
+ * would put in the path and the reference; no tag means latest. Throws on anything invalid.
+ */
+export function parseImageRef(ref: string): { name: string; reference: Reference } {
+  const at = ref.indexOf('@');
+  let name = ref;
+  let text = 'latest';
+  if (at >= 0) {
+    name = ref.slice(0, at);
+    text = ref.slice(at + 1);
+  } else {
+    const colon = ref.lastIndexOf(':');
+    // A colon before the last slash is a registry port (localhost:5000/app), not a tag.
+    if (colon > ref.lastIndexOf('/')) {
+      name = ref.slice(0, colon);
+      text = ref.slice(colon + 1);
+    }
+  }
+  const reference = parseReference(text);
+  const slash = name.indexOf('/');
+  const repo = slash > 0 && looksLikeHost(name.slice(0, slash)) ? name.slice(slash + 1) : name;
+  if (!reference || !isValidName(repo)) throw new Error(`invalid image reference "${ref}"`);
+  return { name, reference };
+}

@@ -100,3 +100,12 @@ test('errors carry the status of the OCI table and the envelope shape', () => {
   assert.equal(new OciError('TOOMANYREQUESTS').status, 429);
   assert.equal(new OciError('UNSUPPORTED').status, 405);
 });
+
+test('image refs: host, port, tag, digest, default latest; invalid ones throw', async () => {
+  const { parseImageRef } = await import('../../src/oci/reference.ts');
+  assert.deepEqual(parseImageRef('alpine'), { name: 'alpine', reference: { kind: 'tag', tag: 'latest' } });
+  assert.deepEqual(parseImageRef('docker.io/library/alpine:3.20'), { name: 'docker.io/library/alpine', reference: { kind: 'tag', tag: '3.20' } });
+  assert.deepEqual(parseImageRef('localhost:5000/app'), { name: 'localhost:5000/app', reference: { kind: 'tag', tag: 'latest' } });
+  assert.deepEqual(parseImageRef(`ghcr.io/o/a@${d256}`), { name: 'ghcr.io/o/a', reference: { kind: 'digest', digest: d256 } });
+  for (const bad of ['Alpine', 'a:', 'a@sha256:x', 'ghcr.io/', 'a/../b:1']) assert.throws(() => parseImageRef(bad), /invalid image reference/, bad);
+});
