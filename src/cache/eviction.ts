@@ -125,8 +125,11 @@ export class Eviction {
     }
     usage.transaction(decide);
     // Row first (committed above), then the file: a crash in between leaves a file without a row, which
-    // startup reconciliation adopts again; never a row whose file is gone.
-    for (const d of files) await store.delete(d);
+    // startup reconciliation adopts again; never a row whose file is gone. A client may have fetched a digest
+    // again since its row went (a fill committed file, then row): that file is the blob now, so it stays.
+    for (const d of files) {
+      if (this.deps.meta.blobSize(d) === undefined) await store.delete(d);
+    }
     for (const e of result.evicted) {
       if (e.kind === 'manifest') this.deps.forget?.(e.digest);
       this.deps.onEvict?.(e.kind, e.size);

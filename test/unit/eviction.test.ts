@@ -12,7 +12,7 @@ import { parseManifest } from '../../src/oci/manifest.ts';
 import { BlobStore } from '../../src/store/blob-store.ts';
 import { Metadata } from '../../src/store/metadata.ts';
 import { Usage } from '../../src/store/usage.ts';
-import { makeTempDir, runCommand, type TempDir } from '../helpers/tmp.ts';
+import { makeTempDir, runCommand, waitFor, type TempDir } from '../helpers/tmp.ts';
 
 const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
 const UP = 'registry.test';
@@ -175,6 +175,31 @@ describe('eviction', () => {
     assert.deepEqual((await ev.sweep()).evicted.map((e) => e.digest), [plainOld.digest], 'the oldest non-foreign blob goes, not the older foreign one');
     const all = await ev.sweep({ force: 1e12 });
     assert.deepEqual(all.evicted.map((e) => e.digest), [plainNew.digest, foreignBlob.digest], 'the foreign layer only as a last resort');
+  });
+
+  test('a blob fetched and committed again while the sweep is deleting files keeps its new file (row and file agree)', async () => {
+    const f = fixture();
+    const y = await f.blob();
+    const bytes = randomBytes(5000);
+    const x = await f.blob(bytes);
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    // Deleting y's file (first, least recently used) waits at a gate: the window in which x's row is gone, its file not yet.
+    const store = Object.assign(Object.create(f.store) as BlobStore, {
+      delete: async (d: Digest) => {
+        if (d === y.digest) await gate;
+        await f.store.delete(d);
+      },
+    });
+    const ev = new Eviction({ meta: f.meta, usage: f.usage, store, access: f.access, log: pino({ level: 'silent' }), inUse: () => false });
+    const sweeping = ev.sweep({ force: 1e12 });
+    await waitFor('the rows are gone', () => f.meta.blobSize(x.digest) === undefined, 5_000, 5);
+    await f.blob(bytes); // a client asked for x meanwhile: a fill committed it again (file, then row)
+    open();
+    assert.deepEqual((await sweeping).evicted.map((e) => e.digest), [y.digest, x.digest]);
+    assert.ok(!f.onDisk(y));
+    assert.equal(f.meta.blobSize(x.digest), x.size);
+    assert.ok(f.onDisk(x), 'a row whose file was deleted under it would count in the budget and cost a download');
   });
 
   test('least recently used first: a recently pulled image survives, the store ends within its budget', async () => {
