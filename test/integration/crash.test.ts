@@ -61,7 +61,7 @@ interface Body { status: number; bytes: number; digest: string; cache: string | 
 
 /** GETs a URL and hashes the body; reading errors (a cut connection) are reported, not thrown. */
 async function getHashed(url: string, onProgress?: (n: number) => Promise<void> | void): Promise<Body> {
-  const res = await request(url);
+  const res = await request(url, { headersTimeout: 30_000, bodyTimeout: 30_000 });
   const h = createHash('sha256');
   let bytes = 0;
   let error: string | undefined;

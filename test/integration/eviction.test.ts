@@ -134,7 +134,7 @@ describe('eviction under a small budget with concurrent pulls', () => {
     await waitFor('the re-fetch in the registry log', () => layerGets(layer.digest) > before, 5_000, 20);
 
     const l2 = direct.layers[0]!;
-    const res = await request(`${sd.url}/v2/test/img${images.indexOf(direct)}/blobs/${l2.digest}`);
+    const res = await request(`${sd.url}/v2/test/img${images.indexOf(direct)}/blobs/${l2.digest}`, { headersTimeout: 30_000, bodyTimeout: 30_000 });
     const h = createHash('sha256');
     let bytes = 0;
     for await (const c of res.body) {
