@@ -54,6 +54,7 @@ export interface EvictionDeps {
 
 export class Eviction {
   private running: Promise<SweepResult> | undefined;
+  private again = false;
   constructor(private readonly deps: EvictionDeps) {}
 
   /** How many bytes must go: over the size budget, or under the free-disk low-water mark. */
@@ -73,7 +74,18 @@ export class Eviction {
 
   /** One sweep at a time; `dryRun` decides and reports but deletes nothing. */
   sweep(opts: { dryRun?: boolean; force?: number } = {}): Promise<SweepResult> {
-    this.running ??= this.run(opts).finally(() => (this.running = undefined));
+    if (this.running) {
+      // What was committed since the running sweep measured the store is not in its numbers: go once more.
+      if (!opts.dryRun) this.again = true;
+      return this.running;
+    }
+    this.running = this.run(opts).finally(() => {
+      this.running = undefined;
+      if (this.again) {
+        this.again = false;
+        this.sweep().catch((e: unknown) => this.deps.log.error({ err: e }, 'eviction sweep failed'));
+      }
+    });
     return this.running;
   }
 

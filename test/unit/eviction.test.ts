@@ -202,6 +202,29 @@ describe('eviction', () => {
     assert.ok(f.onDisk(x), 'a row whose file was deleted under it would count in the budget and cost a download');
   });
 
+  test('a sweep asked for while one runs is not lost: one more sweep runs after it', async () => {
+    const f = fixture();
+    const y = await f.blob();
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const store = Object.assign(Object.create(f.store) as BlobStore, {
+      delete: async (d: Digest) => {
+        if (d === y.digest) await gate;
+        await f.store.delete(d);
+      },
+    });
+    const budget = f.total() - 1;
+    const ev = new Eviction({ meta: f.meta, usage: f.usage, store, access: f.access, log: pino({ level: 'silent' }), inUse: () => false, maxSize: budget });
+    const first = ev.sweep();
+    await waitFor('the first sweep decided', () => f.meta.blobSize(y.digest) === undefined, 5_000, 5);
+    const late = await f.blob(); // committed after the first sweep measured the store: over budget again
+    assert.equal(ev.sweep(), first, 'joins the running sweep');
+    open();
+    assert.deepEqual((await first).evicted.map((e) => e.digest), [y.digest]);
+    await waitFor('the second sweep', () => f.meta.blobSize(late.digest) === undefined, 5_000, 5);
+    assert.ok(f.total() <= budget);
+  });
+
   test('least recently used first: a recently pulled image survives, the store ends within its budget', async () => {
     const f = fixture();
     const a = await f.image('a', ['v1'], 2);
