@@ -81,6 +81,8 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
   const url = `http://${host}`;
   let child: ChildProcess | undefined;
   let reqs: RegistryRequest[] = [];
+  /** GET /v2/ lines ever logged (never cleared): start() waits for its own probe's line. */
+  let probesLogged = 0;
   let logText = '';
 
   const attach = (stream: NodeJS.ReadableStream | null): void => {
@@ -95,6 +97,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
         const r = parseLogLine(pending.slice(0, nl));
         pending = pending.slice(nl + 1);
         if (r) reqs.push(r);
+        if (r?.method === 'GET' && r.uri === '/v2/') probesLogged++;
       }
     });
   };
@@ -107,6 +110,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     attach(proc.stderr);
     let spawnError: Error | undefined;
     proc.once('error', (e) => (spawnError = e));
+    const probesBefore = probesLogged;
     try {
       await waitFor(
         `registry on ${url}`,
@@ -120,6 +124,9 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
         15_000,
         50,
       );
+      // The registry logs a request just after answering it: wait for our own probe's line, so a test that
+      // clears the log right after start() never sees it arrive late.
+      await waitFor('the readiness probe in the registry log', () => probesLogged > probesBefore || undefined, 5_000, 10);
     } catch (err) {
       await stopProcess(proc);
       throw err;
