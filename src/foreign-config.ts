@@ -1,28 +1,6 @@
 // The `foreign:` config section: ordered URL rules (redirect | fetch | deny) for foreign / non-distributable layers.
-import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
-
-/** "10.0.0.0/8", "::1/128" or a bare address; parsed once here so a typo fails at startup, not at fetch time. */
-export function parseCidr(value: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const [address = '', prefixText, extra] = value.trim().split('/');
-  if (extra !== undefined) return undefined;
-  const v = isIP(address);
-  if (v === 0) return undefined;
-  const max = v === 4 ? 32 : 128;
-  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
-  if (!(prefix >= 0 && prefix <= max)) return undefined;
-  return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
-}
-
-/** A BlockList holding the given CIDRs (used as an allow list for addresses that are private by default). */
-export function cidrList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const c of cidrs) {
-    const p = parseCidr(c);
-    if (p) list.addSubnet(p.address, p.prefix, p.family);
-  }
-  return list;
-}
+import { parseCidr } from './upstream/cidr.js';
 
 const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'expected a CIDR such as 127.0.0.0/8, 10.1.2.3/32 or ::1/128');
 
