@@ -6,9 +6,8 @@ import type { BlobStore } from '../store/blob-store.js';
 import type { Metadata } from '../store/metadata.js';
 import { header, type Headers, type UpstreamClient } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
-import { pipeline } from 'node:stream';
 import { BlobFill, StoreUnwritableError, type FillDeps, type FillSource } from './blob-fill.js';
-import { isDiskError, VerifyingStream } from './pass-through.js';
+import { isDiskError, passThroughHandle } from './pass-through.js';
 import { bestEffort } from './best-effort.js';
 import { Coalescer } from './coalesce.js';
 import { fromUnreachable, fromUpstreamStatus } from './upstream-errors.js';
@@ -183,7 +182,7 @@ export class Blobs {
     if (fd?.foreign) return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
     const now = this.deps.now ?? Date.now;
     try {
-      if (now() < this.passThroughUntil) return this.passThrough(await this.upstreamSource(target, digest, false), undefined, digest);
+      if (now() < this.passThroughUntil) return passThroughHandle(await this.upstreamSource(target, digest, false), undefined, digest);
       const { fill, joined } = await this.startOrJoin(digest, () => this.upstreamSource(target, digest));
       if (joined && !linked) await this.confirm(target, digest);
       if (fill.state === 'done') return this.get(target, digest);
@@ -194,7 +193,7 @@ export class Blobs {
         // The first caller streams the response it already has; callers that joined it fetch their own.
         const mine = !e.claimed;
         e.claimed = true;
-        return this.passThrough(mine ? e.source : await this.upstreamSource(target, digest, false), mine ? e.size : undefined, digest);
+        return passThroughHandle(mine ? e.source : await this.upstreamSource(target, digest, false), mine ? e.size : undefined, digest);
       }
       // An ordinary layer with urls: the upstream first, the allowed URLs when it does not have it.
       if (fd && fd.urls.length > 0 && upstreamSaid404(e)) return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
@@ -206,23 +205,6 @@ export class Blobs {
     this.deps.log.warn({ err: e.message }, 'store unwritable: passing blobs through without caching');
     this.passThroughUntil = (this.deps.now ?? Date.now)() + PASS_THROUGH_MS;
     this.deps.onStoreFull?.();
-  }
-
-  /** Streams an upstream response to one client, verified (last byte held back), without caching it. */
-  private passThrough(source: FillSource, size: number | undefined, digest: Digest): BlobHandle {
-    const cl = header(source.first.headers, 'content-length');
-    const total = size ?? (cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined);
-    return {
-      size: total,
-      outcome: 'pass-through',
-      wholeOnly: true,
-      open: () => {
-        const out = new VerifyingStream(digest, total);
-        pipeline(source.first.body, out, () => undefined);
-        return out;
-      },
-      discard: () => source.first.body.destroy(),
-    };
   }
 
   private async fillFrom(digest: Digest, make: () => Promise<FillSource>, outcome: BlobOutcome): Promise<BlobHandle> {

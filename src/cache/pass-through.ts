@@ -1,8 +1,10 @@
 // Pass-through for when the store cannot be written (read-only or full data dir): the upstream body goes to the
 // client, hashed on the way; the last byte is held back until size and digest are verified, as for a fill.
-import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
-import { DigestMismatchError } from './blob-fill.js';
+import { header } from '../upstream/client.js';
+import { DigestMismatchError, type FillSource } from './blob-fill.js';
+import type { BlobHandle } from './blobs.js';
 
 const DISK_ERRORS = new Set(['EROFS', 'ENOSPC', 'EDQUOT', 'EACCES', 'EPERM']);
 
@@ -40,4 +42,21 @@ export class VerifyingStream extends Transform {
     if (this.held) this.push(this.held);
     cb();
   }
+}
+
+/** Streams an upstream response to one client, verified (last byte held back), without caching it. */
+export function passThroughHandle(source: FillSource, size: number | undefined, digest: Digest): BlobHandle {
+  const cl = header(source.first.headers, 'content-length');
+  const total = size ?? (cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined);
+  return {
+    size: total,
+    outcome: 'pass-through',
+    wholeOnly: true,
+    open: () => {
+      const out = new VerifyingStream(digest, total);
+      pipeline(source.first.body, out, () => undefined);
+      return out;
+    },
+    discard: () => source.first.body.destroy(),
+  };
 }
