@@ -19,6 +19,8 @@ export interface StevedoreProcess {
   logs(): string;
   stop(): Promise<void>;
   kill9(): Promise<void>;
+  /** Sends a signal; resolves with the exit code (null if killed by a signal) once the process has exited. */
+  signal(sig: NodeJS.Signals): Promise<number | null>;
 }
 
 export interface StartOptions {
@@ -63,6 +65,11 @@ export async function startStevedore(opts: StartOptions = {}): Promise<Stevedore
     dataDir,
     logs: () => output,
     stop: () => stopProcess(child),
+    signal: (sig) => new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
+      child.once('exit', (code) => resolve(code));
+      child.kill(sig);
+    }),
     kill9: async () => {
       child.kill('SIGKILL');
       await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
