@@ -1,39 +1,13 @@
-// Fault injection against the fake upstream: wrong bytes, cuts, 429s, slow upstreams, streaming, coalescing, lying manifests.
+// Blob fault injection against the fake upstream: wrong bytes, cuts, 429s, slow upstreams, streaming, coalescing, ranges, HEAD.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
+import { get, manifest, OCI_MANIFEST, ociCode, sha256 } from '../helpers/http.ts';
 import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
 import { waitFor } from '../helpers/tmp.ts';
-
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-interface Got { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer; error?: unknown }
-
-/** One request; the body is read to the end or until it fails (the failure is returned, not thrown). Bounded. */
-async function get(url: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET'): Promise<Got> {
-  const res = await request(url, { method, headers, signal: AbortSignal.timeout(20_000) });
-  const chunks: Buffer[] = [];
-  let error: unknown;
-  await (async () => { for await (const c of res.body) chunks.push(c as Buffer); })().catch((e: unknown) => void (error = e));
-  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks), error };
-}
-
-function ociCode(r: Got): { code: string; message: string; detail: unknown } {
-  const j = JSON.parse(r.body.toString()) as { errors: { code: string; message: string; detail: unknown }[] };
-  assert.equal(j.errors.length, 1);
-  assert.deepEqual(Object.keys(j.errors[0]!).sort(), ['code', 'detail', 'message']);
-  return j.errors[0]!;
-}
-
-function manifest(mediaType = OCI_MANIFEST): Buffer {
-  const desc = (mt: string): object => ({ mediaType: mt, digest: sha256(randomBytes(16)), size: 100 });
-  return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType, config: desc('application/vnd.oci.image.config.v1+json'), layers: [desc('application/vnd.oci.image.layer.v1.tar')] }));
-}
 
 async function notStored(sd: InProcess, digest: string): Promise<void> {
   // The failed fill removes its temp file as it settles (the client may see the abort a moment earlier).
@@ -248,58 +222,5 @@ describe('blob faults', () => {
     assert.equal(h2.status, 200);
     assert.equal(h2.headers['content-length'], String(bytes.length));
     assert.equal(fake.count('*', d), before);
-  });
-});
-
-describe('manifest faults', () => {
-  let fake: FakeUpstream;
-  let sd: InProcess;
-  const url = (repo: string, ref: string): string => `${sd.url}/v2/${repo}/manifests/${ref}`;
-
-  before(async () => {
-    fake = await startFakeUpstream();
-    sd = await startInProcess({ upstream: [fake.url], configObject: { retries: 0 } });
-  });
-  after(async () => {
-    await fake?.stop();
-    await sd?.stop();
-  });
-
-  const assertError = (r: Got): void => {
-    assert.notEqual(r.status, 200);
-    assert.notEqual(r.status, 500);
-    assert.ok(r.status >= 400, String(r.status));
-    assert.ok(ociCode(r).code);
-  };
-
-  test('body whose sha256 is not the requested digest: error, nothing stored', async () => {
-    const body = manifest();
-    const lie = sha256(randomBytes(32));
-    fake.addManifest('l/x', lie, body, OCI_MANIFEST, { digest: lie });
-    assertError(await get(url('l/x', lie)));
-    assert.equal(sd.meta.getManifest(lie as never), undefined);
-    assert.equal(sd.meta.getManifest(sha256(body) as never), undefined);
-  });
-
-  test('by tag, Docker-Content-Digest that does not match the body: error, nothing stored', async () => {
-    const body = manifest();
-    const lie = sha256(randomBytes(32));
-    fake.addManifest('l/y', 'v1', body, OCI_MANIFEST, { digest: lie });
-    assertError(await get(url('l/y', 'v1')));
-    assert.equal(sd.meta.getManifest(lie as never), undefined);
-    assert.equal(sd.meta.getManifest(sha256(body) as never), undefined);
-    assert.equal(sd.meta.getTag(fake.host, 'l/y', 'v1'), undefined);
-  });
-
-  test('body mediaType disagreeing with Content-Type: 400-class or 503, not stored', async () => {
-    const body = manifest(OCI_INDEX);
-    const d = fake.addManifest('l/z', 'v1', body, OCI_MANIFEST);
-    for (const ref of ['v1', d]) {
-      const r = await get(url('l/z', ref));
-      assertError(r);
-      assert.ok((r.status >= 400 && r.status < 500) || r.status === 503, `${ref}: ${r.status}`);
-    }
-    assert.equal(sd.meta.getManifest(d as never), undefined);
-    assert.equal(sd.meta.getTag(fake.host, 'l/z', 'v1'), undefined);
   });
 });

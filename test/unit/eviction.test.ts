@@ -1,113 +1,14 @@
-// Unit tests for eviction + usage on a temp data dir (no network): LRU under a budget, pin closures, shared blobs, in-use blobs, dry-run, gc CLI.
+// Unit tests for eviction + usage on a temp data dir (no network): LRU under a budget, pin closures, shared blobs, in-use blobs, dry-run.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { after, describe, test } from 'node:test';
-import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { describe, test } from 'node:test';
 import { pino } from 'pino';
-import { AccessTracker, Eviction, type SweepResult } from '../../src/cache/eviction.ts';
-import { digestOf, type Digest } from '../../src/oci/digest.ts';
-import { parseManifest } from '../../src/oci/manifest.ts';
-import { BlobStore } from '../../src/store/blob-store.ts';
-import { Metadata } from '../../src/store/metadata.ts';
-import { Usage } from '../../src/store/usage.ts';
-import { makeTempDir, runCommand, waitFor, type TempDir } from '../helpers/tmp.ts';
-
-const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
-const UP = 'registry.test';
-const MT = { manifest: 'application/vnd.oci.image.manifest.v1+json', index: 'application/vnd.oci.image.index.v1+json', config: 'application/vnd.oci.image.config.v1+json', layer: 'application/vnd.oci.image.layer.v1.tar+gzip' };
-
-interface Blob { digest: Digest; size: number }
-interface Image extends Blob { config: Blob; layers: Blob[] }
-
-/** A data dir with real CAS files and SQLite rows, an injected clock, and an eviction over it. */
-class Fixture {
-  now = 1_000_000;
-  readonly tmp: TempDir = makeTempDir('stevedore-evict-');
-  readonly store = new BlobStore(this.tmp.path);
-  readonly meta = new Metadata(this.store.paths.db, () => this.now);
-  readonly usage = new Usage(this.meta.db);
-  readonly access = new AccessTracker(this.meta, () => this.now);
-  readonly inUse = new Set<string>();
-  private seq = 0;
-
-  eviction(maxSize?: number): Eviction {
-    return new Eviction({ meta: this.meta, usage: this.usage, store: this.store, access: this.access, log: pino({ level: 'silent' }), maxSize, inUse: (d) => this.inUse.has(d) });
-  }
-
-  /** Writes a verified file into the CAS and its row, as a fill does; each call is one tick later (LRU order). */
-  async blob(bytes: Buffer = randomBytes(1000 + this.seq * 10)): Promise<Blob> {
-    const digest = digestOf(bytes);
-    const { path: temp, handle } = await this.store.createTemp();
-    await handle.write(bytes, 0, bytes.length, 0);
-    await this.store.commit(temp, handle, digest);
-    await handle.close();
-    this.meta.putBlob(digest, bytes.length);
-    this.now++;
-    return { digest, size: bytes.length };
-  }
-
-  manifest(repo: string, tags: string[], doc: object, mediaType: string): Blob {
-    const body = Buffer.from(JSON.stringify(doc));
-    const digest = digestOf(body);
-    this.meta.putManifest(UP, repo, { digest, mediaType, body }, parseManifest(body, mediaType).descriptors);
-    for (const t of tags) this.meta.putTag(UP, repo, t, digest);
-    this.now++;
-    return { digest, size: body.length };
-  }
-
-  async image(repo: string, tags: string[], nLayers: number, shared: Blob[] = []): Promise<Image> {
-    const config = await this.blob(Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', seq: this.seq++ })));
-    const layers = [...shared];
-    for (let i = 0; i < nLayers; i++) layers.push(await this.blob());
-    const desc = (b: Blob, mediaType: string) => ({ mediaType, digest: b.digest, size: b.size });
-    const m = this.manifest(repo, tags, { schemaVersion: 2, mediaType: MT.manifest, config: desc(config, MT.config), layers: layers.map((l) => desc(l, MT.layer)) }, MT.manifest);
-    return { ...m, config, layers };
-  }
-
-  index(repo: string, tags: string[], children: Image[]): Blob {
-    return this.manifest(repo, tags, { schemaVersion: 2, mediaType: MT.index, manifests: children.map((c) => ({ mediaType: MT.manifest, digest: c.digest, size: c.size, platform: { os: 'linux', architecture: 'amd64' } })) }, MT.index);
-  }
-
-  onDisk(b: Blob): boolean {
-    return existsSync(this.store.paths.blob(b.digest));
-  }
-
-  total(): number {
-    const t = this.usage.totals();
-    return t.blobBytes + t.manifestBytes;
-  }
-}
-
-const fixtures: Fixture[] = [];
-function fixture(): Fixture {
-  const f = new Fixture();
-  fixtures.push(f);
-  return f;
-}
-after(async () => {
-  for (const f of fixtures) {
-    if (f.meta.db.open) f.meta.close();
-    await f.tmp.cleanup();
-  }
-});
-
-const digests = (r: SweepResult) => new Set(r.evicted.map((e) => e.digest));
-const blobsOf = (i: Image): Blob[] => [i.config, ...i.layers];
-
-/** Every row of every eviction-relevant table and every CAS file with its hash: equal snapshots = nothing changed. */
-function snapshot(dir: string): unknown {
-  const db = new Database(path.join(dir, 'metadata.db'), { readonly: true });
-  try {
-    const rows = Object.fromEntries(['blobs', 'links', 'manifests', 'tags', 'manifest_refs', 'pins'].map((t) => [t, db.prepare(`SELECT * FROM ${t}`).all().map((r) => JSON.stringify(r)).sort()]));
-    const files = readdirSync(path.join(dir, 'blobs'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
-      .map((e) => `${e.name}=${createHash('sha256').update(readFileSync(path.join(e.parentPath, e.name))).digest('hex')}`).sort();
-    return { rows, files };
-  } finally {
-    db.close();
-  }
-}
+import { Eviction } from '../../src/cache/eviction.ts';
+import type { Digest } from '../../src/oci/digest.ts';
+import type { BlobStore } from '../../src/store/blob-store.ts';
+import { blobsOf, digests, fixture, snapshot, UP } from '../helpers/eviction-fixture.ts';
+import { waitFor } from '../helpers/tmp.ts';
 
 describe('eviction', () => {
   test('a pinned index keeps its child manifests and their configs and layers, even when least recently used', async () => {
@@ -283,41 +184,5 @@ describe('eviction', () => {
     assert.notDeepEqual(snapshot(f.tmp.path), before);
     assert.ok(f.total() <= budget);
     for (const e of real.evicted) if (e.kind === 'blob') assert.ok(!existsSync(f.store.paths.blob(e.digest)));
-  });
-});
-
-describe('gc and du commands (child process on the data dir)', () => {
-  test('gc --dry-run prints the decisions and changes nothing; gc frees exactly those; du reports', async () => {
-    const f = fixture();
-    const a = await f.image('a', ['v1'], 3);
-    await f.image('b', ['v1'], 3);
-    const stray = await f.blob(); // no manifest references it: goes first, then a (the LRU image) and its config
-    const budget = f.total() - stray.size - a.size - 1;
-    f.meta.close();
-    const cli = (...args: string[]) => runCommand(process.execPath, [MAIN, ...args, '--data', f.tmp.path, '--log-level', 'warn'], { timeoutMs: 30_000 });
-    const lines = (out: string, verb: string) => out.split('\n').filter((l) => l.startsWith(verb)).map((l) => l.slice(verb.length));
-
-    const before = snapshot(f.tmp.path);
-    const dry = await cli('gc', '--dry-run', '--max-size', String(budget));
-    assert.equal(dry.code, 0, dry.stderr);
-    assert.deepEqual(snapshot(f.tmp.path), before);
-    const would = lines(dry.stdout, 'would evict ');
-    assert.deepEqual(would.map((l) => l.split(' ').slice(0, 2).join(' ')), [`blob ${stray.digest}`, `manifest ${a.digest}`, `blob ${a.config.digest}`], dry.stdout);
-    assert.match(dry.stdout, /would free /);
-
-    const real = await cli('gc', '--max-size', String(budget));
-    assert.equal(real.code, 0, real.stderr);
-    assert.deepEqual(lines(real.stdout, 'evicted '), would);
-    for (const l of would.filter((x) => x.startsWith('blob '))) assert.ok(!existsSync(f.store.paths.blob(l.split(' ')[1] as Digest)), l);
-    const db = new Database(f.store.paths.db, { readonly: true });
-    const t = new Usage(db).totals();
-    db.close();
-    assert.ok(t.blobBytes + t.manifestBytes <= budget);
-
-    const again = await cli('gc', '--max-size', String(budget));
-    assert.match(again.stdout, /freed 0 B of 0 B needed \(0 objects\)/);
-    const du = await cli('du');
-    assert.equal(du.code, 0, du.stderr);
-    assert.match(du.stdout, new RegExp(`^total .*: ${t.blobs} blobs .*, ${t.manifests} manifests`, 'm'));
   });
 });
