@@ -1,6 +1,7 @@
 // The bench's result shape, the PASS/FAIL targets, the printed table and bench/results.json.
 import { writeFileSync } from 'node:fs';
 import type { LoadResult } from './loadgen.ts';
+import type { ManyResult } from './many.ts';
 
 export const TARGETS = {
   warmVsNginx: 0.8,
@@ -30,6 +31,7 @@ export interface Results {
   coalescing: { clients: number; blobBytes: number; upstreamGets: number; upstreamHeads: number; upstreamBytes: number; ratio: number; clientMs: Series; pass: boolean };
   manifests: { getByDigest: LoadResult; headByTag: LoadResult; /** X-Stevedore-Cache of one request before the load */ outcomes: { getByDigest: string; headByTag: string } };
   rss: { clients: number; idleRssBytes: number; peakRssBytes: number; vmHwmBytes: number; samples: number; aggregateMBps: number; pass: boolean };
+  many: ManyResult;
 }
 
 export function series(runs: number[]): Series {
@@ -90,6 +92,12 @@ export function printTable(r: Results, out: (line: string) => void = (l) => proc
   row(`   peak VmRSS (${m.samples} samples @50 ms)`, mib(m.peakRssBytes), `<= ${mib(TARGETS.rssBytes)}`, mark(m.peakRssBytes <= TARGETS.rssBytes));
   row('   VmHWM (since restart)', mib(m.vmHwmBytes), `<= ${mib(TARGETS.rssBytes)}`, mark(m.vmHwmBytes <= TARGETS.rssBytes));
   row('   aggregate throughput, MB/s', f(m.aggregateMBps));
+  const many = r.many;
+  row(`6. ${many.connections} connections, ${f(many.manifest.seconds, 1)} s: manifests + ${many.blobBytes} B blobs`, '', '', '');
+  row('   req/s (manifest + blob)', `${f(many.rps)} (${f(many.manifest.rps)} + ${f(many.blob.rps)})`);
+  row('   p99 ms (manifest / blob)', `${f(many.manifest.p99ms, 1)} / ${f(many.blob.p99ms, 1)}`);
+  row('   errors + non-200 / reconnects', `${many.errors} / ${many.manifest.reconnects + many.blob.reconnects}`, '0', mark(many.pass));
+  row('   peak RSS', mib(many.peakRssBytes));
 
   const head: [string, string, string, string] = ['metric', 'value', 'target', 'result'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((x) => x[i]!.length)));

@@ -1,4 +1,4 @@
-// `npm run bench`: real upstream registry + nginx + stevedore on 127.0.0.1; warm/cold throughput, coalescing, manifest req/s, RSS.
+// `npm run bench`: real upstream registry + nginx + stevedore on 127.0.0.1; warm/cold throughput, coalescing, manifest req/s, RSS, 1,000 connections.
 import os from 'node:os';
 import path from 'node:path';
 import { request } from 'undici';
@@ -7,6 +7,7 @@ import { startRegistry, type Registry } from '../test/helpers/registry.ts';
 import { makeTempDir, runCommand, sleep } from '../test/helpers/tmp.ts';
 import { closeDownloads, curlDownload, download, type Download } from './http.ts';
 import { loadTest } from './loadgen.ts';
+import { manyConnections } from './many.ts';
 import { maxSeries, minSeries, printTable, TARGETS, writeJson, type Results } from './report.ts';
 import { procCpuMs, procStatusBytes, sampleRss, startNginx, startStevedore, type Server } from './servers.ts';
 
@@ -236,6 +237,7 @@ async function main(): Promise<void> {
     const w = await stage('1. warm throughput', () => warm(registry, nginx, big, warmDir.path));
     const { stevedore: warmServer, ...warmResult } = w;
     const m = await stage('4. manifest load', () => manifests(warmServer, big));
+    const many = await stage('6. 1,000 connections', () => manyConnections(warmServer, big, ACCEPT));
     await warmServer.stop();
     await nginx.stop();
     const r = await stage('5. RSS under 10 warm downloads', () => rss(registry, big, warmDir.path));
@@ -248,7 +250,7 @@ async function main(): Promise<void> {
         blobBytes: big.layers[0]!.size, coalesceBlobBytes: small.layers[0]!.size,
         totalSeconds: (performance.now() - t0) / 1000, stageSeconds, loadavg1: { start: loadAtStart, end: os.loadavg()[0]! },
       },
-      warm: warmResult, cold: c, coalescing: k, manifests: m, rss: r,
+      warm: warmResult, cold: c, coalescing: k, manifests: m, rss: r, many,
     };
     printTable(results);
     writeJson(RESULTS, results);

@@ -99,7 +99,10 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const eviction = new Eviction({
     meta, usage, store, access, log, maxSize: config.maxSize, minFreeDisk: config.minFreeDisk,
     inUse: (d) => blobs.inUse(d),
-    forget: (d) => manifests.forget(d),
+    forget: (d) => {
+      manifests.forget(d);
+      blobs.forget(d);
+    },
     onEvict: (kind, size) => {
       metrics?.evictions.inc({ kind });
       metrics?.evictedBytes.inc(size);

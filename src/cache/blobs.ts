@@ -1,5 +1,6 @@
 // Blob lookups: local CAS (if linked to the repo) -> join a running fill -> start one coalesced upstream fill.
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { LRUCache } from 'lru-cache';
 import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { BlobStore } from '../store/blob-store.js';
@@ -68,6 +69,9 @@ export interface BlobsDeps extends FillDeps {
   throttle?: (bytes: number) => Promise<void>;
 }
 
+const SMALL_BLOB_MAX = 256 << 10;
+const SMALL_CACHE_BYTES = 64 << 20;
+
 /** After the store refused a write, misses pass through for this long before a fill is tried again. */
 const PASS_THROUGH_MS = 30_000;
 
@@ -75,6 +79,8 @@ export class Blobs {
   private readonly fills = new Map<Digest, BlobFill>();
   private readonly starting = new Coalescer<BlobFill>();
   private readonly confirming = new Coalescer<HeadResult>();
+  /** Small committed blobs, verified bytes as on disk (lru-cache: bounded by bytes). */
+  private readonly small = new LRUCache<Digest, Buffer>({ maxSize: SMALL_CACHE_BYTES, sizeCalculation: (b) => b.length || 1 });
   /** Digests whose committed file is being streamed right now: never evicted under a reader. */
   private readonly reading = new Map<Digest, number>();
   private passThroughUntil = 0;
@@ -99,13 +105,35 @@ export class Blobs {
     await Promise.allSettled([...this.fills.values()].map((f) => f.settled));
   }
 
-  /** A hit: serve from an open handle, so an eviction between lookup and read cannot cut the response. */
+  /** Drops an evicted blob from the in-memory cache. */
+  forget(digest: Digest): void {
+    this.small.delete(digest);
+  }
+
+  private memoryHit(digest: Digest, bytes: Buffer): BlobHandle {
+    this.deps.onAccess?.(digest);
+    return { size: bytes.length, outcome: 'hit', open: (start = 0, end = bytes.length - 1) => Readable.from([bytes.subarray(start, end + 1)]) };
+  }
+
+  /**
+   * A hit: small blobs (configs, mostly) from memory; others from an open handle, so an eviction between
+   * lookup and read cannot cut the response.
+   */
   private async hit(digest: Digest, size: number): Promise<BlobHandle | undefined> {
+    const cached = this.small.get(digest);
+    if (cached) return this.memoryHit(digest, cached);
     const fh = await this.deps.store.openHandle(digest);
     if (!fh) return undefined;
     if ((await fh.stat()).size !== size) {
       await fh.close();
       return undefined;
+    }
+    if (size <= SMALL_BLOB_MAX) {
+      // Every pull reads its config blob: keeping small ones in memory saves four threadpool trips per request.
+      const bytes = await fh.readFile().finally(() => fh.close());
+      if (bytes.length !== size) return undefined;
+      this.small.set(digest, bytes);
+      return this.memoryHit(digest, bytes);
     }
     this.reading.set(digest, (this.reading.get(digest) ?? 0) + 1);
     let released = false;

@@ -47,7 +47,7 @@ export interface EvictionDeps {
   minFreeDisk?: number;
   /** A blob being streamed to a client or filled right now. */
   inUse: (digest: Digest) => boolean;
-  /** Drop a manifest from in-memory caches. */
+  /** Drop an evicted manifest or blob from in-memory caches. */
   forget?: (digest: Digest) => void;
   onEvict?: (kind: 'blob' | 'manifest', size: number) => void;
 }
@@ -143,7 +143,7 @@ export class Eviction {
       if (this.deps.meta.blobSize(d) === undefined) await store.delete(d);
     }
     for (const e of result.evicted) {
-      if (e.kind === 'manifest') this.deps.forget?.(e.digest);
+      this.deps.forget?.(e.digest);
       this.deps.onEvict?.(e.kind, e.size);
     }
     log.info({ needed, freed: result.freedBytes, blobs: files.length, manifests: result.evicted.length - files.length, short: result.short }, 'eviction sweep');

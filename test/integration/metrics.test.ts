@@ -65,7 +65,8 @@ describe('metrics and readiness', () => {
   test('a cold pull: upstream blob bytes and served miss bytes both equal the image\'s blob bytes; every blob a miss', async () => {
     const r = await copyToOciDir(`docker://${sd.host}/test/metrics:v1`, path.join(tmp.path, 'cold'));
     assert.equal(r.code, 0, r.stderr);
-    const m = await scrapeWhen('cold pull counted', (x) => v(x, 'stevedore_cache_requests_total{kind="blob",outcome="miss"}') >= blobCount);
+    // Clients finish at verification; the commit follows: wait until the fills have settled too.
+    const m = await scrapeWhen('cold pull counted and committed', (x) => v(x, 'stevedore_cache_requests_total{kind="blob",outcome="miss"}') >= blobCount && v(x, 'stevedore_fills_in_flight') === 0);
     assert.equal(v(m, 'stevedore_upstream_bytes_total{kind="blob"}'), blobBytes);
     assert.equal(v(m, 'stevedore_served_bytes_total{kind="blob",outcome="miss"}'), blobBytes);
     assert.equal(v(m, 'stevedore_served_bytes_total{kind="blob",outcome="hit"}'), 0);
