@@ -1,6 +1,7 @@
 // The bench's result shape, the PASS/FAIL targets, the printed table and bench/results.json.
 import { writeFileSync } from 'node:fs';
 import type { LoadResult } from './loadgen.ts';
+import type { LinkResult } from './link.ts';
 import type { ManyResult } from './many.ts';
 
 export const TARGETS = {
@@ -32,6 +33,7 @@ export interface Results {
   manifests: { getByDigest: LoadResult; headByTag: LoadResult; /** X-Stevedore-Cache of one request before the load */ outcomes: { getByDigest: string; headByTag: string } };
   rss: { clients: number; idleRssBytes: number; peakRssBytes: number; vmHwmBytes: number; samples: number; aggregateMBps: number; pass: boolean };
   many: ManyResult;
+  link: LinkResult;
 }
 
 export function series(runs: number[]): Series {
@@ -75,6 +77,11 @@ export function printTable(r: Results, out: (line: string) => void = (l) => proc
   row('   stevedore: headers / all-but-last byte', `${f(c.stevedoreHeadersMs.median)} / ${f(c.stevedoreAllButLastMs.median)}`);
   row('   stevedore CPU per cold GET, ms (median)', f(c.stevedoreCpuMs.median));
   const k = r.coalescing;
+  const l = r.link;
+  row(`2b. cold over a ${f(l.bytesPerSec / 1e6)} MB/s link, ms (median; runs)`, '', '', '');
+  row('   registry direct over the link', `${f(l.ms.direct.median)}  (${list(l.ms.direct.runs)})`);
+  row('   stevedore over the link', `${f(l.ms.stevedore.median)}  (${list(l.ms.stevedore.runs)})`);
+  row('   cold / direct over the link (median)', `${f(l.ratio, 2)}x`, `<= ${TARGETS.coldVsDirect}x`, mark(l.pass));
   row(`3. coalescing: ${k.clients} cold clients, ${mib(k.blobBytes)} blob`, '', '', '');
   row('   upstream GETs / HEADs of the blob', `${k.upstreamGets} / ${k.upstreamHeads}`);
   row('   upstream bytes / blob size', f(k.ratio, 2), f(TARGETS.coalescingRatio, 2), mark(k.pass));

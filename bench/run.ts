@@ -7,6 +7,7 @@ import { startRegistry, type Registry } from '../test/helpers/registry.ts';
 import { makeTempDir, runCommand, sleep } from '../test/helpers/tmp.ts';
 import { closeDownloads, curlDownload, download, type Download } from './http.ts';
 import { loadTest } from './loadgen.ts';
+import { coldOverLink } from './link.ts';
 import { manyConnections } from './many.ts';
 import { maxSeries, minSeries, printTable, TARGETS, writeJson, type Results } from './report.ts';
 import { procCpuMs, procStatusBytes, sampleRss, startNginx, startStevedore, type Server } from './servers.ts';
@@ -243,6 +244,7 @@ async function main(): Promise<void> {
     const r = await stage('5. RSS under 10 warm downloads', () => rss(registry, big, warmDir.path));
     await warmDir.cleanup();
     const c = await stage('2. cold pull', () => cold(registry, big));
+    const link = await stage('2b. cold pull over a 100 MB/s link', () => coldOverLink(registry, big, started, TARGETS.coldVsDirect));
     const k = await stage('3. coalescing', () => coalescing(registry, small));
     const results: Results = {
       meta: {
@@ -250,7 +252,7 @@ async function main(): Promise<void> {
         blobBytes: big.layers[0]!.size, coalesceBlobBytes: small.layers[0]!.size,
         totalSeconds: (performance.now() - t0) / 1000, stageSeconds, loadavg1: { start: loadAtStart, end: os.loadavg()[0]! },
       },
-      warm: warmResult, cold: c, coalescing: k, manifests: m, rss: r, many,
+      warm: warmResult, cold: c, link, coalescing: k, manifests: m, rss: r, many,
     };
     printTable(results);
     writeJson(RESULTS, results);

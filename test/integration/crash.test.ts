@@ -2,60 +2,18 @@
 import assert from 'node:assert/strict';
 import { createHash, randomInt } from 'node:crypto';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { pushBigLayer, pushMultiLayer, type PushedImage } from '../helpers/images.ts';
+import { pacedRelay } from '../helpers/paced-relay.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
 import { makeTempDir, runCommand, sleep, waitFor, type TempDir } from '../helpers/tmp.ts';
 
 const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
 const MiB = 1024 * 1024;
-
-/**
- * A TCP relay to the registry that paces the registry's answers at `bytesPerSec` (token bucket), so a fill
- * of a big blob is reliably still running when the test acts.
- */
-async function pacedRelay(targetPort: number, bytesPerSec: number): Promise<{ url: string; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const up = connect(targetPort, '127.0.0.1');
-    for (const s of [client, up]) {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-    }
-    const kill = (): void => {
-      client.destroy();
-      up.destroy();
-    };
-    client.on('error', kill).on('close', kill);
-    up.on('error', kill).on('close', kill);
-    client.pipe(up);
-    let due = Date.now();
-    up.on('data', (chunk: Buffer) => {
-      client.write(chunk);
-      due = Math.max(due, Date.now()) + (chunk.length / bytesPerSec) * 1000;
-      const wait = due - Date.now();
-      if (wait > 5) {
-        up.pause();
-        setTimeout(() => up.resume(), wait);
-      }
-    });
-    up.on('end', () => client.end());
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      return new Promise((r) => server.close(() => r()));
-    },
-  };
-}
 
 interface Body { status: number; bytes: number; digest: string; cache: string | undefined; error?: string }
 
