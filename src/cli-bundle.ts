@@ -9,22 +9,12 @@ import { parseImageRef } from './oci/reference.js';
 import type { Config, ConfigFlags } from './config.js';
 import { createLogger } from './log.js';
 import { OciError } from './oci/errors.js';
+import { humanBytes, type Build } from './cli-common.js';
 
-type Build = (flags: ConfigFlags) => Config;
 type ExportFlags = ConfigFlags & { output: string; platform?: string[]; compression: Compression };
 type ImportFlags = ConfigFlags & { name?: string };
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
-
-const size = (n: number): string => {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1000 && i < units.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
-};
 
 /** A refused bundle, an uncached ref, a bad argument: one line on stderr and exit code 1 (2 for usage). */
 class UsageError extends Error {}
@@ -74,10 +64,10 @@ export function registerBundleCommands(program: Command, common: (c: Command) =>
         });
         for (const i of info.images) {
           const foreign = i.foreignNotIncluded.length > 0 ? `; ${i.foreignNotIncluded.length} foreign layer(s) not cached, not included` : '';
-          out(`${i.ref} ${i.digest} [${i.platforms.join(', ') || 'no platform'}]: ${i.manifests} manifests, ${i.blobs} blobs, ${size(i.bytes)}${foreign}`);
+          out(`${i.ref} ${i.digest} [${i.platforms.join(', ') || 'no platform'}]: ${i.manifests} manifests, ${i.blobs} blobs, ${humanBytes(i.bytes)}${foreign}`);
         }
         const t = info.totals;
-        out(`wrote ${flags.output}: ${t.images} images, ${t.manifests} manifests, ${t.blobs} blobs, ${size(t.bytes)}`);
+        out(`wrote ${flags.output}: ${t.images} images, ${t.manifests} manifests, ${t.blobs} blobs, ${humanBytes(t.bytes)}`);
       });
     });
 
@@ -98,6 +88,6 @@ export function registerBundleCommands(program: Command, common: (c: Command) =>
       if (r.foreignNotIncluded.length > 0) out(`${r.foreignNotIncluded.length} foreign layer(s) referenced but not in the bundle (served per the foreign rules)`);
       if (r.manifestsNotIncluded.length > 0) out(`${r.manifestsNotIncluded.length} platform manifest(s) of an index not in the bundle`);
       const nothing = r.manifests.added === 0 && r.blobs.added === 0 && r.tags.changed === 0;
-      out(`imported ${r.images.length} images: ${r.manifests.added} of ${r.manifests.total} manifests new, ${r.blobs.added} of ${r.blobs.total} blobs new (${size(r.blobs.addedBytes)}), ${r.tags.changed} tags set${nothing ? ' (nothing new: already imported)' : ''}`);
+      out(`imported ${r.images.length} images: ${r.manifests.added} of ${r.manifests.total} manifests new, ${r.blobs.added} of ${r.blobs.total} blobs new (${humanBytes(r.blobs.addedBytes)}), ${r.tags.changed} tags set${nothing ? ' (nothing new: already imported)' : ''}`);
     }));
 }

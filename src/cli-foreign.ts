@@ -6,8 +6,8 @@ import type { Config, ConfigFlags } from './config.js';
 import { createLogger } from './log.js';
 import { OciError } from './oci/errors.js';
 import type { ForeignLayerRow } from './store/foreign.js';
+import type { Build } from './cli-common.js';
 
-type Build = (flags: ConfigFlags) => Config;
 type Flags = ConfigFlags & { json?: boolean };
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);

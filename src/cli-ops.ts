@@ -6,18 +6,8 @@ import { createLogger } from './log.js';
 import { walkImage } from './cache/dag.js';
 import { parseImageRef } from './oci/reference.js';
 import { verifyStore } from './store/reconcile.js';
+import { humanBytes, type Build } from './cli-common.js';
 
-type Build = (flags: ConfigFlags) => Config;
-
-const mb = (n: number): string => {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1000 && i < units.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
-};
 
 async function withApp<T>(config: Config, fn: (s: Stevedore) => Promise<T>): Promise<T> {
   const s = buildApp(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel));
@@ -42,15 +32,15 @@ export function registerOpsCommands(program: Command, common: (c: Command) => Co
     .action(async (flags: ConfigFlags & { dryRun?: boolean }) => {
       const r = await withApp(build(flags), (s) => s.eviction.sweep({ dryRun: flags.dryRun }));
       const verb = flags.dryRun ? 'would free' : 'freed';
-      for (const e of r.evicted) console.log(`${flags.dryRun ? 'would evict' : 'evicted'} ${e.kind} ${e.digest} ${mb(e.size)}`);
-      console.log(`${verb} ${mb(r.freedBytes)} of ${mb(Math.max(r.needed, 0))} needed (${r.evicted.length} objects)${r.short ? '; budget not met: the rest is pinned or in use' : ''}`);
+      for (const e of r.evicted) console.log(`${flags.dryRun ? 'would evict' : 'evicted'} ${e.kind} ${e.digest} ${humanBytes(e.size)}`);
+      console.log(`${verb} ${humanBytes(r.freedBytes)} of ${humanBytes(Math.max(r.needed, 0))} needed (${r.evicted.length} objects)${r.short ? '; budget not met: the rest is pinned or in use' : ''}`);
     });
   common(program.command('du').description('print storage usage, by upstream and repository'))
     .action(async (flags: ConfigFlags) => {
       await withApp(build(flags), async (s) => {
         const t = s.usage.totals();
-        console.log(`total ${mb(t.blobBytes + t.manifestBytes)}: ${t.blobs} blobs (${mb(t.blobBytes)}), ${t.manifests} manifests (${mb(t.manifestBytes)})`);
-        for (const r of s.usage.byRepository()) console.log(`${mb(r.bytes).padStart(12)}  ${String(r.blobs).padStart(6)} blobs  ${r.upstream}/${r.repo}`);
+        console.log(`total ${humanBytes(t.blobBytes + t.manifestBytes)}: ${t.blobs} blobs (${humanBytes(t.blobBytes)}), ${t.manifests} manifests (${humanBytes(t.manifestBytes)})`);
+        for (const r of s.usage.byRepository()) console.log(`${humanBytes(r.bytes).padStart(12)}  ${String(r.blobs).padStart(6)} blobs  ${r.upstream}/${r.repo}`);
       });
     });
   common(program.command('verify').description('re-hash every cached blob; report (and with --repair remove) corrupt ones'))
@@ -58,7 +48,7 @@ export function registerOpsCommands(program: Command, common: (c: Command) => Co
     .action(async (flags: ConfigFlags & { repair?: boolean }) => {
       const r = await withApp(build(flags), (s) => verifyStore(s.store, s.meta, { repair: !!flags.repair }));
       for (const c of r.corrupt) console.log(`corrupt ${c.digest} (content hashes to ${c.got})${flags.repair ? ': removed' : ''}`);
-      console.log(`checked ${r.checked} blobs, ${mb(r.bytes)}: ${r.corrupt.length} corrupt`);
+      console.log(`checked ${r.checked} blobs, ${humanBytes(r.bytes)}: ${r.corrupt.length} corrupt`);
       if (r.corrupt.length > 0 && !flags.repair) process.exitCode = 1;
     });
   common(program.command('pin').argument('<ref...>', 'e.g. docker.io/library/alpine:3.20 or ghcr.io/org/app@sha256:...').description('keep an image (its whole DAG) out of eviction'))

@@ -7,8 +7,8 @@ import { createLogger } from './log.js';
 import type { Compression } from './cache/dag.js';
 import type { ImageState, PrefetchEvent, PrefetchRun, PrefetchSummary } from './cache/prefetch.js';
 import { selectionOf } from './warm-config.js';
+import { humanBytes, type Build } from './cli-common.js';
 
-type Build = (flags: ConfigFlags) => Config;
 
 interface PrefetchFlags extends ConfigFlags {
   from?: string;
@@ -30,16 +30,6 @@ const usage = (msg: string): never => {
 export function readRefFile(text: string): string[] {
   return text.split('\n').map((l) => l.replace(/(^|\s)#.*$/, '').trim()).filter(Boolean);
 }
-
-export const human = (n: number): string => {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  while (n >= 1000 && i < units.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
-};
 
 const seconds = (s: number): string => (s < 90 ? `${Math.ceil(s)}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`);
 
@@ -65,7 +55,7 @@ function imageLine(img: ImageState, width: number): string {
     if (b.status !== 'pending' && b.status !== 'fetching') n++;
   }
   const state = img.status === 'done' ? 'done' : img.status === 'failed' ? `failed: ${img.reason}` : `${n}/${img.blobs.length} blobs`;
-  return `${name}  ${human(done).padStart(9)} / ${human(total).padEnd(9)} ${state}`;
+  return `${name}  ${humanBytes(done).padStart(9)} / ${humanBytes(total).padEnd(9)} ${state}`;
 }
 
 /** Redraws a block of lines in place on a terminal: one per image (the busy ones first), then the total. */
@@ -80,7 +70,7 @@ function ttyProgress(run: PrefetchRun, out: NodeJS.WriteStream): () => void {
     const rest = run.images.filter((i) => !busy.includes(i));
     const shown = [...busy, ...rest].slice(0, Math.max(3, (out.rows > 0 ? out.rows : 24) - 4));
     const eta = rate > 0 && t.doneBytes < t.bytes ? `  ETA ${seconds((t.bytes - t.doneBytes) / rate)}` : '';
-    const lines = [...shown.map((i) => imageLine(i, width)), `total ${human(t.doneBytes)} / ${human(t.bytes)}  ${t.blobsDone}/${t.blobs} blobs  ${human(rate)}/s${eta}`];
+    const lines = [...shown.map((i) => imageLine(i, width)), `total ${humanBytes(t.doneBytes)} / ${humanBytes(t.bytes)}  ${t.blobsDone}/${t.blobs} blobs  ${humanBytes(rate)}/s${eta}`];
     // A pseudo-terminal without a window size reports 0 columns.
     const cols = out.columns > 0 ? out.columns - 1 : 200;
     out.write(`${drawn > 0 ? `\x1b[${drawn}A` : ''}${lines.map((l) => `\x1b[2K${l.slice(0, cols)}\n`).join('')}`);
@@ -119,8 +109,8 @@ function jsonProgress(run: PrefetchRun, write: (o: object) => void): { onEvent: 
 }
 
 function printSummary(s: PrefetchSummary): void {
-  console.log(`fetched ${s.fetched.blobs} blobs (${human(s.fetched.bytes)}), already cached ${s.cached.blobs} (${human(s.cached.bytes)})` +
-    `${s.skipped.blobs ? `, skipped ${s.skipped.blobs} (${human(s.skipped.bytes)})` : ''}, failed ${s.failed.blobs} blobs / ${s.failed.images} images in ${s.seconds.toFixed(1)}s`);
+  console.log(`fetched ${s.fetched.blobs} blobs (${humanBytes(s.fetched.bytes)}), already cached ${s.cached.blobs} (${humanBytes(s.cached.bytes)})` +
+    `${s.skipped.blobs ? `, skipped ${s.skipped.blobs} (${humanBytes(s.skipped.bytes)})` : ''}, failed ${s.failed.blobs} blobs / ${s.failed.images} images in ${s.seconds.toFixed(1)}s`);
   for (const r of s.failed.reasons) console.log(`failed: ${r.ref}${r.digest ? ` ${r.digest}` : ''}: ${r.reason}`);
 }
 
