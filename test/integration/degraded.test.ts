@@ -1,22 +1,15 @@
 // A store that cannot be written (read-only or full data dir): misses pass through verified, cached content still serves.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import { get, sha256 } from '../helpers/http.ts';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
 
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
-async function get(url: string, headers: Record<string, string> = {}) {
-  const res = await request(url, { headers, signal: AbortSignal.timeout(20_000) });
-  const chunks: Buffer[] = [];
-  let error: unknown;
-  await (async () => { for await (const c of res.body) chunks.push(c as Buffer); })().catch((e: unknown) => void (error = e));
-  return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks), error };
-}
 
 /** Root ignores permission bits, so the failure is injected where the OS would raise it. */
 function diskError(code: string): Error {

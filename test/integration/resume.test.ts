@@ -1,22 +1,13 @@
 // Interrupted downloads are resumed with Range from the kept partial file (in a later fill, or after a restart).
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
 import { waitFor } from '../helpers/tmp.ts';
+import { get, sha256 } from '../helpers/http.ts';
 
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-async function get(url: string) {
-  const res = await request(url, { signal: AbortSignal.timeout(20_000) });
-  const chunks: Buffer[] = [];
-  let error: unknown;
-  await (async () => { for await (const c of res.body) chunks.push(c as Buffer); })().catch((e: unknown) => void (error = e));
-  return { status: res.statusCode, body: Buffer.concat(chunks), error };
-}
 
 describe('resumable downloads', () => {
   let fake: FakeUpstream;

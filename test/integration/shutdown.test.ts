@@ -1,13 +1,12 @@
 // SIGTERM: stop accepting, let the response and the fill in flight finish, close SQLite, exit 0.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
 import { makeTempDir, waitFor, type TempDir } from '../helpers/tmp.ts';
-
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+import { sha256 } from '../helpers/http.ts';
 
 describe('graceful shutdown', () => {
   let fake: FakeUpstream;

@@ -1,14 +1,13 @@
 // Small blobs (configs) are served from memory after the first hit, and eviction drops them from memory too.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
 import { waitFor } from '../helpers/tmp.ts';
-
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+import { sha256 } from '../helpers/http.ts';
 
 async function get(url: string, range?: string) {
   const res = await request(url, range ? { headers: { range } } : {});
