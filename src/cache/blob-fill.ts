@@ -93,11 +93,6 @@ export class BlobFill {
   get active(): boolean {
     return this.state === 'filling' || this.state === 'verified';
   }
-
-  /** Bytes received so far (for callers that only need a count). */
-  get written(): number {
-    return this.received;
-  }
   /** Starts a fill from a 200 response already received for the blob. */
   static async start(deps: FillDeps, source: FillSource, digest: Digest): Promise<BlobFill> {
     const res = source.first;

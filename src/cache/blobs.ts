@@ -254,7 +254,7 @@ export class Blobs {
       this.fills.set(digest, fill);
       void fill.settled.then(() => {
         if (this.fills.get(digest) === fill) this.fills.delete(digest);
-        if (fill.state === 'done') this.deps.onCommit?.(digest, fill.written);
+        if (fill.state === 'done') this.deps.onCommit?.(digest, fill.received);
         else if (isDiskError(fill.error)) this.storeRefused(fill.error!);
       });
       return fill;
