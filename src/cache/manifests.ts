@@ -11,7 +11,7 @@ import { header, readCapped, type UpstreamClient } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { bestEffort } from './best-effort.js';
 import { Coalescer } from './coalesce.js';
-import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure } from './upstream-errors.js';
+import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure } from '../upstream/outcomes.js';
 
 export type ManifestOutcome = 'hit' | 'miss' | 'revalidated' | 'stale' | 'coalesced';
 

@@ -1,11 +1,11 @@
 // The cache layer's face to http/: resolve a request's upstream, then blobs, manifests and tags.
-import type { Blobs } from './blobs.js';
+import type { Blobs } from './blobs/service.js';
 import type { Manifests } from './manifests.js';
 import type { Tags } from './tags.js';
 import type { Registries, Target } from '../upstream/registries.js';
 
 export type { Target };
-export type { BlobHandle, BlobOutcome } from './blobs.js';
+export type { BlobHandle, BlobOutcome } from './blobs/service.js';
 export type { ManifestResult, ManifestOutcome } from './manifests.js';
 
 export interface Proxy {

@@ -5,7 +5,7 @@ import type { Metadata } from '../store/metadata.js';
 import { header, readCapped, type UpstreamClient } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { Coalescer } from './coalesce.js';
-import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure } from './upstream-errors.js';
+import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure } from '../upstream/outcomes.js';
 
 const MAX_PAGES = 100;
 const MAX_PAGE_BYTES = 8 << 20;

@@ -1,7 +1,7 @@
 // The admin JSON API under /-/admin/ (never /v2/): foreign layers and mirrors; mounted only when a token is configured.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Context, Hono } from 'hono';
-import { digestArg, UsageError, type ForeignAdmin } from '../cache/foreign-ops.js';
+import { digestArg, UsageError, type ForeignAdmin } from '../foreign/ops.js';
 import { OciError } from '../oci/errors.js';
 import type { Env } from './middleware.js';
 

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after } from 'node:test';
 import { parse as parseToml } from 'smol-toml';
 import { parseAllDocuments } from 'yaml';
-import { ConfigError, loadConfig, type Config } from '../../src/config.ts';
+import { ConfigError, loadConfig, type Config } from '../../src/config/load.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const DEPLOY = path.join(ROOT, 'deploy');
@@ -82,8 +82,8 @@ export function assertRejects(text: string, key: string): void {
 
 /** The server's shutdown: drain for GRACE_MS, then let fills finish for up to GRACE_MS more. */
 export function worstShutdownSeconds(): number {
-  const m = /GRACE_MS\s*=\s*([\d_]+)/.exec(readFileSync(path.join(ROOT, 'src/serve.ts'), 'utf8'));
-  assert.ok(m, 'GRACE_MS not found in src/serve.ts: update worstShutdownSeconds in test/helpers/deploy.ts to the new shutdown logic');
+  const m = /GRACE_MS\s*=\s*([\d_]+)/.exec(readFileSync(path.join(ROOT, 'src/cli/serve.ts'), 'utf8'));
+  assert.ok(m, 'GRACE_MS not found in src/cli/serve.ts: update worstShutdownSeconds in test/helpers/deploy.ts to the new shutdown logic');
   return (2 * Number(m[1]!.replace(/_/g, ''))) / 1000;
 }
 

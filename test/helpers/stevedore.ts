@@ -5,8 +5,8 @@ import { serve } from '@hono/node-server';
 import type { Server } from 'node:http';
 import { stringify } from 'yaml';
 import { buildApp, type Stevedore } from '../../src/app.ts';
-import { loadConfig, type ConfigFlags } from '../../src/config.ts';
-import { createLogger } from '../../src/log.ts';
+import { loadConfig, type ConfigFlags } from '../../src/config/load.ts';
+import { createLogger } from '../../src/obs/log.ts';
 import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor } from './tmp.ts';
 
 const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');

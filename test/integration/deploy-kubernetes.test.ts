@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import type { Config } from '../../src/config.ts';
+import type { Config } from '../../src/config/load.ts';
 import { assertRejects, DEPLOY, FILES, kindOf, loadText, mutate, worstShutdownSeconds, yamlDocs, type Obj } from '../helpers/deploy.ts';
 
 interface Workload {

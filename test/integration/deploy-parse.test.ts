@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { parse as parseToml } from 'smol-toml';
 import { parse as parseYaml } from 'yaml';
-import { configSchema, loadConfig } from '../../src/config.ts';
+import { configSchema, loadConfig } from '../../src/config/load.ts';
 import { assertRejects, DEPLOY, FILES, kindOf, mutate, parseProblems, rel, type Obj } from '../helpers/deploy.ts';
 
 describe('every file under deploy/ parses', () => {

@@ -7,9 +7,9 @@ import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import tar from 'tar-stream';
 import { buildApp, type Stevedore } from '../../src/app.ts';
-import { ImportError, importBundle, type ImportOptions } from '../../src/bundle/import.ts';
-import { classifyEntry, destinationOf, parseFullRef } from '../../src/bundle/layout.ts';
-import { loadConfig } from '../../src/config.ts';
+import { ImportError, importBundle, type ImportOptions } from '../../src/jobs/bundle/import.ts';
+import { classifyEntry, destinationOf, parseFullRef } from '../../src/jobs/bundle/layout.ts';
+import { loadConfig } from '../../src/config/load.ts';
 import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;

@@ -4,7 +4,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
-import { BlobFill, DigestMismatchError } from '../../src/cache/blob-fill.ts';
+import { BlobFill, DigestMismatchError } from '../../src/cache/blobs/fill.ts';
 import { Coalescer } from '../../src/cache/coalesce.ts';
 import { digestOf, type Digest } from '../../src/oci/digest.ts';
 import { BlobStore } from '../../src/store/blob-store.ts';

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig, parseUpstreamFlag } from '../../src/config.ts';
+import { ConfigError, loadConfig, parseUpstreamFlag } from '../../src/config/load.ts';
 import { parseV2Path } from '../../src/http/path.ts';
 import { parseRange } from '../../src/http/respond.ts';
 import { OciError } from '../../src/oci/errors.ts';

@@ -1,11 +1,11 @@
 // Unit tests for scheduled warming: config parsing, next-run computation with an injected clock, and the run loop.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { nextRun, Warmer } from '../../src/cache/warm.ts';
-import type { PrefetchOptions, PrefetchSummary } from '../../src/cache/prefetch.ts';
-import { createLogger } from '../../src/log.ts';
-import { Metrics } from '../../src/metrics.ts';
-import { hostPlatform, parseDuration, parseTimeOfDay, warmSchema, type Schedule, type WarmEntry } from '../../src/warm-config.ts';
+import { nextRun, Warmer } from '../../src/jobs/warm.ts';
+import type { PrefetchOptions, PrefetchSummary } from '../../src/jobs/prefetch.ts';
+import { createLogger } from '../../src/obs/log.ts';
+import { Metrics } from '../../src/obs/metrics.ts';
+import { hostPlatform, parseDuration, parseTimeOfDay, warmSchema, type Schedule, type WarmEntry } from '../../src/config/warm.ts';
 
 const local = (y: number, mo: number, d: number, h: number, mi: number, s = 0, ms = 0): number => new Date(y, mo - 1, d, h, mi, s, ms).getTime();
 

@@ -1,6 +1,6 @@
 // Which foreign URLs may be contacted, and how: the configured rules, URL shape checks, mirror templates.
 import type { BlockList } from 'node:net';
-import type { ForeignRule } from '../foreign-config.js';
+import type { ForeignRule } from '../config/foreign.js';
 import { cidrList } from '../upstream/cidr.js';
 import type { Digest } from '../oci/digest.js';
 

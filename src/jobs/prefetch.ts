@@ -6,9 +6,9 @@ import { parseManifest } from '../oci/manifest.js';
 import { isIndexType } from '../oci/media-types.js';
 import { parseImageRef } from '../oci/reference.js';
 import type { Target } from '../upstream/registries.js';
-import type { Blobs } from './blobs.js';
+import type { Blobs } from '../cache/blobs/service.js';
 import { platformMatches, walkImage, type Selection } from './dag.js';
-import type { Manifests } from './manifests.js';
+import type { Manifests } from '../cache/manifests.js';
 
 export interface PrefetchItem { ref: string; selection: Selection }
 

@@ -3,8 +3,8 @@ import { Readable } from 'node:stream';
 import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
 import { header, type UpstreamResponse } from '../upstream/client.js';
 import type { SafeResponse } from '../upstream/safe-fetch.js';
-import { DigestMismatchError, type FillSource } from './blob-fill.js';
-import type { BlobHandle, BlobOutcome } from './blobs.js';
+import { DigestMismatchError, type FillSource } from '../cache/blobs/fill.js';
+import type { BlobHandle, BlobOutcome } from '../cache/blobs/service.js';
 
 type Body = UpstreamResponse['body'];
 

@@ -1,10 +1,10 @@
 // Commands: serve | check-config. Flags mirror the config keys; every flag has a STEVEDORE_* env twin.
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig, type ConfigFlags } from './config.js';
-import { registerOpsCommands } from './cli-ops.js';
-import { registerForeignCommands } from './cli-foreign.js';
-import { registerPrefetchCommand } from './cli-prefetch.js';
-import { registerBundleCommands } from './cli-bundle.js';
+import { ConfigError, loadConfig, type ConfigFlags } from '../config/load.js';
+import { registerOpsCommands } from './ops.js';
+import { registerForeignCommands } from './foreign.js';
+import { registerPrefetchCommand } from './prefetch.js';
+import { registerBundleCommands } from './bundle.js';
 import { serve } from './serve.js';
 
 export function common(cmd: Command): Command {

@@ -5,13 +5,13 @@ import { EventEmitter } from 'node:events';
 import type { promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
-import type { BlobStore, PartialFile } from '../store/blob-store.js';
-import type { Metadata } from '../store/metadata.js';
-import { header, type UpstreamResponse } from '../upstream/client.js';
-import { bestEffort } from './best-effort.js';
-import { ChunkWindow } from './chunk-window.js';
-import { followFill } from './fill-reader.js';
+import { Hasher, parseDigest, type Digest } from '../../oci/digest.js';
+import type { BlobStore, PartialFile } from '../../store/blob-store.js';
+import type { Metadata } from '../../store/metadata.js';
+import { header, type UpstreamResponse } from '../../upstream/client.js';
+import { bestEffort } from '../best-effort.js';
+import { ChunkWindow } from './window.js';
+import { followFill } from './follow.js';
 
 /** Upstream sent bytes that are not the blob: never stored, never the clean end of a response. */
 export class DigestMismatchError extends Error {
@@ -244,7 +244,7 @@ export class BlobFill {
     }
   }
 
-  /** Bytes [start, end] as they arrive; see fill-reader.ts for the hold-back rule. */
+  /** Bytes [start, end] as they arrive; see follow.ts for the hold-back rule. */
   reader(start = 0, end?: number): Readable {
     // The fill finished (and closed its handle) before this reader came: the CAS file, or the failure.
     if (this.handleClosed) {

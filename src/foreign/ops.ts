@@ -1,12 +1,12 @@
 // Operator actions on foreign layers (CLI and admin API): list, show, mirrors, probe URLs, pre-fill the cache.
-import { BlobFill, type FillSource } from './blob-fill.js';
+import { BlobFill, type FillSource } from '../cache/blobs/fill.js';
 import { parseDigest, type Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { FOREIGN_STATUSES, type ForeignLayerRow, type ForeignStatus } from '../store/foreign.js';
 import { header } from '../upstream/client.js';
 import { safeFetch } from '../upstream/safe-fetch.js';
-import { OFFLINE, type Candidate, type ForeignLayers, type Tried } from './foreign.js';
-import { checkUrlShape, expandMirror } from './foreign-policy.js';
+import { OFFLINE, type Candidate, type ForeignLayers, type Tried } from './layers.js';
+import { checkUrlShape, expandMirror } from './policy.js';
 
 export interface CandidateView {
   url: string;

@@ -1,6 +1,6 @@
 // Maps what an upstream said or failed to say into the OciError a client should see.
 import { OciError, type OciCode } from '../oci/errors.js';
-import { header, UpstreamError, type Headers } from '../upstream/client.js';
+import { header, UpstreamError, type Headers } from './client.js';
 
 /** For a non-2xx upstream answer (body already consumed). `notFound` is the code for a real upstream 404. */
 export function fromUpstreamStatus(res: { status: number; headers: Headers }, notFound: OciCode, what: Record<string, unknown>): OciError {

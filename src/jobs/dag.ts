@@ -5,7 +5,7 @@ import { parseManifest, type Descriptor } from '../oci/manifest.js';
 import { isIndexType } from '../oci/media-types.js';
 import type { Reference } from '../oci/reference.js';
 import type { Target } from '../upstream/registries.js';
-import type { ManifestResult, Manifests } from './manifests.js';
+import type { ManifestResult, Manifests } from '../cache/manifests.js';
 
 export interface Platform { os: string; architecture: string; variant?: string }
 export type Compression = 'gzip' | 'zstd' | 'any';

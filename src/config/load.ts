@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { foreignSchema } from './foreign-config.js';
-import { warmSchema } from './warm-config.js';
+import { foreignSchema } from './foreign.js';
+import { warmSchema } from './warm.js';
 
 export const BUILTIN_UPSTREAMS: Record<string, string> = {
   'docker.io': 'https://registry-1.docker.io',

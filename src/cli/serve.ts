@@ -1,9 +1,9 @@
 // `stevedore serve`: listen, and on SIGTERM/SIGINT stop accepting, let in-flight responses finish, close SQLite.
 import { serve as listen } from '@hono/node-server';
 import type { Server } from 'node:http';
-import { buildApp } from './app.js';
-import type { Config } from './config.js';
-import { createLogger } from './log.js';
+import { buildApp } from '../app.js';
+import type { Config } from '../config/load.js';
+import { createLogger } from '../obs/log.js';
 
 const GRACE_MS = 10_000;
 

@@ -1,15 +1,15 @@
 // `stevedore export` and `stevedore import`: move cached images to an air-gapped site as an OCI image layout archive.
 import { Option, type Command } from 'commander';
-import { buildApp, type Stevedore } from './app.js';
-import { ExportError, exportBundle } from './bundle/export.js';
-import { ImportError, importBundle } from './bundle/import.js';
-import { parseFullRef } from './bundle/layout.js';
-import { parsePlatform, type Compression, type Platform } from './cache/dag.js';
-import { parseImageRef } from './oci/reference.js';
-import type { Config, ConfigFlags } from './config.js';
-import { createLogger } from './log.js';
-import { OciError } from './oci/errors.js';
-import { humanBytes, type Build } from './cli-common.js';
+import { buildApp, type Stevedore } from '../app.js';
+import { ExportError, exportBundle } from '../jobs/bundle/export.js';
+import { ImportError, importBundle } from '../jobs/bundle/import.js';
+import { parseFullRef } from '../jobs/bundle/layout.js';
+import { parsePlatform, type Compression, type Platform } from '../jobs/dag.js';
+import { parseImageRef } from '../oci/reference.js';
+import type { Config, ConfigFlags } from '../config/load.js';
+import { createLogger } from '../obs/log.js';
+import { OciError } from '../oci/errors.js';
+import { humanBytes, type Build } from './format.js';
 
 type ExportFlags = ConfigFlags & { output: string; platform?: string[]; compression: Compression };
 type ImportFlags = ConfigFlags & { name?: string };

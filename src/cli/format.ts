@@ -1,5 +1,5 @@
 // What every CLI command file shares: the config builder's type and a human-readable byte count.
-import type { Config, ConfigFlags } from './config.js';
+import type { Config, ConfigFlags } from '../config/load.js';
 
 /** Turns the command's flags into a validated Config (exits 2 with one line on a bad key). */
 export type Build = (flags: ConfigFlags) => Config;

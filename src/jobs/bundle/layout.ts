@@ -2,8 +2,8 @@
 // Layout (image-spec "OCI Image Layout"): oci-layout, index.json (root descriptors named by
 // org.opencontainers.image.ref.name), blobs/<alg>/<hex> for every manifest and blob.
 import { readFileSync } from 'node:fs';
-import { parseDigest, type Digest } from '../oci/digest.js';
-import { isValidName, isValidTag, looksLikeHost, parseReference, type Reference } from '../oci/reference.js';
+import { parseDigest, type Digest } from '../../oci/digest.js';
+import { isValidName, isValidTag, looksLikeHost, parseReference, type Reference } from '../../oci/reference.js';
 
 export const OCI_LAYOUT_FILE = 'oci-layout';
 export const OCI_LAYOUT = { imageLayoutVersion: '1.0.0' } as const;

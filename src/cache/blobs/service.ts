@@ -1,17 +1,17 @@
 // Blob lookups: local CAS (if linked to the repo) -> join a running fill -> start one coalesced upstream fill.
 import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import type { Digest } from '../oci/digest.js';
-import { OciError } from '../oci/errors.js';
-import type { BlobStore } from '../store/blob-store.js';
-import type { Metadata } from '../store/metadata.js';
-import { header, type Headers, type UpstreamClient } from '../upstream/client.js';
-import type { Target } from '../upstream/registries.js';
-import { BlobFill, StoreUnwritableError, type FillDeps, type FillSource } from './blob-fill.js';
+import type { Digest } from '../../oci/digest.js';
+import { OciError } from '../../oci/errors.js';
+import type { BlobStore } from '../../store/blob-store.js';
+import type { Metadata } from '../../store/metadata.js';
+import { header, type Headers, type UpstreamClient } from '../../upstream/client.js';
+import type { Target } from '../../upstream/registries.js';
+import { BlobFill, StoreUnwritableError, type FillDeps, type FillSource } from './fill.js';
 import { isDiskError, passThroughHandle } from './pass-through.js';
-import { bestEffort } from './best-effort.js';
-import { Coalescer } from './coalesce.js';
-import { fromUnreachable, fromUpstreamStatus } from './upstream-errors.js';
+import { bestEffort } from '../best-effort.js';
+import { Coalescer } from '../coalesce.js';
+import { fromUnreachable, fromUpstreamStatus } from '../../upstream/outcomes.js';
 
 type HeadResult = { status: number; headers: Headers };
 
@@ -47,7 +47,7 @@ export interface ForeignDescriptor {
 /** Starts (or joins) the one fill of a digest from a source other than the upstream registry. */
 export type FillStarter = (makeSource: () => Promise<FillSource>) => Promise<BlobHandle>;
 
-/** Foreign-layer policy (cache/foreign.ts): how to serve what the upstream registry does not hold. */
+/** Foreign-layer policy (foreign/layers.ts): how to serve what the upstream registry does not hold. */
 export interface ForeignHooks {
   lookup(target: Target, digest: Digest): ForeignDescriptor | undefined;
   /** GET: a redirect handle, or a handle on a verified fill from an allowed URL; else throws an OciError. */

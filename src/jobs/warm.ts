@@ -1,7 +1,7 @@
 // Scheduled cache warming inside serve: runs the prefetch engine per `warm:` entry on its schedule, never overlapping.
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
-import type { Schedule, WarmEntry } from '../warm-config.js';
+import type { Schedule, WarmEntry } from '../config/warm.js';
 import type { PrefetchItem, PrefetchOptions, PrefetchSummary } from './prefetch.js';
 
 /** When an entry runs next: `every` at start and then `ms` after each run started; `at` the next local time of day. */

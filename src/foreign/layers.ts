@@ -1,7 +1,7 @@
 // Foreign / non-distributable layers: recorded from manifests; served by redirect or fetch-and-verify per the rules.
 import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
-import type { ForeignConfig } from '../foreign-config.js';
+import type { ForeignConfig } from '../config/foreign.js';
 import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { ParsedManifest } from '../oci/manifest.js';
@@ -9,10 +9,10 @@ import type { ForeignStatus, ForeignStore, UrlHealth } from '../store/foreign.js
 import { header } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { FetchError, RefusedError, safeFetch, type SafeFetchOptions, type SafeResponse } from '../upstream/safe-fetch.js';
-import type { FillDeps, FillSource } from './blob-fill.js';
-import type { BlobHandle, BlobOutcome, FillStarter, ForeignDescriptor, ForeignHooks } from './blobs.js';
-import { fillSource, passThroughHandle, redirectHandle, Verifier, type Verdict } from './foreign-fetch.js';
-import { expandMirror, type Decision, type ForeignPolicy } from './foreign-policy.js';
+import type { FillDeps, FillSource } from '../cache/blobs/fill.js';
+import type { BlobHandle, BlobOutcome, FillStarter, ForeignDescriptor, ForeignHooks } from '../cache/blobs/service.js';
+import { fillSource, passThroughHandle, redirectHandle, Verifier, type Verdict } from './fetch.js';
+import { expandMirror, type Decision, type ForeignPolicy } from './policy.js';
 
 /** How foreign-layer requests were answered, counted since start (read by /metrics). */
 export type ForeignOutcome = 'redirect' | 'fetch' | 'stream' | 'head' | 'denied' | 'unavailable' | 'mismatch' | 'recorded';

@@ -1,10 +1,10 @@
 // Pass-through for when the store cannot be written (read-only or full data dir): the upstream body goes to the
 // client, hashed on the way; the last byte is held back until size and digest are verified, as for a fill.
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
-import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
-import { header } from '../upstream/client.js';
-import { DigestMismatchError, type FillSource } from './blob-fill.js';
-import type { BlobHandle } from './blobs.js';
+import { Hasher, parseDigest, type Digest } from '../../oci/digest.js';
+import { header } from '../../upstream/client.js';
+import { DigestMismatchError, type FillSource } from './fill.js';
+import type { BlobHandle } from './service.js';
 
 const DISK_ERRORS = new Set(['EROFS', 'ENOSPC', 'EDQUOT', 'EACCES', 'EPERM']);
 

@@ -1,12 +1,12 @@
 // Operator commands on a data dir (also while serve runs on it): gc, du, verify, pin, unpin, pins.
 import type { Command } from 'commander';
-import { buildApp, type Stevedore } from './app.js';
-import type { Config, ConfigFlags } from './config.js';
-import { createLogger } from './log.js';
-import { walkImage } from './cache/dag.js';
-import { parseImageRef } from './oci/reference.js';
-import { verifyStore } from './store/reconcile.js';
-import { humanBytes, type Build } from './cli-common.js';
+import { buildApp, type Stevedore } from '../app.js';
+import type { Config, ConfigFlags } from '../config/load.js';
+import { createLogger } from '../obs/log.js';
+import { walkImage } from '../jobs/dag.js';
+import { parseImageRef } from '../oci/reference.js';
+import { verifyStore } from '../store/reconcile.js';
+import { humanBytes, type Build } from './format.js';
 
 
 async function withApp<T>(config: Config, fn: (s: Stevedore) => Promise<T>): Promise<T> {

@@ -1,12 +1,12 @@
 // `stevedore foreign ...`: list, show, mirror add|remove, check, fetch, on a data dir (also while serve runs on it).
 import type { Command } from 'commander';
-import { buildApp, type Stevedore } from './app.js';
-import { digestArg, UsageError, type LayerView } from './cache/foreign-ops.js';
-import type { Config, ConfigFlags } from './config.js';
-import { createLogger } from './log.js';
-import { OciError } from './oci/errors.js';
-import type { ForeignLayerRow } from './store/foreign.js';
-import type { Build } from './cli-common.js';
+import { buildApp, type Stevedore } from '../app.js';
+import { digestArg, UsageError, type LayerView } from '../foreign/ops.js';
+import type { Config, ConfigFlags } from '../config/load.js';
+import { createLogger } from '../obs/log.js';
+import { OciError } from '../oci/errors.js';
+import type { ForeignLayerRow } from '../store/foreign.js';
+import type { Build } from './format.js';
 
 type Flags = ConfigFlags & { json?: boolean };
 

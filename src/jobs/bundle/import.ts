@@ -3,13 +3,13 @@
 // (blobs, manifests, links, refs, tags) in one SQLite transaction. A refused bundle leaves nothing behind.
 import { createReadStream, promises as fsp } from 'node:fs';
 import tar from 'tar-stream';
-import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
-import { OciError } from '../oci/errors.js';
-import { MANIFEST_MAX_BYTES, parseManifest, type Descriptor, type ParsedManifest } from '../oci/manifest.js';
-import { MANIFEST_MEDIA_TYPES, MT, baseMediaType } from '../oci/media-types.js';
-import type { BlobStore } from '../store/blob-store.js';
-import type { ManifestRow, Metadata } from '../store/metadata.js';
-import type { Target } from '../upstream/registries.js';
+import { Hasher, parseDigest, type Digest } from '../../oci/digest.js';
+import { OciError } from '../../oci/errors.js';
+import { MANIFEST_MAX_BYTES, parseManifest, type Descriptor, type ParsedManifest } from '../../oci/manifest.js';
+import { MANIFEST_MEDIA_TYPES, MT, baseMediaType } from '../../oci/media-types.js';
+import type { BlobStore } from '../../store/blob-store.js';
+import type { ManifestRow, Metadata } from '../../store/metadata.js';
+import type { Target } from '../../upstream/registries.js';
 import { blobEntryName, classifyEntry, destinationOf, type BundleInfo, type FullRef } from './layout.js';
 
 export interface ImportDeps {

@@ -1,13 +1,13 @@
 // `stevedore prefetch`: fill a data dir's cache with images (also while serve runs on it): progress, summary, exit code.
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { buildApp } from './app.js';
-import type { Config, ConfigFlags } from './config.js';
-import { createLogger } from './log.js';
-import type { Compression } from './cache/dag.js';
-import type { ImageState, PrefetchEvent, PrefetchRun, PrefetchSummary } from './cache/prefetch.js';
-import { selectionOf } from './warm-config.js';
-import { humanBytes, type Build } from './cli-common.js';
+import { buildApp } from '../app.js';
+import type { Config, ConfigFlags } from '../config/load.js';
+import { createLogger } from '../obs/log.js';
+import type { Compression } from '../jobs/dag.js';
+import type { ImageState, PrefetchEvent, PrefetchRun, PrefetchSummary } from '../jobs/prefetch.js';
+import { selectionOf } from '../config/warm.js';
+import { humanBytes, type Build } from './format.js';
 
 
 interface PrefetchFlags extends ConfigFlags {

@@ -1,6 +1,6 @@
 // The `foreign:` config section: ordered URL rules (redirect | fetch | deny) for foreign / non-distributable layers.
 import { z } from 'zod';
-import { parseCidr } from './upstream/cidr.js';
+import { parseCidr } from '../upstream/cidr.js';
 
 const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'expected a CIDR such as 127.0.0.0/8, 10.1.2.3/32 or ::1/128');
 

@@ -3,17 +3,17 @@
 import { createWriteStream, promises as fsp } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
-import type { Blobs } from '../cache/blobs.js';
-import { walkImage, type Selection } from '../cache/dag.js';
-import type { ManifestResult, Manifests } from '../cache/manifests.js';
-import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
-import { OciError } from '../oci/errors.js';
-import { parseManifest, type Descriptor } from '../oci/manifest.js';
-import { MT, isIndexType } from '../oci/media-types.js';
-import type { Reference } from '../oci/reference.js';
-import type { BlobStore } from '../store/blob-store.js';
-import type { Metadata } from '../store/metadata.js';
-import type { Target } from '../upstream/registries.js';
+import type { Blobs } from '../../cache/blobs/service.js';
+import { walkImage, type Selection } from '../dag.js';
+import type { ManifestResult, Manifests } from '../../cache/manifests.js';
+import { Hasher, parseDigest, type Digest } from '../../oci/digest.js';
+import { OciError } from '../../oci/errors.js';
+import { parseManifest, type Descriptor } from '../../oci/manifest.js';
+import { MT, isIndexType } from '../../oci/media-types.js';
+import type { Reference } from '../../oci/reference.js';
+import type { BlobStore } from '../../store/blob-store.js';
+import type { Metadata } from '../../store/metadata.js';
+import type { Target } from '../../upstream/registries.js';
 import {
   BUNDLE_FILE, BUNDLE_FORMAT, CONTAINERD_NAME, INDEX_FILE, OCI_LAYOUT, OCI_LAYOUT_FILE, REF_NAME,
   blobEntryName, formatRef, stevedoreVersion, type BundleImage, type BundleInfo,
