@@ -1,42 +1,21 @@
 // `stevedore export` and `stevedore import`: move cached images to an air-gapped site as an OCI image layout archive.
 import { Option, type Command } from 'commander';
-import { buildApp, type Stevedore } from '../app.js';
 import { ExportError, exportBundle } from '../jobs/bundle/export.js';
 import { ImportError, importBundle } from '../jobs/bundle/import.js';
 import { parseFullRef } from '../jobs/bundle/layout.js';
-import { parsePlatform, type Compression, type Platform } from '../jobs/dag.js';
+import { parsePlatform, type Compression, type Platform } from '../oci/platform.js';
 import { parseImageRef } from '../oci/reference.js';
-import type { Config, ConfigFlags } from '../config/load.js';
-import { createLogger } from '../obs/log.js';
+import type { ConfigFlags } from '../config/load.js';
 import { OciError } from '../oci/errors.js';
-import { humanBytes, type Build } from './format.js';
+import { humanBytes } from './format.js';
+import { build, common, runCommand, UsageError } from './run.js';
 
 type ExportFlags = ConfigFlags & { output: string; platform?: string[]; compression: Compression };
 type ImportFlags = ConfigFlags & { name?: string };
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
-/** A refused bundle, an uncached ref, a bad argument: one line on stderr and exit code 1 (2 for usage). */
-class UsageError extends Error {}
-
-async function run(what: string, config: Config, fn: (s: Stevedore) => Promise<void>): Promise<void> {
-  const s = buildApp(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, process.stderr));
-  // Should anything leave a promise unsettled, node exits when its loop is empty: that must not read as success.
-  process.exitCode = 1;
-  try {
-    await fn(s);
-    process.exitCode = 0;
-  } catch (e) {
-    // Ours name the ref or entry already; anything else (a full disk, an unwritable -o path) gets the command's name.
-    const known = e instanceof ExportError || e instanceof ImportError || e instanceof UsageError || e instanceof OciError;
-    process.stderr.write(`stevedore: ${known ? '' : `${what} failed: `}${(e as Error).message}\n`);
-    process.exitCode = e instanceof UsageError ? 2 : 1;
-  } finally {
-    await s.close();
-  }
-}
-
-export function registerBundleCommands(program: Command, common: (c: Command) => Command, build: Build): void {
+export function registerBundleCommands(program: Command): void {
   common(program.command('export')
     .argument('<ref...>', 'images, e.g. docker.io/library/alpine:3.20 or ghcr.io/org/app@sha256:...')
     .description('write cached images (fetched first unless --offline) to an OCI image layout archive, byte for byte'))
@@ -46,7 +25,7 @@ export function registerBundleCommands(program: Command, common: (c: Command) =>
     .addOption(new Option('--compression <kind>', 'which variant of an index entry to take when an image offers gzip and zstd').choices(['any', 'gzip', 'zstd']).default('any'))
     .action((refs: string[], flags: ExportFlags) => {
       const config = build(flags);
-      return run('export', config, async (s) => {
+      return runCommand('export', config, async (s) => {
         let platforms: Platform[] | undefined;
         let images;
         try {
@@ -75,7 +54,7 @@ export function registerBundleCommands(program: Command, common: (c: Command) =>
     .argument('<bundle>', 'an OCI image layout archive: from stevedore export, or skopeo copy ... oci-archive:FILE[:NAME]')
     .description('verify an archive, then make its images servable (also by an --offline instance) in one step'))
     .option('--name <host/repo[:tag]>', 'where images go whose ref name has no registry host (e.g. skopeo\'s oci-archive:FILE:TAG)')
-    .action((file: string, flags: ImportFlags) => run('import', build(flags), async (s) => {
+    .action((file: string, flags: ImportFlags) => runCommand('import', build(flags), async (s) => {
       const name = flags.name !== undefined ? parseFullRef(flags.name) : undefined;
       if (flags.name !== undefined && (!name || name.digest)) throw new UsageError(`--name ${flags.name}: expected host/repo[:tag], e.g. docker.io/library/alpine:3.20`);
       const r = await importBundle({

@@ -1,34 +1,14 @@
 // `stevedore foreign ...`: list, show, mirror add|remove, check, fetch, on a data dir (also while serve runs on it).
 import type { Command } from 'commander';
-import { buildApp, type Stevedore } from '../app.js';
-import { digestArg, UsageError, type LayerView } from '../foreign/ops.js';
-import type { Config, ConfigFlags } from '../config/load.js';
-import { createLogger } from '../obs/log.js';
-import { OciError } from '../oci/errors.js';
+import type { ConfigFlags } from '../config/load.js';
+import { FOREIGN_STATUSES, isForeignStatus, type LayerView } from '../foreign/ops.js';
+import { requireDigest } from '../oci/digest.js';
 import type { ForeignLayerRow } from '../store/foreign.js';
-import type { Build } from './format.js';
+import { build, common, runCommand, UsageError } from './run.js';
 
 type Flags = ConfigFlags & { json?: boolean };
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
-
-/** Runs fn on an app built over the data dir; errors become one clear line (usage: exit 2, others: exit 1). */
-async function run(config: Config, fn: (s: Stevedore) => Promise<void> | void): Promise<void> {
-  const s = buildApp(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, process.stderr));
-  try {
-    await fn(s);
-  } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`stevedore: ${e.message}\n`);
-      process.exitCode = 2;
-    } else if (e instanceof OciError) {
-      process.stderr.write(`stevedore: ${e.code}: ${e.message}\n${JSON.stringify(e.detail, null, 2)}\n`);
-      process.exitCode = 1;
-    } else throw e;
-  } finally {
-    await s.close();
-  }
-}
 
 function row(r: ForeignLayerRow): string {
   return [r.digest, r.status.padEnd(12), String(r.size).padStart(12), r.foreign ? 'foreign' : 'urls   ', r.urls[0] ?? '-'].join('  ');
@@ -48,20 +28,22 @@ function showText(v: LayerView): string {
   return lines.join('\n');
 }
 
-export function registerForeignCommands(program: Command, common: (c: Command) => Command, build: Build): void {
+export function registerForeignCommands(program: Command): void {
   const foreign = program.command('foreign').description('foreign / non-distributable layers: recorded URLs, mirrors, health, pre-fill');
   common(foreign.command('list').description('list recorded foreign layers and layers with urls'))
     .option('--status <status>', 'only this status: unresolved|redirectable|fetchable|cached|unavailable|denied')
     .option('--json', 'print JSON')
-    .action((flags: Flags & { status?: string }) => run(build(flags), ({ foreignAdmin }) => {
-      const rows = foreignAdmin.list(flags.status);
+    .action((flags: Flags & { status?: string }) => runCommand('foreign list', build(flags), ({ foreignAdmin }) => {
+      const { status } = flags;
+      if (status !== undefined && !isForeignStatus(status)) throw new UsageError(`unknown status "${status}"; one of ${FOREIGN_STATUSES.join(', ')}`);
+      const rows = foreignAdmin.list(status);
       if (flags.json) out(JSON.stringify(rows, null, 2));
       else for (const r of rows) out(row(r));
     }));
   common(foreign.command('show').description('one layer: where it was seen, its URLs in the order they are tried, their health').argument('<digest>'))
     .option('--json', 'print JSON')
-    .action((digest: string, flags: Flags) => run(build(flags), ({ foreignAdmin }) => {
-      const v = foreignAdmin.show(digestArg(digest));
+    .action((digest: string, flags: Flags) => runCommand('foreign show', build(flags), ({ foreignAdmin }) => {
+      const v = foreignAdmin.show(requireDigest(digest));
       out(flags.json ? JSON.stringify(v, null, 2) : showText(v));
     }));
   const mirror = foreign.command('mirror').description('operator mirror URLs, kept beside (not in) the signed manifest');
@@ -69,9 +51,9 @@ export function registerForeignCommands(program: Command, common: (c: Command) =
     common(mirror.command(verb).description(`${verb} mirror URLs for DIGEST, or with --prefix URL prefixes/templates ("https://m.example/{digest}") for every digest`)
       .argument('<digest-or-url>').argument('[urls...]'))
       .option('--prefix', 'the arguments are prefix/template URLs that serve every digest')
-      .action((first: string, rest: string[], flags: Flags & { prefix?: boolean }) => run(build(flags), ({ foreignAdmin }) => {
+      .action((first: string, rest: string[], flags: Flags & { prefix?: boolean }) => runCommand(`foreign mirror ${verb}`, build(flags), ({ foreignAdmin }) => {
         if (!flags.prefix && rest.length === 0) throw new UsageError(`mirror ${verb} needs DIGEST URL... or --prefix URL...`);
-        const digest = flags.prefix ? '' : digestArg(first);
+        const digest = flags.prefix ? '' : requireDigest(first);
         const urls = flags.prefix ? [first, ...rest] : rest;
         const changed = verb === 'add' ? foreignAdmin.addMirrors(digest, urls) : foreignAdmin.removeMirrors(digest, urls);
         for (const u of urls) out(`${changed.includes(u) ? (verb === 'add' ? 'added' : 'removed') : (verb === 'add' ? 'already present' : 'not present')}  ${u}`);
@@ -79,8 +61,8 @@ export function registerForeignCommands(program: Command, common: (c: Command) =
   }
   common(foreign.command('check').description('probe the allowed URLs (HEAD) of one layer or all; update URL health and status').argument('[digest]'))
     .option('--json', 'print JSON')
-    .action((digest: string | undefined, flags: Flags) => run(build(flags), async ({ foreignAdmin }) => {
-      const results = await foreignAdmin.check(digest ? digestArg(digest) : undefined);
+    .action((digest: string | undefined, flags: Flags) => runCommand('foreign check', build(flags), async ({ foreignAdmin }) => {
+      const results = await foreignAdmin.check(digest ? requireDigest(digest) : undefined);
       if (flags.json) out(JSON.stringify(results, null, 2));
       else {
         for (const r of results) {
@@ -88,12 +70,12 @@ export function registerForeignCommands(program: Command, common: (c: Command) =
           for (const u of r.urls) out(`  ${u.ok ? 'ok  ' : 'FAIL'}  ${u.action.padEnd(8)} ${u.url}${u.error ? `  (${u.error})` : ''}`);
         }
       }
-      if (results.some((r) => r.status === 'unavailable' || r.status === 'denied')) process.exitCode = 1;
+      return results.some((r) => r.status === 'unavailable' || r.status === 'denied') ? 1 : 0;
     }));
   common(foreign.command('fetch').description('download, verify and cache one layer now (pre-fill for air-gapped sites)').argument('<digest>'))
     .option('--json', 'print JSON')
-    .action((digest: string, flags: Flags) => run(build(flags), async ({ foreignAdmin }) => {
-      const r = await foreignAdmin.prefetch(digestArg(digest));
+    .action((digest: string, flags: Flags) => runCommand('foreign fetch', build(flags), async ({ foreignAdmin }) => {
+      const r = await foreignAdmin.prefetch(requireDigest(digest));
       out(flags.json ? JSON.stringify(r) : `cached ${r.digest} (${r.size} bytes)${r.url ? ` from ${r.url}` : ', already present'}`);
     }));
 }

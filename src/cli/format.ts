@@ -1,8 +1,4 @@
-// What every CLI command file shares: the config builder's type and a human-readable byte count.
-import type { Config, ConfigFlags } from '../config/load.js';
-
-/** Turns the command's flags into a validated Config (exits 2 with one line on a bad key). */
-export type Build = (flags: ConfigFlags) => Config;
+// How the CLI prints what people read: byte counts and durations.
 
 /** 1234567 -> "1.2 MB" (decimal units, as registries and `docker images` print sizes). */
 export function humanBytes(n: number): string {
@@ -14,3 +10,6 @@ export function humanBytes(n: number): string {
   }
   return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
+
+/** 42 -> "42s", 600 -> "10m", 7200 -> "2.0h". */
+export const seconds = (s: number): string => (s < 90 ? `${Math.ceil(s)}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`);

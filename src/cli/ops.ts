@@ -1,22 +1,13 @@
 // Operator commands on a data dir (also while serve runs on it): gc, du, verify, pin, unpin, pins.
 import type { Command } from 'commander';
-import { buildApp, type Stevedore } from '../app.js';
-import type { Config, ConfigFlags } from '../config/load.js';
-import { createLogger } from '../obs/log.js';
+import type { Stevedore } from '../app.js';
+import type { ConfigFlags } from '../config/load.js';
 import { walkImage } from '../jobs/dag.js';
 import { parseImageRef } from '../oci/reference.js';
 import { verifyStore } from '../store/reconcile.js';
-import { humanBytes, type Build } from './format.js';
+import { humanBytes } from './format.js';
+import { build, common, runCommand } from './run.js';
 
-
-async function withApp<T>(config: Config, fn: (s: Stevedore) => Promise<T>): Promise<T> {
-  const s = buildApp(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel));
-  try {
-    return await fn(s);
-  } finally {
-    await s.close();
-  }
-}
 
 /** Resolves a ref through the cache (fetching what is missing), with every child manifest of an index. */
 async function resolveDag(s: Stevedore, ref: string) {
@@ -26,18 +17,20 @@ async function resolveDag(s: Stevedore, ref: string) {
   return { target, reference, root: dag.root };
 }
 
-export function registerOpsCommands(program: Command, common: (c: Command) => Command, build: Build): void {
+export function registerOpsCommands(program: Command): void {
   common(program.command('gc').description('run the eviction sweep now (needs --max-size or --min-free-disk)'))
     .option('--dry-run', 'print what would be evicted; change nothing')
     .action(async (flags: ConfigFlags & { dryRun?: boolean }) => {
-      const r = await withApp(build(flags), (s) => s.eviction.sweep({ dryRun: flags.dryRun }));
-      const verb = flags.dryRun ? 'would free' : 'freed';
-      for (const e of r.evicted) console.log(`${flags.dryRun ? 'would evict' : 'evicted'} ${e.kind} ${e.digest} ${humanBytes(e.size)}`);
-      console.log(`${verb} ${humanBytes(r.freedBytes)} of ${humanBytes(Math.max(r.needed, 0))} needed (${r.evicted.length} objects)${r.short ? '; budget not met: the rest is pinned or in use' : ''}`);
+      await runCommand('gc', build(flags), async (s) => {
+        const r = await s.eviction.sweep({ dryRun: flags.dryRun });
+        const verb = flags.dryRun ? 'would free' : 'freed';
+        for (const e of r.evicted) console.log(`${flags.dryRun ? 'would evict' : 'evicted'} ${e.kind} ${e.digest} ${humanBytes(e.size)}`);
+        console.log(`${verb} ${humanBytes(r.freedBytes)} of ${humanBytes(Math.max(r.needed, 0))} needed (${r.evicted.length} objects)${r.short ? '; budget not met: the rest is pinned or in use' : ''}`);
+      });
     });
   common(program.command('du').description('print storage usage, by upstream and repository'))
     .action(async (flags: ConfigFlags) => {
-      await withApp(build(flags), async (s) => {
+      await runCommand('du', build(flags), (s) => {
         const t = s.usage.totals();
         console.log(`total ${humanBytes(t.blobBytes + t.manifestBytes)}: ${t.blobs} blobs (${humanBytes(t.blobBytes)}), ${t.manifests} manifests (${humanBytes(t.manifestBytes)})`);
         for (const r of s.usage.byRepository()) console.log(`${humanBytes(r.bytes).padStart(12)}  ${String(r.blobs).padStart(6)} blobs  ${r.upstream}/${r.repo}`);
@@ -46,14 +39,16 @@ export function registerOpsCommands(program: Command, common: (c: Command) => Co
   common(program.command('verify').description('re-hash every cached blob; report (and with --repair remove) corrupt ones'))
     .option('--repair', 'remove corrupt blobs so they are fetched again')
     .action(async (flags: ConfigFlags & { repair?: boolean }) => {
-      const r = await withApp(build(flags), (s) => verifyStore(s.store, s.meta, { repair: !!flags.repair }));
-      for (const c of r.corrupt) console.log(`corrupt ${c.digest} (content hashes to ${c.got})${flags.repair ? ': removed' : ''}`);
-      console.log(`checked ${r.checked} blobs, ${humanBytes(r.bytes)}: ${r.corrupt.length} corrupt`);
-      if (r.corrupt.length > 0 && !flags.repair) process.exitCode = 1;
+      await runCommand('verify', build(flags), async (s) => {
+        const r = await verifyStore(s.store, s.meta, { repair: !!flags.repair });
+        for (const c of r.corrupt) console.log(`corrupt ${c.digest} (content hashes to ${c.got})${flags.repair ? ': removed' : ''}`);
+        console.log(`checked ${r.checked} blobs, ${humanBytes(r.bytes)}: ${r.corrupt.length} corrupt`);
+        return r.corrupt.length > 0 && !flags.repair ? 1 : 0;
+      });
     });
   common(program.command('pin').argument('<ref...>', 'e.g. docker.io/library/alpine:3.20 or ghcr.io/org/app@sha256:...').description('keep an image (its whole DAG) out of eviction'))
     .action(async (refs: string[], flags: ConfigFlags) => {
-      await withApp(build(flags), async (s) => {
+      await runCommand('pin', build(flags), async (s) => {
         for (const ref of refs) {
           const { target, reference, root } = await resolveDag(s, ref);
           const refText = reference.kind === 'tag' ? reference.tag : reference.digest;
@@ -64,20 +59,22 @@ export function registerOpsCommands(program: Command, common: (c: Command) => Co
     });
   common(program.command('unpin').argument('<ref...>').description('let an image be evicted again'))
     .action(async (refs: string[], flags: ConfigFlags) => {
-      await withApp(build(flags), async (s) => {
+      await runCommand('unpin', build(flags), (s) => {
+        let missing = 0;
         for (const ref of refs) {
           const { name, reference } = parseImageRef(ref);
           const target = s.proxy.resolve(name, undefined);
           const refText = reference.kind === 'tag' ? reference.tag : reference.digest;
           const ok = s.usage.unpin(target.upstream.name, target.repo, refText);
           console.log(`${ok ? 'unpinned' : 'not pinned:'} ${target.upstream.name}/${target.repo}:${refText}`);
-          if (!ok) process.exitCode = 1;
+          if (!ok) missing++;
         }
+        return missing > 0 ? 1 : 0;
       });
     });
   common(program.command('pins').description('list pinned images'))
     .action(async (flags: ConfigFlags) => {
-      await withApp(build(flags), async (s) => {
+      await runCommand('pins', build(flags), (s) => {
         for (const p of s.usage.pins()) console.log(`${p.upstream}/${p.repo}:${p.reference} ${p.digest} ${new Date(p.createdAt).toISOString()}`);
       });
     });

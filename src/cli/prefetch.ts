@@ -1,13 +1,12 @@
 // `stevedore prefetch`: fill a data dir's cache with images (also while serve runs on it): progress, summary, exit code.
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { buildApp } from '../app.js';
-import type { Config, ConfigFlags } from '../config/load.js';
-import { createLogger } from '../obs/log.js';
-import type { Compression } from '../jobs/dag.js';
+import type { ConfigFlags } from '../config/load.js';
+import type { Compression } from '../oci/platform.js';
 import type { ImageState, PrefetchEvent, PrefetchRun, PrefetchSummary } from '../jobs/prefetch.js';
 import { selectionOf } from '../config/warm.js';
-import { humanBytes, type Build } from './format.js';
+import { humanBytes, seconds } from './format.js';
+import { build, common, fail, runCommand, UsageError } from './run.js';
 
 
 interface PrefetchFlags extends ConfigFlags {
@@ -21,17 +20,12 @@ interface PrefetchFlags extends ConfigFlags {
   json?: boolean;
 }
 
-const usage = (msg: string): never => {
-  process.stderr.write(`stevedore prefetch: ${msg}\n`);
-  process.exit(2);
-};
+const usage = (msg: string): never => fail('prefetch', new UsageError(`prefetch: ${msg}`));
 
 /** One ref per line; blank lines and # comments (whole line or after the ref) are ignored. "-" is stdin. */
 export function readRefFile(text: string): string[] {
   return text.split('\n').map((l) => l.replace(/(^|\s)#.*$/, '').trim()).filter(Boolean);
 }
-
-const seconds = (s: number): string => (s < 90 ? `${Math.ceil(s)}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${(s / 3600).toFixed(1)}h`);
 
 /** Bytes per second over the last few seconds (a whole-run average hides a stalled link). */
 class RateMeter {
@@ -114,7 +108,7 @@ function printSummary(s: PrefetchSummary): void {
   for (const r of s.failed.reasons) console.log(`failed: ${r.ref}${r.digest ? ` ${r.digest}` : ''}: ${r.reason}`);
 }
 
-export function registerPrefetchCommand(program: Command, common: (c: Command) => Command, build: Build): void {
+export function registerPrefetchCommand(program: Command): void {
   common(program.command('prefetch').argument('[ref...]', 'e.g. docker.io/library/alpine:3.20 ghcr.io/org/app@sha256:...')
     .description('fill the cache with images: the index, the selected platforms\' manifests, configs and layers'))
     .option('--from <file>', 'read refs from a file, one per line, # comments ("-" = stdin)')
@@ -146,16 +140,14 @@ export function registerPrefetchCommand(program: Command, common: (c: Command) =
         usage((e as Error).message);
       }
       const config = build({ ...flags, ...(flags.rate !== undefined ? { upstreamRate: flags.rate } : {}) });
-      const s = buildApp(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel));
       const tty = process.stdout.isTTY && !flags.json;
       const write = (o: object): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
-      let summary: PrefetchSummary;
-      try {
+      await runCommand('prefetch', config, async (s) => {
         let json: ReturnType<typeof jsonProgress> | undefined;
         const run = s.prefetch(refs.map((ref) => ({ ref, selection: selection! })), { concurrency, onEvent: (e) => json?.onEvent(e) });
         json = tty ? undefined : jsonProgress(run, write);
         const stopTty = tty ? ttyProgress(run, process.stdout) : undefined;
-        summary = await run.done;
+        const summary = await run.done;
         stopTty?.();
         json?.stop();
         if (flags.pin) {
@@ -166,11 +158,9 @@ export function registerPrefetchCommand(program: Command, common: (c: Command) =
             else write({ event: 'pin', ref: img.ref, upstream: img.upstream, repo: img.repo, reference: img.reference, digest: img.digest });
           }
         }
-      } finally {
-        await s.close();
-      }
-      if (tty) printSummary(summary);
-      else write({ event: 'summary', ...summary });
-      if (!summary.ok) process.exitCode = 1;
+        if (tty) printSummary(summary);
+        else write({ event: 'summary', ...summary });
+        return summary.ok ? 0 : 1;
+      });
     });
 }

@@ -1,6 +1,6 @@
 // The `warm:` config section (scheduled cache warming inside serve) and the selection/schedule parsing it shares with prefetch.
 import { z } from 'zod';
-import { parsePlatform, type Compression, type Platform, type Selection } from '../jobs/dag.js';
+import { parsePlatform, type Compression, type Platform, type Selection } from '../oci/platform.js';
 import { parseImageRef } from '../oci/reference.js';
 
 export type Schedule = { kind: 'every'; ms: number } | { kind: 'at'; times: { hour: number; minute: number }[] };

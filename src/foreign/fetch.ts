@@ -1,9 +1,10 @@
 // Fetch-and-verify of one foreign blob: a body wrapper that caps and hashes, a resumable fill source, a pass-through handle.
-import { Readable } from 'node:stream';
-import { Hasher, parseDigest, type Digest } from '../oci/digest.js';
+import { PassThrough, pipeline, Readable } from 'node:stream';
+import type { Digest } from '../oci/digest.js';
+import { BlobVerifier, DigestMismatchError, VerifyingStream } from '../oci/verify.js';
 import { header, type UpstreamResponse } from '../upstream/client.js';
 import type { SafeResponse } from '../upstream/safe-fetch.js';
-import { DigestMismatchError, type FillSource } from '../cache/blobs/fill.js';
+import type { FillSource } from '../cache/blobs/fill.js';
 import type { BlobHandle, BlobOutcome } from '../cache/blobs/service.js';
 
 type Body = UpstreamResponse['body'];
@@ -16,11 +17,15 @@ export type Verdict = { ok: true } | { ok: false; error: string; mismatch: boole
  * size and hashes it. Independent of the fill's own check, so the URL that served wrong bytes is known.
  */
 export class Verifier {
-  count = 0;
-  private readonly hasher: Hasher;
+  private readonly bytes: BlobVerifier;
 
-  constructor(readonly digest: Digest, readonly size: number, private readonly report: (v: Verdict) => void) {
-    this.hasher = new Hasher(parseDigest(digest)!.algorithm);
+  constructor(readonly digest: Digest, readonly size: number, readonly report: (v: Verdict) => void) {
+    this.bytes = new BlobVerifier(digest, size, 'the URL');
+  }
+
+  /** Bytes the consumer took so far. */
+  get count(): number {
+    return this.bytes.received;
   }
 
   /**
@@ -35,9 +40,7 @@ export class Verifier {
         try {
           for await (const chunk of body) {
             const buf = chunk as Buffer;
-            if (v.count + buf.length > v.size) v.mismatch(`served more than the descriptor's ${v.size} bytes`);
-            v.hasher.update(buf);
-            v.count += buf.length;
+            v.check(() => v.bytes.update(buf));
             yield buf;
           }
           finished = true;
@@ -48,8 +51,7 @@ export class Verifier {
           if (!finished) body.destroy();
         }
         if (v.count === v.size) {
-          const got = v.hasher.digest();
-          if (got !== v.digest) v.mismatch(`served bytes with digest ${got}`);
+          v.check(() => v.bytes.finish());
           v.report({ ok: true });
         }
       },
@@ -59,9 +61,14 @@ export class Verifier {
     return iterable as unknown as Body;
   }
 
-  private mismatch(error: string): never {
-    this.report({ ok: false, error, mismatch: true });
-    throw new DigestMismatchError(error);
+  /** Runs a check of the bytes; a mismatch is reported against the URL, then thrown. */
+  private check(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.report({ ok: false, error: (e as Error).message, mismatch: true });
+      throw e;
+    }
   }
 
   fail(error: string): void {
@@ -94,23 +101,17 @@ export function fillSource(first: SafeResponse, v: Verifier, refetch: (range: st
   };
 }
 
-/** Bytes [start, end] of a verified read of the whole body; the last chunk waits until the digest matched. */
-async function* verifiedRange(res: SafeResponse, v: Verifier, start: number, end: number): AsyncGenerator<Buffer> {
-  let pos = 0;
-  let held: Buffer | undefined;
-  for await (const chunk of v.wrap(res.body) as unknown as AsyncIterable<Buffer>) {
-    const from = Math.max(start - pos, 0);
-    const to = Math.min(end + 1 - pos, chunk.length);
-    pos += chunk.length;
-    if (to <= from) continue;
-    if (held) yield held;
-    held = chunk.subarray(from, to);
-  }
-  if (v.count !== v.size) {
-    v.fail(`body ended after ${v.count} of ${v.size} bytes`);
-    throw new Error(`foreign URL body ended after ${v.count} of ${v.size} bytes`);
-  }
-  if (held) yield held;
+/** Bytes [start, end] of a verified read of the whole body (oci/verify's hold-back); the verdict goes to the URL's health. */
+function verifiedRange(res: SafeResponse, v: Verifier, start: number, end: number): Readable {
+  const out = new VerifyingStream(v.digest, v.size, { start, end }, 'the URL');
+  pipeline(res.body, out, (err) => {
+    if (!err) return v.report({ ok: true });
+    // A body that ended (or dropped) early is the connection's fault, not wrong bytes.
+    const short = out.received < v.size && !(err instanceof DigestMismatchError && /sent more/.test(err.message));
+    const error = short ? `body ended after ${out.received} of ${v.size} bytes` : err.message;
+    v.report({ ok: false, error, mismatch: !short && err instanceof DigestMismatchError });
+  });
+  return out;
 }
 
 const UNUSED_FIRST_MS = 30_000;
@@ -140,9 +141,14 @@ export function passThroughHandle(size: number, first: SafeResponse, verifier: (
       unused = undefined;
       clearTimeout(timer);
       const v = verifier();
-      return Readable.from((async function* () {
-        yield* verifiedRange(res ?? (await refetch()), v, start, end);
-      })());
+      if (res) return verifiedRange(res, v, start, end);
+      // The first response was used (or dropped): fetch again, then stream it the same way.
+      const out = new PassThrough();
+      refetch().then(
+        (r) => pipeline(verifiedRange(r, v, start, end), out, () => undefined),
+        (e: unknown) => out.destroy(e as Error),
+      );
+      return out;
     },
   };
 }

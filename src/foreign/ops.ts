@@ -1,8 +1,10 @@
 // Operator actions on foreign layers (CLI and admin API): list, show, mirrors, probe URLs, pre-fill the cache.
 import { BlobFill, type FillSource } from '../cache/blobs/fill.js';
-import { parseDigest, type Digest } from '../oci/digest.js';
+import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
-import { FOREIGN_STATUSES, type ForeignLayerRow, type ForeignStatus } from '../store/foreign.js';
+import type { ForeignLayerRow, ForeignStatus } from '../store/foreign.js';
+
+export { FOREIGN_STATUSES, isForeignStatus, type ForeignStatus } from '../store/foreign.js';
 import { header } from '../upstream/client.js';
 import { safeFetch } from '../upstream/safe-fetch.js';
 import { OFFLINE, type Candidate, type ForeignLayers, type Tried } from './layers.js';
@@ -34,16 +36,9 @@ const view = (c: Candidate): CandidateView => ({
   ...(c.decision.reason ? { reason: c.decision.reason } : {}), health: c.health,
 });
 
-/** Bad operator input (unknown status, malformed mirror URL): exit 2 in the CLI, 400 in the admin API. */
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
-/** A digest argument, or a usage error (OciError DIGEST_INVALID). */
-export function digestArg(value: string): Digest {
-  const d = parseDigest(value);
-  if (!d) throw new OciError('DIGEST_INVALID', { digest: value });
-  return d.digest;
+/** A URL that cannot serve as a mirror (wrong scheme, credentials in it, ...): exit 2 in the CLI, 400 in the admin API. */
+export class InvalidMirrorError extends Error {
+  override name = 'InvalidMirrorError';
 }
 
 export class ForeignAdmin {
@@ -53,11 +48,8 @@ export class ForeignAdmin {
     return this.foreign.deps.store;
   }
 
-  list(status?: string): ForeignLayerRow[] {
-    if (status !== undefined && !FOREIGN_STATUSES.includes(status as ForeignStatus)) {
-      throw new UsageError(`unknown status "${status}"; one of ${FOREIGN_STATUSES.join(', ')}`);
-    }
-    return this.store.list(status as ForeignStatus | undefined);
+  list(status?: ForeignStatus): ForeignLayerRow[] {
+    return this.store.list(status);
   }
 
   show(digest: Digest): LayerView {
@@ -75,7 +67,7 @@ export class ForeignAdmin {
     for (const u of urls) {
       // Check the shape the URL will have when used (templates are expanded with a sample digest).
       const shaped = checkUrlShape(digest === '' ? expandMirror(u, `sha256:${'0'.repeat(64)}` as Digest) : u);
-      if (typeof shaped === 'string') throw new UsageError(`${u}: ${shaped}`);
+      if (typeof shaped === 'string') throw new InvalidMirrorError(`${u}: ${shaped}`);
     }
     const now = this.foreign.deps.now();
     return urls.filter((u) => this.store.addMirror(digest, u, now));

@@ -1,7 +1,8 @@
 // The admin JSON API under /-/admin/ (never /v2/): foreign layers and mirrors; mounted only when a token is configured.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Context, Hono } from 'hono';
-import { digestArg, UsageError, type ForeignAdmin } from '../foreign/ops.js';
+import { FOREIGN_STATUSES, InvalidMirrorError, isForeignStatus, type ForeignAdmin, type ForeignStatus } from '../foreign/ops.js';
+import { requireDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { Env } from './middleware.js';
 
@@ -13,12 +14,20 @@ export interface AdminDeps {
 
 const hash = (s: string): Buffer => createHash('sha256').update(s).digest();
 
+/** An operator's mistake in a request: a 400 with the reason. */
+class BadRequest extends Error {}
+
+function statusQuery(value: string | undefined): ForeignStatus | undefined {
+  if (value === undefined || isForeignStatus(value)) return value;
+  throw new BadRequest(`unknown status "${value}"; one of ${FOREIGN_STATUSES.join(', ')}`);
+}
+
 /** {"urls": [...]} from the request body. */
 async function urlsBody(c: Context<Env>): Promise<string[]> {
   const body = (await c.req.json().catch(() => undefined)) as { urls?: unknown } | undefined;
   const urls = body?.urls;
   if (!Array.isArray(urls) || urls.length === 0 || !urls.every((u) => typeof u === 'string')) {
-    throw new UsageError('expected a JSON body {"urls": ["https://..."]}');
+    throw new BadRequest('expected a JSON body {"urls": ["https://..."]}');
   }
   return urls as string[];
 }
@@ -30,7 +39,7 @@ const h = (fn: Handler): Handler => async (c) => {
   try {
     return await fn(c);
   } catch (e) {
-    if (e instanceof UsageError) return c.json({ errors: [{ code: 'BAD_REQUEST', message: e.message, detail: null }] }, 400);
+    if (e instanceof BadRequest || e instanceof InvalidMirrorError) return c.json({ errors: [{ code: 'BAD_REQUEST', message: e.message, detail: null }] }, 400);
     throw e;
   }
 };
@@ -47,8 +56,8 @@ export function adminRoutes(app: Hono<Env>, deps: AdminDeps): void {
     await next();
   });
   const f = deps.foreign;
-  const digest = (c: Context<Env>) => digestArg(c.req.param('digest') ?? '');
-  app.get('/-/admin/foreign', h((c) => c.json({ layers: f.list(c.req.query('status')) })));
+  const digest = (c: Context<Env>) => requireDigest(c.req.param('digest') ?? '');
+  app.get('/-/admin/foreign', h((c) => c.json({ layers: f.list(statusQuery(c.req.query('status'))) })));
   app.get('/-/admin/foreign/stats', h((c) => c.json(deps.foreignStats())));
   app.get('/-/admin/foreign/mirrors', h((c) => c.json({ prefixes: f.prefixMirrors() })));
   app.post('/-/admin/foreign/mirrors', h(async (c) => c.json({ added: f.addMirrors('', await urlsBody(c)) })));

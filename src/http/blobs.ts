@@ -1,15 +1,13 @@
 // GET/HEAD /v2/<name>/blobs/<digest>: HEAD from metadata only; GET streams (Range honoured) from cache or a fill.
 import type { Context } from 'hono';
 import type { Proxy, Target } from '../cache/proxy.js';
-import { parseDigest } from '../oci/digest.js';
+import { requireDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { Env } from './middleware.js';
 import { parseRange, sendBytes, sendStream } from './respond.js';
 
 export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, reference: string): Promise<Response> {
-  const parsed = parseDigest(reference);
-  if (!parsed) throw new OciError('DIGEST_INVALID', { digest: reference });
-  const digest = parsed.digest;
+  const digest = requireDigest(reference);
   const info = c.get('info');
   info.digest = digest;
   const base: Record<string, string> = {

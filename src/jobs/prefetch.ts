@@ -7,7 +7,8 @@ import { isIndexType } from '../oci/media-types.js';
 import { parseImageRef } from '../oci/reference.js';
 import type { Target } from '../upstream/registries.js';
 import type { Blobs } from '../cache/blobs/service.js';
-import { platformMatches, walkImage, type Selection } from './dag.js';
+import { platformMatches, type Selection } from '../oci/platform.js';
+import { walkImage } from './dag.js';
 import type { Manifests } from '../cache/manifests.js';
 
 export interface PrefetchItem { ref: string; selection: Selection }

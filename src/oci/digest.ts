@@ -1,5 +1,6 @@
 // Digest parsing/validation (sha256, sha512) and incremental hashing, per the OCI image-spec "Digests" section.
 import { createHash, type Hash } from 'node:crypto';
+import { OciError } from './errors.js';
 
 export type Algorithm = 'sha256' | 'sha512';
 export type Digest = string & { readonly __digest: unique symbol };
@@ -41,4 +42,11 @@ export class Hasher {
 
 export function digestOf(bytes: Uint8Array, algorithm: Algorithm = 'sha256'): Digest {
   return `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}` as Digest;
+}
+
+/** A digest from client or operator input, or DIGEST_INVALID. */
+export function requireDigest(value: string): Digest {
+  const d = parseDigest(value);
+  if (!d) throw new OciError('DIGEST_INVALID', { digest: value });
+  return d.digest;
 }

@@ -5,6 +5,10 @@ import type { Digest } from '../oci/digest.js';
 export type ForeignStatus = 'unresolved' | 'redirectable' | 'fetchable' | 'cached' | 'unavailable' | 'denied';
 export const FOREIGN_STATUSES: readonly ForeignStatus[] = ['unresolved', 'redirectable', 'fetchable', 'cached', 'unavailable', 'denied'];
 
+export function isForeignStatus(value: string): value is ForeignStatus {
+  return (FOREIGN_STATUSES as readonly string[]).includes(value);
+}
+
 export interface ForeignLayerRow {
   digest: Digest;
   size: number;

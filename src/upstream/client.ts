@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import type { Upstream } from '../config/load.js';
+import type { Upstream } from './types.js';
 import type { CircuitBreaker } from './breaker.js';
 import { AuthRefusedError, TokenAuth } from './token-auth.js';
 

@@ -1,5 +1,5 @@
 // Which upstream a request means: containerd's ?ns=, else a host-like first path component, else the default.
-import type { Upstream } from '../config/load.js';
+import type { Upstream } from './types.js';
 import { OciError } from '../oci/errors.js';
 import { isValidName, looksLikeHost } from '../oci/reference.js';
 

@@ -1,7 +1,7 @@
 // Registry auth: WWW-Authenticate challenges, the bearer token flow, a per-scope token cache, realm validation.
 import { LRUCache } from 'lru-cache';
 import { getDomain } from 'tldts';
-import type { Upstream } from '../config/load.js';
+import type { Upstream } from './types.js';
 
 export interface Challenge { scheme: string; params: Record<string, string> }
 

@@ -1,7 +1,7 @@
 // Unit tests for cache/dag.ts: platform parsing and matching, and index entry selection by platform and compression.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parsePlatform, platformMatches, selectEntries } from '../../src/jobs/dag.ts';
+import { parsePlatform, platformMatches, selectEntries } from '../../src/oci/platform.ts';
 import type { Descriptor } from '../../src/oci/manifest.ts';
 
 let n = 0;

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { buildApp } from '../../src/app.ts';
-import { DigestMismatchError } from '../../src/cache/blobs/fill.ts';
+import { DigestMismatchError } from '../../src/oci/verify.ts';
 import { ForeignLayers } from '../../src/foreign/layers.ts';
 import { passThroughHandle, Verifier } from '../../src/foreign/fetch.ts';
 import { checkUrlShape, expandMirror, ForeignPolicy, globToRegExp } from '../../src/foreign/policy.ts';

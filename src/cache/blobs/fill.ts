@@ -5,18 +5,14 @@ import { EventEmitter } from 'node:events';
 import type { promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { Hasher, parseDigest, type Digest } from '../../oci/digest.js';
+import type { Digest } from '../../oci/digest.js';
+import { BlobVerifier, DigestMismatchError } from '../../oci/verify.js';
 import type { BlobStore, PartialFile } from '../../store/blob-store.js';
 import type { Metadata } from '../../store/metadata.js';
 import { header, type UpstreamResponse } from '../../upstream/client.js';
 import { bestEffort } from '../best-effort.js';
 import { ChunkWindow } from './window.js';
 import { followFill } from './follow.js';
-
-/** Upstream sent bytes that are not the blob: never stored, never the clean end of a response. */
-export class DigestMismatchError extends Error {
-  override name = 'DigestMismatchError';
-}
 
 /** Where a fill's bytes come from: the first response, and how to ask again from an offset after a drop. */
 export interface FillSource {
@@ -175,14 +171,13 @@ export class BlobFill {
   }
 
   private async pump(first: UpstreamResponse): Promise<void> {
-    const algorithm = parseDigest(this.digest)!.algorithm;
-    const hasher = new Hasher(algorithm);
+    const verifier = new BlobVerifier(this.digest, this.size);
     // Bytes kept from an interrupted download are hashed again from disk (cheap next to the network).
     for (let pos = 0; pos < this.resumedFrom; ) {
       const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, this.resumedFrom - pos));
       const { bytesRead } = await this.handle.read(buf, 0, buf.length, pos);
       if (bytesRead === 0) throw new Error('partial file shorter than recorded');
-      hasher.update(buf.subarray(0, bytesRead));
+      verifier.update(buf.subarray(0, bytesRead));
       pos += bytesRead;
     }
     if (this.resumedFrom > 0) this.deps.log.info({ digest: this.digest, at: this.resumedFrom }, 'resuming an interrupted download');
@@ -202,11 +197,8 @@ export class BlobFill {
             buf = buf.subarray(skip);
             skip = 0;
           }
-          if (this.size !== undefined && this.received + buf.length > this.size) {
-            throw new DigestMismatchError(`upstream sent more than the ${this.size} bytes it announced`);
-          }
+          verifier.update(buf);
           await this.source.throttle?.(buf.length);
-          hasher.update(buf);
           await this.write(buf);
           this.received += buf.length;
           this.deps.onUpstreamBytes?.(buf.length);
@@ -232,9 +224,7 @@ export class BlobFill {
         throw new Error(`upstream answered the resume with ${res.status}`);
       }
     }
-    if (this.size !== undefined && this.received !== this.size) throw new DigestMismatchError(`size ${this.received} != ${this.size}`);
-    const got = hasher.digest();
-    if (got !== this.digest) throw new DigestMismatchError(`upstream sent ${got} for ${this.digest}`);
+    verifier.finish();
   }
 
   private async maybeClose(): Promise<void> {

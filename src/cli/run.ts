@@ -1,0 +1,80 @@
+// The one way a CLI command runs: the server flags every command shares, the config (exit 2 on a bad key), the app
+// over the data dir, and every failure as one line on stderr with an exit code (2 usage, 1 anything else).
+import { Command, Option } from 'commander';
+import { buildApp, type Stevedore } from '../app.js';
+import { ConfigError, loadConfig, type Config, type ConfigFlags } from '../config/load.js';
+import { InvalidMirrorError } from '../foreign/ops.js';
+import { ExportError } from '../jobs/bundle/export.js';
+import { ImportError } from '../jobs/bundle/import.js';
+import { createLogger } from '../obs/log.js';
+import { OciError } from '../oci/errors.js';
+
+/** Bad command-line input: exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+/** Turns the command's flags into a validated Config (exits 2 with one line on a bad key). */
+export type Build = (flags: ConfigFlags) => Config;
+
+/** The flags every command takes: they mirror the config keys, each with a STEVEDORE_* env twin. */
+export function common(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'YAML config file (env STEVEDORE_CONFIG)')
+    .option('--listen <host:port>', 'address to listen on (env STEVEDORE_LISTEN)', undefined)
+    .option('--data <dir>', 'data directory: blobs + metadata.db (env STEVEDORE_DATA)')
+    .addOption(new Option('--upstream <url|name=url>', 'add an upstream; a bare URL also becomes the default (repeatable; env STEVEDORE_UPSTREAM, comma-separated)').argParser((v: string, prev: string[] = []) => [...prev, v]))
+    .option('--tag-ttl <seconds>', 'how long a tag is fresh before it is revalidated (env STEVEDORE_TAG_TTL)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env STEVEDORE_LOG_LEVEL)')
+    .option('--offline', 'air-gapped: never contact an upstream; serve only what is cached (env STEVEDORE_OFFLINE=1)')
+    .option('--max-size <bytes>', 'storage budget, e.g. 200GB or 50GiB; least recently used content is evicted (env STEVEDORE_MAX_SIZE)')
+    .option('--min-free-disk <bytes>', 'evict until the data file system has this much free (env STEVEDORE_MIN_FREE_DISK)')
+    .option('--upstream-rate <rate>', 'limit bytes per second fetched from all upstreams together, e.g. 20MB/s (env STEVEDORE_UPSTREAM_RATE)');
+}
+
+/** The validated config, or one line and exit code 2. */
+export const build: Build = (flags) => {
+  try {
+    return loadConfig(flags);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`stevedore: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+};
+
+/** One line for any failure; ours name what failed already, anything else gets the command's name. */
+function report(what: string, e: unknown): number {
+  const usage = e instanceof UsageError || e instanceof InvalidMirrorError;
+  if (e instanceof OciError) {
+    process.stderr.write(`stevedore: ${e.code}: ${e.message}${e.detail ? `\n${JSON.stringify(e.detail, null, 2)}` : ''}\n`);
+  } else {
+    const known = usage || e instanceof ExportError || e instanceof ImportError;
+    process.stderr.write(`stevedore: ${known ? '' : `${what} failed: `}${(e as Error)?.message ?? e}\n`);
+  }
+  return usage ? 2 : 1;
+}
+
+/**
+ * Runs fn on an app built over the data dir and closes it. fn's return value is the exit code (default 0).
+ * Until fn settles the exit code is 1: should anything leave a promise unsettled, node exits when its loop is
+ * empty, and that must not read as success.
+ */
+export async function runCommand(what: string, config: Config, fn: (s: Stevedore) => Promise<number | void> | number | void): Promise<void> {
+  const s = buildApp(config, createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, process.stderr));
+  process.exitCode = 1;
+  try {
+    process.exitCode = (await fn(s)) ?? 0;
+  } catch (e) {
+    process.exitCode = report(what, e);
+  } finally {
+    await s.close();
+  }
+}
+
+/** A failure before the app exists (bad arguments): one line and its exit code. */
+export function fail(what: string, e: unknown): never {
+  process.exit(report(what, e));
+}

@@ -1,0 +1,77 @@
+// The config's shape: every key, its default and its validation (zod); the types the rest of stevedore reads.
+import { z } from 'zod';
+import type { Upstream } from '../upstream/types.js';
+import { foreignSchema } from './foreign.js';
+import { byteSize } from './units.js';
+import { warmSchema } from './warm.js';
+
+export type { Upstream };
+
+export const BUILTIN_UPSTREAMS: Record<string, string> = {
+  'docker.io': 'https://registry-1.docker.io',
+  'ghcr.io': 'https://ghcr.io',
+  'quay.io': 'https://quay.io',
+  'registry.k8s.io': 'https://registry.k8s.io',
+  'gcr.io': 'https://gcr.io',
+  'mcr.microsoft.com': 'https://mcr.microsoft.com',
+  'public.ecr.aws': 'https://public.ecr.aws',
+};
+
+const httpUrl = z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, ''));
+
+const upstreamSchema = z.strictObject({
+  url: httpUrl,
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+  passwordFile: z.string().optional(),
+  token: z.string().optional(),
+  tokenFile: z.string().optional(),
+});
+
+const listenSchema = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT');
+
+export const configSchema = z.strictObject({
+  listen: listenSchema.default('0.0.0.0:5000'),
+  data: z.string().min(1).default('./data'),
+  defaultUpstream: z.string().min(1).default('docker.io'),
+  builtinUpstreams: z.boolean().default(true),
+  upstreams: z.record(z.string().regex(/^[a-z0-9.-]+(:\d+)?$/, 'upstream names are host[:port]'), upstreamSchema).default({}),
+  tagTtl: z.number().int().min(0).max(365 * 24 * 3600).default(30),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  timeouts: z.strictObject({
+    connect: z.number().int().positive().default(10_000),
+    headers: z.number().int().positive().default(20_000),
+    bodyIdle: z.number().int().positive().default(30_000),
+  }).prefault({}),
+  retries: z.number().int().min(0).max(10).default(3),
+  /** Air-gapped: never contact any upstream; tags served from cache whatever their age. */
+  offline: z.boolean().default(false),
+  /** Storage budget for blobs + manifests; undefined = unbounded. */
+  maxSize: byteSize.optional(),
+  /** Evict until the data dir's file system has at least this much free. */
+  minFreeDisk: byteSize.optional(),
+  /** Upper bound on bytes per second fetched from all upstreams together, e.g. 20MB/s; undefined = no limit. */
+  upstreamRate: byteSize.optional(),
+  /** Seconds between eviction sweeps. */
+  sweepInterval: z.number().int().positive().default(60),
+  circuitBreaker: z.strictObject({
+    /** Consecutive upstream failures that open the circuit. */
+    failures: z.number().int().positive().default(5),
+    /** Seconds the circuit stays open before one probe request is let through. */
+    cooldown: z.number().int().positive().default(30),
+  }).prefault({}),
+  /** Foreign / non-distributable layers: ordered URL rules (default: deny every URL). */
+  foreign: foreignSchema,
+  /** Scheduled cache warming inside serve: refs, platforms, and `every: 6h` or `at: "02:00"` (local time). */
+  warm: warmSchema,
+  /** Bearer token for the admin API under /-/admin/ (off when unset); env STEVEDORE_ADMIN_TOKEN. */
+  adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type RawUpstream = z.output<typeof upstreamSchema>;
+export interface Config extends Omit<z.output<typeof configSchema>, 'upstreams'> {
+  readonly upstreams: Readonly<Record<string, Upstream>>;
+  readonly host: string;
+  readonly port: number;
+}
