@@ -2,7 +2,8 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { Logger } from 'pino';
 import { Blobs } from './cache/blobs/service.js';
-import { AccessTracker, Eviction } from './cache/eviction.js';
+import { AccessTracker } from './cache/access.js';
+import { Eviction } from './cache/eviction.js';
 import { ForeignLayers } from './foreign/layers.js';
 import { ForeignAdmin } from './foreign/ops.js';
 import { ForeignPolicy } from './foreign/policy.js';

@@ -1,12 +1,7 @@
 // Store writes on the request path are best-effort: a read-only or full data dir must not fail a request
 // whose bytes are verified; it only means the answer is not cached. Other errors (bugs) still throw.
 import type { Logger } from 'pino';
-import { isDiskError } from './blobs/pass-through.js';
-
-export function isStoreWriteError(e: unknown): boolean {
-  const code = (e as { code?: string })?.code ?? '';
-  return isDiskError(e) || /^SQLITE_(READONLY|FULL|IOERR|CANTOPEN|BUSY|LOCKED|PERM)/.test(code);
-}
+import { isStoreWriteError } from '../store/errors.js';
 
 export function bestEffort(log: Logger, what: string, write: () => void): boolean {
   try {

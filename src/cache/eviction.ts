@@ -1,33 +1,12 @@
 // One periodic sweep keeps the store within its budget: least recently used first; pins, kept manifests' blobs
-// and blobs being streamed or filled right now are never evicted. Access times are batched, not written per request.
+// and blobs being streamed or filled right now are never evicted. Recency comes from access.ts's batched times.
 import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Digest } from '../oci/digest.js';
 import type { BlobStore } from '../store/blob-store.js';
 import type { Metadata } from '../store/metadata.js';
 import type { Usage } from '../store/usage.js';
-import { isStoreWriteError } from './best-effort.js';
-
-export class AccessTracker {
-  private pending = new Map<Digest, number>();
-  constructor(private readonly meta: Metadata, private readonly now: () => number) {}
-  touch(digest: Digest): void {
-    this.pending.set(digest, this.now());
-  }
-  /** Writes the batch; a failed write (read-only or full store) drops it: access times are advisory. */
-  flush(): boolean {
-    if (this.pending.size === 0) return true;
-    const batch = this.pending;
-    this.pending = new Map();
-    try {
-      this.meta.touch(batch);
-      return true;
-    } catch (e) {
-      if (!isStoreWriteError(e)) throw e;
-      return false;
-    }
-  }
-}
+import type { AccessTracker } from './access.js';
 
 export interface SweepResult {
   needed: number;

@@ -11,7 +11,7 @@ import { header, readCapped, type UpstreamClient } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { bestEffort } from './best-effort.js';
 import { Coalescer } from './coalesce.js';
-import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure } from '../upstream/outcomes.js';
+import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure, UpstreamNotFound } from '../upstream/outcomes.js';
 
 export type ManifestOutcome = 'hit' | 'miss' | 'revalidated' | 'stale' | 'coalesced';
 
@@ -100,7 +100,7 @@ export class Manifests {
       if (!accept || accepts(accept, MT.ociIndex) || accepts(accept, MT.dockerList)) bestEffort(this.deps.log, 'tag', () => meta.putTag(up, target.repo, tag, row.digest));
       return { ...row, outcome: joined ? 'coalesced' : 'miss' };
     } catch (e) {
-      if (usable && !(e instanceof OciError && e.detail && (e.detail as { upstreamStatus?: number }).upstreamStatus === 404)) {
+      if (usable && !(e instanceof UpstreamNotFound)) {
         return this.stale(usable, target, tag, (e as Error).message);
       }
       throw e;

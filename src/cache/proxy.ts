@@ -5,7 +5,7 @@ import type { Tags } from './tags.js';
 import type { Registries, Target } from '../upstream/registries.js';
 
 export type { Target };
-export type { BlobHandle, BlobOutcome } from './blobs/service.js';
+export type { BlobHandle, BlobOutcome } from './blobs/handle.js';
 export type { ManifestResult, ManifestOutcome } from './manifests.js';
 
 export interface Proxy {

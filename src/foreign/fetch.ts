@@ -5,7 +5,7 @@ import { BlobVerifier, DigestMismatchError, VerifyingStream } from '../oci/verif
 import { header, type UpstreamResponse } from '../upstream/client.js';
 import type { SafeResponse } from '../upstream/safe-fetch.js';
 import type { FillSource } from '../cache/blobs/fill.js';
-import type { BlobHandle, BlobOutcome } from '../cache/blobs/service.js';
+import type { BlobHandle, BlobOutcome } from '../cache/blobs/handle.js';
 
 type Body = UpstreamResponse['body'];
 

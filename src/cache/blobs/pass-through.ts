@@ -5,14 +5,7 @@ import type { Digest } from '../../oci/digest.js';
 import { VerifyingStream } from '../../oci/verify.js';
 import { header } from '../../upstream/client.js';
 import type { FillSource } from './fill.js';
-import type { BlobHandle } from './service.js';
-
-const DISK_ERRORS = new Set(['EROFS', 'ENOSPC', 'EDQUOT', 'EACCES', 'EPERM']);
-
-/** Is this error the store being unwritable (as opposed to a bug or an upstream failure)? */
-export function isDiskError(e: unknown): boolean {
-  return DISK_ERRORS.has((e as NodeJS.ErrnoException)?.code ?? '');
-}
+import type { BlobHandle } from './handle.js';
 
 /** Streams an upstream response to one client, verified (last byte held back), without caching it. */
 export function passThroughHandle(source: FillSource, size: number | undefined, digest: Digest): BlobHandle {

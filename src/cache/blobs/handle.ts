@@ -1,0 +1,42 @@
+// What the blob service hands to http/ (a handle on bytes to send) and what it asks of the foreign-layer policy.
+import type { Readable } from 'node:stream';
+import type { Digest } from '../../oci/digest.js';
+import type { Target } from '../../upstream/registries.js';
+import type { FillSource } from './fill.js';
+
+export type BlobOutcome = 'hit' | 'miss' | 'coalesced' | 'redirect' | 'foreign-fetch' | 'pass-through';
+
+export interface BlobHandle {
+  /** Total size; undefined only for a miss whose upstream sent no Content-Length. */
+  size: number | undefined;
+  outcome: BlobOutcome;
+  /** When set, answer 302 to this URL instead of sending bytes (foreign layers whose policy is redirect). */
+  redirect?: string;
+  /** Bytes [start, end] inclusive. Call at most once; or discard() instead. */
+  open(start?: number, end?: number): Readable;
+  /** Releases what the handle holds when the body will not be sent after all. */
+  discard?(): void;
+  /** The body can only be sent whole (pass-through): a Range header is ignored (RFC 9110 allows it). */
+  wholeOnly?: boolean;
+}
+
+/** A descriptor with `urls` or a foreign/non-distributable media type, as recorded from a manifest. */
+export interface ForeignDescriptor {
+  size: number;
+  mediaType: string;
+  urls: string[];
+  /** Foreign/non-distributable media type: never asked of the upstream registry. */
+  foreign: boolean;
+}
+
+/** Starts (or joins) the one fill of a digest from a source other than the upstream registry. */
+export type FillStarter = (makeSource: () => Promise<FillSource>) => Promise<BlobHandle>;
+
+/** Foreign-layer policy (foreign/layers.ts): how to serve what the upstream registry does not hold. */
+export interface ForeignHooks {
+  lookup(target: Target, digest: Digest): ForeignDescriptor | undefined;
+  /** GET: a redirect handle, or a handle on a verified fill from an allowed URL; else throws an OciError. */
+  resolve(target: Target, digest: Digest, d: ForeignDescriptor, fill: FillStarter): Promise<BlobHandle>;
+  /** HEAD: size from metadata, without fetching; throws an OciError when the policy would refuse the GET. */
+  stat(target: Target, digest: Digest, d: ForeignDescriptor): Promise<{ size: number; outcome: BlobOutcome }>;
+}
