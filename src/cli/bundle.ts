@@ -1,7 +1,7 @@
 // `stevedore export` and `stevedore import`: move cached images to an air-gapped site as an OCI image layout archive.
 import { Option, type Command } from 'commander';
-import { ExportError, exportBundle } from '../jobs/bundle/export.js';
-import { ImportError, importBundle } from '../jobs/bundle/import.js';
+import { exportBundle } from '../jobs/bundle/export.js';
+import { importBundle } from '../jobs/bundle/import.js';
 import { parseFullRef } from '../jobs/bundle/layout.js';
 import { parsePlatform, type Compression, type Platform } from '../oci/platform.js';
 import { parseImageRef } from '../oci/reference.js';

@@ -1,6 +1,6 @@
 // The one way a CLI command runs: the server flags every command shares, the config (exit 2 on a bad key), the app
 // over the data dir, and every failure as one line on stderr with an exit code (2 usage, 1 anything else).
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import { buildApp, type Stevedore } from '../app.js';
 import { ConfigError, loadConfig, type Config, type ConfigFlags } from '../config/load.js';
 import { InvalidMirrorError } from '../foreign/ops.js';

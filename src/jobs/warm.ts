@@ -57,7 +57,7 @@ export class Warmer {
   }
 
   start(): void {
-    this.deps.entries.forEach((_, i) => this.schedule(i, undefined));
+    for (let i = 0; i < this.deps.entries.length; i++) this.schedule(i, undefined);
   }
 
   /** Clears the timers and cancels a run in progress (bounded: serve's shutdown must not hang on it). */
