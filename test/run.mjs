@@ -1,6 +1,7 @@
 // Test entry (`npm test`): makes sure the Debian tools the integration tests drive are installed, then runs every test.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import { sep } from 'node:path';
 
 const TOOLS = { 'docker-registry': 'docker-registry', skopeo: 'skopeo', containerd: 'containerd', ctr: 'containerd', nginx: 'nginx-light' };
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
@@ -17,7 +18,9 @@ if (missing.length > 0) {
 }
 
 const files = (dir) => readdirSync(new URL(dir, import.meta.url)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/${dir}/${f}`);
+// test/unit mirrors src/ (test/unit/<folder>/<file>.test.ts): found at any depth, sorted by path.
+const filesDeep = (dir) => readdirSync(new URL(dir, import.meta.url), { recursive: true }).map((f) => f.split(sep).join('/')).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/${dir}/${f}`);
 const only = process.argv.slice(2);
-const targets = only.length > 0 ? only : [...files('unit'), ...files('integration')];
+const targets = only.length > 0 ? only : [...filesDeep('unit'), ...files('integration')];
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...targets], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -1,14 +1,14 @@
-// Unit tests for eviction + usage on a temp data dir (no network): LRU under a budget, pin closures, shared blobs, in-use blobs, dry-run.
+// Unit tests of src/cache/eviction.ts (with store/usage) on a temp data dir, no network: LRU under a budget, pin closures, shared blobs, in-use blobs, dry-run.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { pino } from 'pino';
-import { Eviction } from '../../src/cache/eviction.ts';
-import type { Digest } from '../../src/oci/digest.ts';
-import type { BlobStore } from '../../src/store/blob-store.ts';
-import { blobsOf, digests, fixture, snapshot, UP } from '../helpers/eviction-fixture.ts';
-import { waitFor } from '../helpers/tmp.ts';
+import { Eviction } from '../../../src/cache/eviction.ts';
+import type { Digest } from '../../../src/oci/digest.ts';
+import type { BlobStore } from '../../../src/store/blob-store.ts';
+import { blobsOf, digests, fixture, snapshot, UP } from '../../helpers/eviction-fixture.ts';
+import { waitFor } from '../../helpers/tmp.ts';
 
 describe('eviction', () => {
   test('a pinned index keeps its child manifests and their configs and layers, even when least recently used', async () => {

@@ -1,8 +1,8 @@
-// Unit tests for cache/dag.ts: platform parsing and matching, and index entry selection by platform and compression.
+// Unit tests of src/oci/platform.ts: platform parsing and matching, and index entry selection by platform and compression.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parsePlatform, platformMatches, selectEntries } from '../../src/oci/platform.ts';
-import type { Descriptor } from '../../src/oci/manifest.ts';
+import { parsePlatform, platformMatches, selectEntries } from '../../../src/oci/platform.ts';
+import type { Descriptor } from '../../../src/oci/manifest.ts';
 
 let n = 0;
 const entry = (platform: Descriptor['platform'], zstd = false): Descriptor => ({

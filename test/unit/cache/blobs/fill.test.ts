@@ -1,47 +1,16 @@
-// Unit tests for cache/: single-flight coalescing and the blob fill's readers (hold-back, abort on mismatch).
+// Unit tests of src/cache/blobs/fill.ts: the blob fill's readers (hold-back of the last byte, abort on mismatch, late and departing readers).
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { after, test } from 'node:test';
 import { pino } from 'pino';
-import { BlobFill } from '../../src/cache/blobs/fill.ts';
-import { DigestMismatchError } from '../../src/oci/verify.ts';
-import { Coalescer } from '../../src/cache/coalesce.ts';
-import { digestOf, type Digest } from '../../src/oci/digest.ts';
-import { BlobStore } from '../../src/store/blob-store.ts';
-import { Metadata } from '../../src/store/metadata.ts';
-import type { UpstreamResponse } from '../../src/upstream/client.ts';
-import { makeTempDir, waitFor } from '../helpers/tmp.ts';
-
-test('coalescer: concurrent callers share one call; a later call runs anew', async () => {
-  const c = new Coalescer<number>();
-  let calls = 0;
-  let release!: (v: number) => void;
-  const fn = () => {
-    calls++;
-    return new Promise<number>((r) => (release = r));
-  };
-  const a = c.run('k', fn);
-  const b = c.run('k', fn);
-  assert.equal(a.joined, false);
-  assert.equal(b.joined, true);
-  release(7);
-  assert.deepEqual(await Promise.all([a.promise, b.promise]), [7, 7]);
-  assert.equal(c.size, 0);
-  const d = c.run('k', async () => ++calls);
-  assert.equal(await d.promise, 2);
-});
-
-test('coalescer: a rejection reaches every joined caller and clears the key', async () => {
-  const c = new Coalescer<number>();
-  const a = c.run('k', async () => {
-    throw new Error('boom');
-  });
-  const b = c.run('k', async () => 1);
-  await assert.rejects(a.promise, /boom/);
-  await assert.rejects(b.promise, /boom/);
-  assert.equal(c.has('k'), false);
-});
+import { BlobFill } from '../../../../src/cache/blobs/fill.ts';
+import { DigestMismatchError } from '../../../../src/oci/verify.ts';
+import { digestOf, type Digest } from '../../../../src/oci/digest.ts';
+import { BlobStore } from '../../../../src/store/blob-store.ts';
+import { Metadata } from '../../../../src/store/metadata.ts';
+import type { UpstreamResponse } from '../../../../src/upstream/client.ts';
+import { makeTempDir, waitFor } from '../../../helpers/tmp.ts';
 
 const tmp = makeTempDir('stevedore-unit-');
 after(() => tmp.cleanup());

@@ -1,15 +1,15 @@
-// The gc and du commands as a child process on an eviction fixture's data dir: dry-run changes nothing, gc frees exactly that, du reports.
+// Unit tests of src/cli/ops.ts: the gc and du commands as a child process on an eviction fixture's data dir (dry-run changes nothing, gc frees exactly that, du reports).
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import Database from 'better-sqlite3';
-import type { Digest } from '../../src/oci/digest.ts';
-import { Usage } from '../../src/store/usage.ts';
-import { fixture, snapshot } from '../helpers/eviction-fixture.ts';
-import { runCommand } from '../helpers/tmp.ts';
+import type { Digest } from '../../../src/oci/digest.ts';
+import { Usage } from '../../../src/store/usage.ts';
+import { fixture, snapshot } from '../../helpers/eviction-fixture.ts';
+import { runCommand } from '../../helpers/tmp.ts';
 
-const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
+const MAIN = path.resolve(import.meta.dirname, '../../../dist/main.js');
 
 describe('gc and du commands (child process on the data dir)', () => {
   test('gc --dry-run prints the decisions and changes nothing; gc frees exactly those; du reports', async () => {

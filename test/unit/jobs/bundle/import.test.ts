@@ -1,4 +1,4 @@
-// Unit tests for bundles: entry names, ref names, and import of hand-built archives (order, refusals, no-op re-import).
+// Unit tests of src/jobs/bundle/import.ts: import of hand-built archives into a fresh offline data dir (order, refusals, no-op re-import).
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, writeFileSync } from 'node:fs';
@@ -6,11 +6,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import tar from 'tar-stream';
-import { buildApp, type Stevedore } from '../../src/app.ts';
-import { ImportError, importBundle, type ImportOptions } from '../../src/jobs/bundle/import.ts';
-import { classifyEntry, destinationOf, parseFullRef } from '../../src/jobs/bundle/layout.ts';
-import { loadConfig } from '../../src/config/load.ts';
-import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
+import { buildApp, type Stevedore } from '../../../../src/app.ts';
+import { ImportError, importBundle, type ImportOptions } from '../../../../src/jobs/bundle/import.ts';
+import { parseFullRef } from '../../../../src/jobs/bundle/layout.ts';
+import { loadConfig } from '../../../../src/config/load.ts';
+import { makeTempDir, type TempDir } from '../../../helpers/tmp.ts';
 
 const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const entryOf = (digest: string) => `blobs/sha256/${digest.slice(7)}`;
@@ -177,29 +177,4 @@ describe('bundle import into a fresh offline data dir', () => {
     await assert.rejects(importBundle({ store: s.store, meta: s.meta, resolve: (name) => s.proxy.resolve(name, undefined) }, { file }), /not a readable tar archive/);
     assert.deepEqual(snapshot(), before);
   });
-});
-
-test('entry names: only blobs/<alg>/<hex> of a valid digest is a blob; nothing else is used as a path', () => {
-  const hex = 'a'.repeat(64);
-  assert.deepEqual(classifyEntry(`./blobs/sha256/${hex}`), { kind: 'blob', digest: `sha256:${hex}` });
-  assert.deepEqual(classifyEntry('index.json'), { kind: 'index' });
-  assert.deepEqual(classifyEntry('./oci-layout'), { kind: 'layout' });
-  assert.deepEqual(classifyEntry('blobs/sha256/'), { kind: 'directory' });
-  assert.equal(classifyEntry(`blobs/sha256/${hex.slice(1)}`).kind, 'other');
-  assert.equal(classifyEntry(`blobs/md5/${hex}`).kind, 'other');
-  assert.equal(classifyEntry(`blobs/sha256/../../${hex}`).kind, 'other');
-});
-
-test('ref names: full refs keep host and repository; tags and short names need --name', () => {
-  assert.deepEqual(parseFullRef('docker.io/library/alpine:3.20'), { name: 'docker.io/library/alpine', tag: '3.20' });
-  assert.deepEqual(parseFullRef('127.0.0.1:5000/team/app'), { name: '127.0.0.1:5000/team/app' });
-  assert.deepEqual(parseFullRef(`ghcr.io/org/app@sha256:${'b'.repeat(64)}`), { name: 'ghcr.io/org/app', digest: `sha256:${'b'.repeat(64)}` });
-  assert.equal(parseFullRef('alpine:3.20'), undefined);
-  assert.equal(parseFullRef('library/alpine'), undefined);
-  assert.equal(parseFullRef('docker.io/Library/alpine'), undefined);
-  // containerd's export: the tag in ref.name, the full name in io.containerd.image.name.
-  assert.deepEqual(destinationOf({ 'org.opencontainers.image.ref.name': '3.20', 'io.containerd.image.name': 'docker.io/library/alpine:3.20' }, undefined),
-    { name: 'docker.io/library/alpine', tag: '3.20' });
-  assert.match(destinationOf(undefined, undefined) as string, /has no ref name annotation; give the destination with --name/);
-  assert.deepEqual(destinationOf(named('alpine:3.20'), parseFullRef('docker.io/library/alpine')), { name: 'docker.io/library/alpine', tag: '3.20' });
 });

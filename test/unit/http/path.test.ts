@@ -1,0 +1,31 @@
+// Unit tests of src/http/path.ts: parseV2Path routes raw /v2/ paths and refuses traversal and encoded separators.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { parseV2Path } from '../../../src/http/path.ts';
+import { OciError } from '../../../src/oci/errors.ts';
+
+const isCode = (code: string) => (e: unknown): boolean => e instanceof OciError && e.code === code;
+
+describe('parseV2Path', () => {
+  test('routes', () => {
+    assert.deepEqual(parseV2Path('/v2/'), { kind: 'base' });
+    assert.deepEqual(parseV2Path('/v2'), { kind: 'base' });
+    assert.deepEqual(parseV2Path('/v2/a/b/manifests/v1'), { kind: 'manifests', name: 'a/b', reference: 'v1' });
+    assert.deepEqual(parseV2Path('/v2/a/blobs/sha256:00'), { kind: 'blobs', name: 'a', reference: 'sha256:00' });
+    assert.deepEqual(parseV2Path('/v2/a/b/tags/list'), { kind: 'tags', name: 'a/b' });
+    assert.deepEqual(parseV2Path('/v2/a/b/blobs/uploads/1234'), { kind: 'uploads', name: 'a/b' });
+    assert.deepEqual(parseV2Path('/healthz'), { kind: 'other' });
+  });
+
+  test('the spec upload-start path /v2/<name>/blobs/uploads/ (trailing slash) is an upload route', () => {
+    assert.deepEqual(parseV2Path('/v2/a/b/blobs/uploads/'), { kind: 'uploads', name: 'a/b' });
+  });
+
+  test('traversal, dot segments, empty segments and encoded separators are NAME_INVALID', () => {
+    for (const p of ['/v2/a/../b/manifests/x', '/v2/../manifests/x', '/v2/a/./manifests/x', '/v2/a/%2e%2e/b/manifests/x', '/v2/a/%2E%2e/manifests/x',
+      '/v2/a/%2e/manifests/x', '/v2/a%2Fb/manifests/x', '/v2/a%2fb/blobs/sha256:00', '/v2/a/%5C/manifests/x', '/v2/a%00/manifests/x',
+      '/v2/a//b/manifests/x', '/v2/a/b/manifests/..', '/v2/a/b/manifests/%2e%2e', '/v2/a/%E0%A4%A/manifests/x']) {
+      assert.throws(() => parseV2Path(p), isCode('NAME_INVALID'), p);
+    }
+  });
+});

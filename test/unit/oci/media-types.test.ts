@@ -1,0 +1,14 @@
+// Unit tests of src/oci/media-types.ts: foreign/non-distributable layer detection and Accept matching.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { accepts, isForeignMediaType, MT } from '../../../src/oci/media-types.ts';
+
+test('media types: foreign/non-distributable detection and Accept matching', () => {
+  assert.ok(isForeignMediaType(MT.dockerForeignLayer));
+  for (const s of ['', '+gzip', '+zstd']) assert.ok(isForeignMediaType(`application/vnd.oci.image.layer.nondistributable.v1.tar${s}`));
+  assert.equal(isForeignMediaType('application/vnd.oci.image.layer.v1.tar+gzip'), false);
+  assert.ok(accepts(undefined, MT.ociIndex));
+  assert.ok(accepts(`${MT.dockerManifest}, ${MT.ociIndex};q=0.5`, MT.ociIndex));
+  assert.equal(accepts(MT.dockerManifest, MT.ociIndex), false);
+  assert.ok(accepts('*/*', MT.ociIndex));
+});
