@@ -13,6 +13,7 @@ export const DEPLOY = path.join(ROOT, 'deploy');
 export const rel = (file: string): string => path.relative(ROOT, file);
 
 /** Parsed YAML/TOML, walked loosely: a missing field is a reported problem, not a type error. */
+// biome-ignore lint/suspicious/noExplicitAny: walking untyped YAML/TOML is what this type is for
 export type Obj = Record<string, any>;
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'stevedore-deploy-test-'));
