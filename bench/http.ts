@@ -63,7 +63,8 @@ export async function curlDownload(url: string, expectBytes: number): Promise<nu
   const r = await runCommand('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_total}', url], { timeoutMs: 60_000 });
   if (r.code === 127) return undefined;
   const [status, size, secs] = r.stdout.trim().split(' ').map(Number);
-  if (r.code !== 0 || status !== 200 || size !== expectBytes) throw new Error(`curl ${url}: exit ${r.code}, status ${status}, ${size} bytes: ${r.stderr.slice(0, 300)}`);
+  if (r.code !== 0 || status !== 200 || size !== expectBytes)
+    throw new Error(`curl ${url}: exit ${r.code}, status ${status}, ${size} bytes: ${r.stderr.slice(0, 300)}`);
   return size / 1e6 / secs!;
 }
 

@@ -11,9 +11,20 @@ import { startStevedore, type Server } from './servers.ts';
 export const LINK_BYTES_PER_SEC = 100e6;
 const LINK_RUNS = 2;
 
-export interface LinkResult { bytesPerSec: number; runsEach: number; ms: { stevedore: Series; direct: Series }; ratio: number; pass: boolean }
+export interface LinkResult {
+  bytesPerSec: number;
+  runsEach: number;
+  ms: { stevedore: Series; direct: Series };
+  ratio: number;
+  pass: boolean;
+}
 
-export async function coldOverLink(registry: Registry, img: PushedImage, started: (p: Promise<Server>) => Promise<Server>, target: number): Promise<LinkResult> {
+export async function coldOverLink(
+  registry: Registry,
+  img: PushedImage,
+  started: (p: Promise<Server>) => Promise<Server>,
+  target: number,
+): Promise<LinkResult> {
   const relay = await pacedRelay(Number(new URL(registry.url).port), LINK_BYTES_PER_SEC);
   const path = `/v2/${img.repo}/blobs/${img.layers[0]!.digest}`;
   const expectBytes = img.layers[0]!.size;

@@ -31,7 +31,10 @@ class Conn {
   private pending: { head: boolean; resolve: (status: number) => void; reject: (e: Error) => void } | undefined;
   reconnects = -1;
 
-  constructor(private readonly host: string, private readonly port: number) {}
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+  ) {}
 
   private open(): net.Socket {
     this.reconnects++;
@@ -83,8 +86,14 @@ class Conn {
       const timer = setTimeout(() => this.socket?.destroy(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
       this.pending = {
         head,
-        resolve: (s) => { clearTimeout(timer); resolve(s); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
+        resolve: (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       };
       this.socket ??= this.open();
       this.socket.write(bytes);
@@ -110,15 +119,19 @@ export function percentile(sorted: Float64Array, p: number): number {
  * has passed (closed loop, so latency includes queueing behind the other connections). A warm-up (not
  * counted) opens the connections and lets the server's JIT settle. Bounded by time and MAX_SAMPLES.
  */
-export async function loadTest(origin: string, path: string, opts: {
-  method: 'GET' | 'HEAD';
-  headers?: Record<string, string>;
-  connections?: number;
-  durationMs?: number;
-  warmupMs?: number;
-  expectStatus?: number;
-  timeoutMs?: number;
-}): Promise<LoadResult> {
+export async function loadTest(
+  origin: string,
+  path: string,
+  opts: {
+    method: 'GET' | 'HEAD';
+    headers?: Record<string, string>;
+    connections?: number;
+    durationMs?: number;
+    warmupMs?: number;
+    expectStatus?: number;
+    timeoutMs?: number;
+  },
+): Promise<LoadResult> {
   const u = new URL(origin);
   const connections = opts.connections ?? 64;
   const expect = opts.expectStatus ?? 200;
@@ -136,21 +149,23 @@ export async function loadTest(origin: string, path: string, opts: {
   const run = async (ms: number, record: boolean): Promise<number> => {
     const start = performance.now();
     const deadline = start + ms;
-    await Promise.all(conns.map(async (c) => {
-      while (performance.now() < deadline && n < MAX_SAMPLES) {
-        const t = performance.now();
-        try {
-          const status = await c.request(bytes, head, timeoutMs);
-          if (!record) continue;
-          if (status !== expect) non2xx++;
-          lat[n++] = performance.now() - t;
-        } catch (e) {
-          if (!record) continue;
-          errors++;
-          firstError ??= e;
+    await Promise.all(
+      conns.map(async (c) => {
+        while (performance.now() < deadline && n < MAX_SAMPLES) {
+          const t = performance.now();
+          try {
+            const status = await c.request(bytes, head, timeoutMs);
+            if (!record) continue;
+            if (status !== expect) non2xx++;
+            lat[n++] = performance.now() - t;
+          } catch (e) {
+            if (!record) continue;
+            errors++;
+            firstError ??= e;
+          }
         }
-      }
-    }));
+      }),
+    );
     return (performance.now() - start) / 1000;
   };
   try {
@@ -160,9 +175,16 @@ export async function loadTest(origin: string, path: string, opts: {
     if (n === 0) throw new Error(`${opts.method} ${origin}${path}: no request succeeded: ${String(firstError)}`);
     const sorted = lat.slice(0, n).sort();
     return {
-      requests: n + errors, errors, non2xx, seconds, rps: n / seconds,
-      p50ms: percentile(sorted, 50), p99ms: percentile(sorted, 99), maxms: sorted[sorted.length - 1]!,
-      connections, reconnects: conns.reduce((a, c) => a + c.reconnects, 0) - reconnectsBefore,
+      requests: n + errors,
+      errors,
+      non2xx,
+      seconds,
+      rps: n / seconds,
+      p50ms: percentile(sorted, 50),
+      p99ms: percentile(sorted, 99),
+      maxms: sorted[sorted.length - 1]!,
+      connections,
+      reconnects: conns.reduce((a, c) => a + c.reconnects, 0) - reconnectsBefore,
     };
   } finally {
     for (const c of conns) c.close();

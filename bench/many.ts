@@ -33,7 +33,13 @@ export async function manyConnections(sd: Server, img: PushedImage, accept: stri
   const { peak } = await sampler.stop();
   const errors = manifest.errors + manifest.non2xx + blob.errors + blob.non2xx;
   return {
-    connections: MANY_CONNECTIONS, manifest, blob, blobBytes: img.configBytes.length,
-    rps: manifest.rps + blob.rps, errors, peakRssBytes: peak, pass: errors === 0,
+    connections: MANY_CONNECTIONS,
+    manifest,
+    blob,
+    blobBytes: img.configBytes.length,
+    rps: manifest.rps + blob.rps,
+    errors,
+    peakRssBytes: peak,
+    pass: errors === 0,
   };
 }

@@ -11,26 +11,68 @@ export const TARGETS = {
   rssBytes: 200 * 1024 * 1024,
 } as const;
 
-export interface Series { runs: number[]; best: number; median: number }
-export interface Trio { nginx: Series; upstream: Series; stevedore: Series }
+export interface Series {
+  runs: number[];
+  best: number;
+  median: number;
+}
+export interface Trio {
+  nginx: Series;
+  upstream: Series;
+  stevedore: Series;
+}
 
 export interface Results {
   meta: {
-    date: string; node: string; cpus: number; platform: string; blobBytes: number; coalesceBlobBytes: number;
-    totalSeconds: number; stageSeconds: Record<string, number>; loadavg1: { start: number; end: number };
+    date: string;
+    node: string;
+    cpus: number;
+    platform: string;
+    blobBytes: number;
+    coalesceBlobBytes: number;
+    totalSeconds: number;
+    stageSeconds: Record<string, number>;
+    loadavg1: { start: number; end: number };
   };
   warm: {
-    runsEach: number; curlRunsEach: number; sha256Verified: boolean;
-    mbps: Trio; curlMBps: Trio | undefined; ratioVsNginx: number; curlRatioVsNginx: number; ratioVsUpstream: number;
+    runsEach: number;
+    curlRunsEach: number;
+    sha256Verified: boolean;
+    mbps: Trio;
+    curlMBps: Trio | undefined;
+    ratioVsNginx: number;
+    curlRatioVsNginx: number;
+    ratioVsUpstream: number;
     /** stevedore CPU (all threads) per warm GET of the blob, ms */
-    stevedoreCpuMs: Series; nginxCpuMs: Series; pass: boolean; passCurl: boolean | undefined;
+    stevedoreCpuMs: Series;
+    nginxCpuMs: Series;
+    pass: boolean;
+    passCurl: boolean | undefined;
   };
   cold: {
-    runsEach: number; ms: { stevedore: Series; direct: Series }; ratio: number; pass: boolean;
-    stevedoreHeadersMs: Series; stevedoreAllButLastMs: Series; stevedoreCpuMs: Series;
+    runsEach: number;
+    ms: { stevedore: Series; direct: Series };
+    ratio: number;
+    pass: boolean;
+    stevedoreHeadersMs: Series;
+    stevedoreAllButLastMs: Series;
+    stevedoreCpuMs: Series;
   };
-  coalescing: { clients: number; blobBytes: number; upstreamGets: number; upstreamHeads: number; upstreamBytes: number; ratio: number; clientMs: Series; pass: boolean };
-  manifests: { getByDigest: LoadResult; headByTag: LoadResult; /** X-Stevedore-Cache of one request before the load */ outcomes: { getByDigest: string; headByTag: string } };
+  coalescing: {
+    clients: number;
+    blobBytes: number;
+    upstreamGets: number;
+    upstreamHeads: number;
+    upstreamBytes: number;
+    ratio: number;
+    clientMs: Series;
+    pass: boolean;
+  };
+  manifests: {
+    getByDigest: LoadResult;
+    headByTag: LoadResult /** X-Stevedore-Cache of one request before the load */;
+    outcomes: { getByDigest: string; headByTag: string };
+  };
   rss: { clients: number; idleRssBytes: number; peakRssBytes: number; vmHwmBytes: number; samples: number; aggregateMBps: number; pass: boolean };
   many: ManyResult;
   link: LinkResult;
@@ -60,7 +102,12 @@ export function printTable(r: Results, out: (line: string) => void = (l) => proc
   row('   nginx sendfile, same file', `${f(w.mbps.nginx.median)}  (${list(w.mbps.nginx.runs)})`);
   row('   upstream registry direct', `${f(w.mbps.upstream.median)}  (${list(w.mbps.upstream.runs)})`);
   row('   stevedore, cached', `${f(w.mbps.stevedore.median)}  (${list(w.mbps.stevedore.runs)})`);
-  row('   stevedore / nginx (median)', `${f(w.ratioVsNginx, 2)}x  (best/best: ${f(w.mbps.stevedore.best / w.mbps.nginx.best, 2)}x)`, `>= ${TARGETS.warmVsNginx}x`, mark(w.pass));
+  row(
+    '   stevedore / nginx (median)',
+    `${f(w.ratioVsNginx, 2)}x  (best/best: ${f(w.mbps.stevedore.best / w.mbps.nginx.best, 2)}x)`,
+    `>= ${TARGETS.warmVsNginx}x`,
+    mark(w.pass),
+  );
   row('   stevedore / upstream (median)', `${f(w.ratioVsUpstream, 2)}x`);
   row('   CPU per GET, ms: stevedore / nginx (median)', `${f(w.stevedoreCpuMs.median)} / ${f(w.nginxCpuMs.median)}`);
   row('   sha256 of body through stevedore', w.sha256Verified ? 'matches digest' : 'MISMATCH', 'matches', mark(w.sha256Verified));
@@ -87,11 +134,19 @@ export function printTable(r: Results, out: (line: string) => void = (l) => proc
   row('   upstream bytes / blob size', f(k.ratio, 2), f(TARGETS.coalescingRatio, 2), mark(k.pass));
   row('   client time, ms (median / slowest)', `${f(k.clientMs.median)} / ${f(Math.max(...k.clientMs.runs))}`);
   const mo = r.manifests.outcomes;
-  for (const [name, l, o] of [['GET manifest by digest', r.manifests.getByDigest, mo.getByDigest], ['HEAD manifest by tag, in TTL', r.manifests.headByTag, mo.headByTag]] as const) {
+  for (const [name, l, o] of [
+    ['GET manifest by digest', r.manifests.getByDigest, mo.getByDigest],
+    ['HEAD manifest by tag, in TTL', r.manifests.headByTag, mo.headByTag],
+  ] as const) {
     row(`4. ${name}, ${l.connections} keep-alive conns, ${f(l.seconds, 1)} s`, `cache: ${o}`, 'hit', mark(o === 'hit'));
     row('   req/s', f(l.rps));
     row('   latency p50 / p99 / max, ms', `${f(l.p50ms, 2)} / ${f(l.p99ms, 2)} / ${f(l.maxms, 1)}`);
-    row('   requests / errors / non-200 / reconnects', `${l.requests} / ${l.errors} / ${l.non2xx} / ${l.reconnects}`, '0 errors', mark(l.errors === 0 && l.non2xx === 0));
+    row(
+      '   requests / errors / non-200 / reconnects',
+      `${l.requests} / ${l.errors} / ${l.non2xx} / ${l.reconnects}`,
+      '0 errors',
+      mark(l.errors === 0 && l.non2xx === 0),
+    );
   }
   const m = r.rss;
   row(`5. stevedore memory, ${m.clients} concurrent warm downloads`, '', '', '');
@@ -108,14 +163,24 @@ export function printTable(r: Results, out: (line: string) => void = (l) => proc
 
   const head: [string, string, string, string] = ['metric', 'value', 'target', 'result'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((x) => x[i]!.length)));
-  const fmt = (x: string[]): string => x.map((v, i) => v.padEnd(widths[i]!)).join(' | ').trimEnd();
+  const fmt = (x: string[]): string =>
+    x
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join(' | ')
+      .trimEnd();
   out('');
-  out(`stevedore bench  (${r.meta.date}, node ${r.meta.node}, ${r.meta.cpus} cpus, load avg ${f(r.meta.loadavg1.start, 2)} -> ${f(r.meta.loadavg1.end, 2)}; MB = 10^6 bytes)`);
+  out(
+    `stevedore bench  (${r.meta.date}, node ${r.meta.node}, ${r.meta.cpus} cpus, load avg ${f(r.meta.loadavg1.start, 2)} -> ${f(r.meta.loadavg1.end, 2)}; MB = 10^6 bytes)`,
+  );
   out(fmt(head));
   out(widths.map((n) => '-'.repeat(n)).join('-|-'));
   for (const x of rows) out(fmt(x));
   out('');
-  out(`stage seconds: ${Object.entries(r.meta.stageSeconds).map(([s, t]) => `${s} ${t.toFixed(1)}`).join(', ')}; total ${r.meta.totalSeconds.toFixed(1)} s`);
+  out(
+    `stage seconds: ${Object.entries(r.meta.stageSeconds)
+      .map(([s, t]) => `${s} ${t.toFixed(1)}`)
+      .join(', ')}; total ${r.meta.totalSeconds.toFixed(1)} s`,
+  );
 }
 
 export function writeJson(file: string, r: Results): void {

@@ -65,7 +65,12 @@ async function started<S extends Server>(p: Promise<S>): Promise<S> {
 
 const blobPath = (img: PushedImage): string => `/v2/${img.repo}/blobs/${img.layers[0]!.digest}`;
 
-async function warm(registry: Registry, nginx: Server, big: PushedImage, dataDir: string): Promise<Results['warm'] & { stevedore: Server & { dataDir: string } }> {
+async function warm(
+  registry: Registry,
+  nginx: Server,
+  big: PushedImage,
+  dataDir: string,
+): Promise<Results['warm'] & { stevedore: Server & { dataDir: string } }> {
   const layer = big.layers[0]!;
   const expectBytes = layer.size;
   const sd = await started(startStevedore(registry.url, { dataDir, tagTtl: 3600 }));
@@ -109,10 +114,19 @@ async function warm(registry: Registry, nginx: Server, big: PushedImage, dataDir
   const ratioVsNginx = mbps.stevedore.median / mbps.nginx.median;
   const curlRatioVsNginx = curlMBps ? curlMBps.stevedore.median / curlMBps.nginx.median : NaN;
   return {
-    runsEach: WARM_RUNS, curlRunsEach: haveCurl ? CURL_RUNS : 0, sha256Verified, mbps, curlMBps,
-    ratioVsNginx, curlRatioVsNginx, ratioVsUpstream: mbps.stevedore.median / mbps.upstream.median,
-    stevedoreCpuMs: minSeries(cpu.stevedore), nginxCpuMs: minSeries(cpu.nginx), pass: ratioVsNginx >= TARGETS.warmVsNginx && sha256Verified,
-    passCurl: curlMBps ? curlRatioVsNginx >= TARGETS.warmVsNginx : undefined, stevedore: sd,
+    runsEach: WARM_RUNS,
+    curlRunsEach: haveCurl ? CURL_RUNS : 0,
+    sha256Verified,
+    mbps,
+    curlMBps,
+    ratioVsNginx,
+    curlRatioVsNginx,
+    ratioVsUpstream: mbps.stevedore.median / mbps.upstream.median,
+    stevedoreCpuMs: minSeries(cpu.stevedore),
+    nginxCpuMs: minSeries(cpu.nginx),
+    pass: ratioVsNginx >= TARGETS.warmVsNginx && sha256Verified,
+    passCurl: curlMBps ? curlRatioVsNginx >= TARGETS.warmVsNginx : undefined,
+    stevedore: sd,
   };
 }
 
@@ -184,7 +198,10 @@ async function cold(registry: Registry, big: PushedImage): Promise<Results['cold
   const ms = { stevedore: minSeries(through.map((d) => d.ms)), direct: minSeries(direct) };
   const ratio = ms.stevedore.median / ms.direct.median;
   return {
-    runsEach: COLD_RUNS, ms, ratio, pass: ratio <= TARGETS.coldVsDirect,
+    runsEach: COLD_RUNS,
+    ms,
+    ratio,
+    pass: ratio <= TARGETS.coldVsDirect,
     stevedoreHeadersMs: minSeries(through.map((d) => d.headersMs)),
     stevedoreAllButLastMs: minSeries(through.map((d) => d.allButLastMs)),
     stevedoreCpuMs: minSeries(cpu),
@@ -209,8 +226,14 @@ async function coalescing(registry: Registry, small: PushedImage): Promise<Resul
     const upstreamBytes = upstreamGets * layer.size;
     const ratio = upstreamBytes / layer.size;
     return {
-      clients: COALESCE_CLIENTS, blobBytes: layer.size, upstreamGets, upstreamHeads, upstreamBytes, ratio,
-      clientMs: minSeries(got.map((g) => g.ms)), pass: ratio.toFixed(2) === TARGETS.coalescingRatio.toFixed(2),
+      clients: COALESCE_CLIENTS,
+      blobBytes: layer.size,
+      upstreamGets,
+      upstreamHeads,
+      upstreamBytes,
+      ratio,
+      clientMs: minSeries(got.map((g) => g.ms)),
+      pass: ratio.toFixed(2) === TARGETS.coalescingRatio.toFixed(2),
     };
   } finally {
     await sd.stop();
@@ -248,11 +271,23 @@ async function main(): Promise<void> {
     const k = await stage('3. coalescing', () => coalescing(registry, small));
     const results: Results = {
       meta: {
-        date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, platform: `${os.platform()} ${os.release()}`,
-        blobBytes: big.layers[0]!.size, coalesceBlobBytes: small.layers[0]!.size,
-        totalSeconds: (performance.now() - t0) / 1000, stageSeconds, loadavg1: { start: loadAtStart, end: os.loadavg()[0]! },
+        date: new Date().toISOString(),
+        node: process.version,
+        cpus: os.cpus().length,
+        platform: `${os.platform()} ${os.release()}`,
+        blobBytes: big.layers[0]!.size,
+        coalesceBlobBytes: small.layers[0]!.size,
+        totalSeconds: (performance.now() - t0) / 1000,
+        stageSeconds,
+        loadavg1: { start: loadAtStart, end: os.loadavg()[0]! },
       },
-      warm: warmResult, cold: c, link, coalescing: k, manifests: m, rss: r, many,
+      warm: warmResult,
+      cold: c,
+      link,
+      coalescing: k,
+      manifests: m,
+      rss: r,
+      many,
     };
     printTable(results);
     writeJson(RESULTS, results);

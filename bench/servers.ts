@@ -56,10 +56,15 @@ export async function startStevedore(upstreamUrl: string, opts: { dataDir?: stri
     await tmp?.cleanup();
   };
   try {
-    await waitFor('stevedore /healthz', async () => {
-      if (child.exitCode !== null) throw new Error(`stevedore exited ${child.exitCode}: ${logs()}`);
-      return answers(`${url}/healthz`);
-    }, 15_000, 50);
+    await waitFor(
+      'stevedore /healthz',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`stevedore exited ${child.exitCode}: ${logs()}`);
+        return answers(`${url}/healthz`);
+      },
+      15_000,
+      50,
+    );
   } catch (e) {
     await stop();
     throw e;
@@ -74,7 +79,9 @@ export async function startNginx(root: string): Promise<Server> {
   const d = (p: string): string => path.join(tmp.path, p);
   for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(d(sub));
   const conf = d('nginx.conf');
-  writeFileSync(conf, `# stevedore bench: static file server (single process so it runs as the invoking user)
+  writeFileSync(
+    conf,
+    `# stevedore bench: static file server (single process so it runs as the invoking user)
 daemon off;
 master_process off;
 worker_processes 1;
@@ -98,7 +105,8 @@ http {
     location = /__ping { return 200 "ok"; }
   }
 }
-`);
+`,
+  );
   // -e: the early error log, so nginx never touches /var/log/nginx; -p: prefix for relative paths.
   const child = spawnTracked(NGINX, ['-e', d('error.log'), '-p', tmp.path, '-c', conf]);
   const out = collect(child);
@@ -117,10 +125,15 @@ http {
     await tmp.cleanup();
   };
   try {
-    await waitFor('nginx', async () => {
-      if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}: ${logs()}`);
-      return answers(`${url}/__ping`);
-    }, 10_000, 50);
+    await waitFor(
+      'nginx',
+      async () => {
+        if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}: ${logs()}`);
+        return answers(`${url}/__ping`);
+      },
+      10_000,
+      50,
+    );
   } catch (e) {
     await stop();
     throw e;

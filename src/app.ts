@@ -68,37 +68,65 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const access = new AccessTracker(meta, now);
   const onBlobBytes = (n: number): void => metrics?.upstreamBytes.inc({ kind: 'blob' }, n);
   const foreign = new ForeignLayers({
-    store: new ForeignStore(meta.db), policy: new ForeignPolicy(config.foreign.rules), config: config.foreign,
-    log, now, offline: config.offline, fill: { store, meta, log, maxResumes: Math.max(config.retries, 1) },
+    store: new ForeignStore(meta.db),
+    policy: new ForeignPolicy(config.foreign.rules),
+    config: config.foreign,
+    log,
+    now,
+    offline: config.offline,
+    fill: { store, meta, log, maxResumes: Math.max(config.retries, 1) },
   });
   const foreignAdmin = new ForeignAdmin(foreign);
   const budgeted = config.maxSize !== undefined || config.minFreeDisk !== undefined;
   let sweepSoon: NodeJS.Timeout | undefined;
   const sweepShortly = (): void => {
-    if (budgeted && !sweepSoon) sweepSoon = setTimeout(() => { sweepSoon = undefined; void sweep(); }, 1000).unref();
+    if (budgeted && !sweepSoon)
+      sweepSoon = setTimeout(() => {
+        sweepSoon = undefined;
+        void sweep();
+      }, 1000).unref();
   };
   const limiter = config.upstreamRate !== undefined ? new RateLimiter(config.upstreamRate) : undefined;
   const blobs = new Blobs({
     ...(limiter ? { throttle: (n: number) => limiter.take(n) } : {}),
-    client, store, meta, log, maxResumes: Math.max(config.retries, 1), onUpstreamBytes: onBlobBytes, foreign,
+    client,
+    store,
+    meta,
+    log,
+    maxResumes: Math.max(config.retries, 1),
+    onUpstreamBytes: onBlobBytes,
+    foreign,
     onAccess: (d) => access.touch(d),
     // A commit may push the store over budget, and a full disk wants room: one sweep shortly, however many ask.
     onCommit: () => sweepShortly(),
     onStoreFull: () => sweepShortly(),
   });
   const manifestDeps = {
-    client, meta, log, now, tagTtlMs: config.tagTtl * 1000, offline: config.offline,
+    client,
+    meta,
+    log,
+    now,
+    tagTtlMs: config.tagTtl * 1000,
+    offline: config.offline,
     onUpstreamBytes: (n: number) => metrics?.upstreamBytes.inc({ kind: 'manifest' }, n),
     onAccess: (d: Digest) => access.touch(d),
     onManifest: foreign.onManifest,
   };
   const manifests = new Manifests(manifestDeps);
   const prefetchDeps = {
-    manifests, blobs,
-    resolve: (name: string) => registries.resolve(name, undefined), isCached: (d: Digest) => meta.blobSize(d) !== undefined,
+    manifests,
+    blobs,
+    resolve: (name: string) => registries.resolve(name, undefined),
+    isCached: (d: Digest) => meta.blobSize(d) !== undefined,
   };
   const eviction = new Eviction({
-    meta, usage, store, access, log, maxSize: config.maxSize, minFreeDisk: config.minFreeDisk,
+    meta,
+    usage,
+    store,
+    access,
+    log,
+    maxSize: config.maxSize,
+    minFreeDisk: config.minFreeDisk,
     inUse: (d) => blobs.inUse(d),
     forget: (d) => {
       manifests.forget(d);
@@ -137,7 +165,10 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
         ok = false;
         body.store = { error: (e as Error).message };
       }
-      body.cacheWritable = await fsp.access(store.paths.tmpDir, constants.W_OK).then(() => true, () => false);
+      body.cacheWritable = await fsp.access(store.paths.tmpDir, constants.W_OK).then(
+        () => true,
+        () => false,
+      );
       body.upstreams = breaker.snapshot();
       return { ok, body };
     },
@@ -151,7 +182,18 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const runPrefetch = (items: PrefetchItem[], opts: PrefetchOptions) => prefetch(prefetchDeps, items, opts);
   const warmer = config.warm.length > 0 ? new Warmer({ entries: config.warm, prefetch: runPrefetch, log, metrics: m }) : undefined;
   return {
-    app, proxy, meta, store, metrics: m, breaker, usage, eviction, foreign, foreignAdmin, prefetch: runPrefetch, warmer,
+    app,
+    proxy,
+    meta,
+    store,
+    metrics: m,
+    breaker,
+    usage,
+    eviction,
+    foreign,
+    foreignAdmin,
+    prefetch: runPrefetch,
+    warmer,
     async start() {
       store.removeLeftovers();
       const r = await reconcile(store, meta);

@@ -5,7 +5,13 @@ import { sep } from 'node:path';
 
 const TOOLS = { 'docker-registry': 'docker-registry', skopeo: 'skopeo', containerd: 'containerd', ctr: 'containerd', nginx: 'nginx-light' };
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
-const missing = [...new Set(Object.entries(TOOLS).filter(([bin]) => !has(bin)).map(([, pkg]) => pkg))];
+const missing = [
+  ...new Set(
+    Object.entries(TOOLS)
+      .filter(([bin]) => !has(bin))
+      .map(([, pkg]) => pkg),
+  ),
+];
 if (missing.length > 0) {
   const cmd = `apt-get update && apt-get install -y --no-install-recommends ${missing.join(' ')}`;
   if (process.getuid?.() === 0 && has('apt-get')) {
@@ -17,9 +23,18 @@ if (missing.length > 0) {
   }
 }
 
-const files = (dir) => readdirSync(new URL(dir, import.meta.url)).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/${dir}/${f}`);
+const files = (dir) =>
+  readdirSync(new URL(dir, import.meta.url))
+    .filter((f) => f.endsWith('.test.ts'))
+    .sort()
+    .map((f) => `test/${dir}/${f}`);
 // test/unit mirrors src/ (test/unit/<folder>/<file>.test.ts): found at any depth, sorted by path.
-const filesDeep = (dir) => readdirSync(new URL(dir, import.meta.url), { recursive: true }).map((f) => f.split(sep).join('/')).filter((f) => f.endsWith('.test.ts')).sort().map((f) => `test/${dir}/${f}`);
+const filesDeep = (dir) =>
+  readdirSync(new URL(dir, import.meta.url), { recursive: true })
+    .map((f) => f.split(sep).join('/'))
+    .filter((f) => f.endsWith('.test.ts'))
+    .sort()
+    .map((f) => `test/${dir}/${f}`);
 const only = process.argv.slice(2);
 const targets = only.length > 0 ? only : [...filesDeep('unit'), ...files('integration')];
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...targets], { stdio: 'inherit' });

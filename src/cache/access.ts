@@ -5,7 +5,10 @@ import type { Metadata } from '../store/metadata.js';
 
 export class AccessTracker {
   private pending = new Map<Digest, number>();
-  constructor(private readonly meta: Metadata, private readonly now: () => number) {}
+  constructor(
+    private readonly meta: Metadata,
+    private readonly now: () => number,
+  ) {}
   touch(digest: Digest): void {
     this.pending.set(digest, this.now());
   }

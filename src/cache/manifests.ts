@@ -97,7 +97,8 @@ export class Manifests {
     try {
       const { row, joined } = await this.fetch(target, tag, accept, undefined);
       // Only an answer to a full Accept list is what the tag means for every client.
-      if (!accept || accepts(accept, MT.ociIndex) || accepts(accept, MT.dockerList)) bestEffort(this.deps.log, 'tag', () => meta.putTag(up, target.repo, tag, row.digest));
+      if (!accept || accepts(accept, MT.ociIndex) || accepts(accept, MT.dockerList))
+        bestEffort(this.deps.log, 'tag', () => meta.putTag(up, target.repo, tag, row.digest));
       return { ...row, outcome: joined ? 'coalesced' : 'miss' };
     } catch (e) {
       if (usable && !(e instanceof UpstreamNotFound)) {

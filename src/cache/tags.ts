@@ -10,7 +10,10 @@ import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure } from '../upstr
 const MAX_PAGES = 100;
 const MAX_PAGE_BYTES = 8 << 20;
 
-export interface TagPage { tags: string[]; next?: string }
+export interface TagPage {
+  tags: string[];
+  next?: string;
+}
 
 export class Tags {
   private readonly lists: LRUCache<string, string[]>;

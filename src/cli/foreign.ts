@@ -16,7 +16,9 @@ function row(r: ForeignLayerRow): string {
 
 function showText(v: LayerView): string {
   const lines = [
-    `digest      ${v.digest}`, `size        ${v.size}`, `media type  ${v.mediaType}${v.foreign ? '' : ' (ordinary layer with urls)'}`,
+    `digest      ${v.digest}`,
+    `size        ${v.size}`,
+    `media type  ${v.mediaType}${v.foreign ? '' : ' (ordinary layer with urls)'}`,
     `status      ${v.status}${v.lastError ? ` (${v.lastError})` : ''}`,
     `seen        ${new Date(v.firstSeen).toISOString()} .. ${new Date(v.lastSeen).toISOString()} in ${v.repos.map((r) => `${r.upstream}/${r.repo}`).join(', ')}`,
     'urls (in the order they are tried):',
@@ -33,49 +35,65 @@ export function registerForeignCommands(program: Command): void {
   common(foreign.command('list').description('list recorded foreign layers and layers with urls'))
     .option('--status <status>', 'only this status: unresolved|redirectable|fetchable|cached|unavailable|denied')
     .option('--json', 'print JSON')
-    .action((flags: Flags & { status?: string }) => runCommand('foreign list', build(flags), ({ foreignAdmin }) => {
-      const { status } = flags;
-      if (status !== undefined && !isForeignStatus(status)) throw new UsageError(`unknown status "${status}"; one of ${FOREIGN_STATUSES.join(', ')}`);
-      const rows = foreignAdmin.list(status);
-      if (flags.json) out(JSON.stringify(rows, null, 2));
-      else for (const r of rows) out(row(r));
-    }));
+    .action((flags: Flags & { status?: string }) =>
+      runCommand('foreign list', build(flags), ({ foreignAdmin }) => {
+        const { status } = flags;
+        if (status !== undefined && !isForeignStatus(status)) throw new UsageError(`unknown status "${status}"; one of ${FOREIGN_STATUSES.join(', ')}`);
+        const rows = foreignAdmin.list(status);
+        if (flags.json) out(JSON.stringify(rows, null, 2));
+        else for (const r of rows) out(row(r));
+      }),
+    );
   common(foreign.command('show').description('one layer: where it was seen, its URLs in the order they are tried, their health').argument('<digest>'))
     .option('--json', 'print JSON')
-    .action((digest: string, flags: Flags) => runCommand('foreign show', build(flags), ({ foreignAdmin }) => {
-      const v = foreignAdmin.show(requireDigest(digest));
-      out(flags.json ? JSON.stringify(v, null, 2) : showText(v));
-    }));
+    .action((digest: string, flags: Flags) =>
+      runCommand('foreign show', build(flags), ({ foreignAdmin }) => {
+        const v = foreignAdmin.show(requireDigest(digest));
+        out(flags.json ? JSON.stringify(v, null, 2) : showText(v));
+      }),
+    );
   const mirror = foreign.command('mirror').description('operator mirror URLs, kept beside (not in) the signed manifest');
   for (const verb of ['add', 'remove'] as const) {
-    common(mirror.command(verb).description(`${verb} mirror URLs for DIGEST, or with --prefix URL prefixes/templates ("https://m.example/{digest}") for every digest`)
-      .argument('<digest-or-url>').argument('[urls...]'))
+    common(
+      mirror
+        .command(verb)
+        .description(`${verb} mirror URLs for DIGEST, or with --prefix URL prefixes/templates ("https://m.example/{digest}") for every digest`)
+        .argument('<digest-or-url>')
+        .argument('[urls...]'),
+    )
       .option('--prefix', 'the arguments are prefix/template URLs that serve every digest')
-      .action((first: string, rest: string[], flags: Flags & { prefix?: boolean }) => runCommand(`foreign mirror ${verb}`, build(flags), ({ foreignAdmin }) => {
-        if (!flags.prefix && rest.length === 0) throw new UsageError(`mirror ${verb} needs DIGEST URL... or --prefix URL...`);
-        const digest = flags.prefix ? '' : requireDigest(first);
-        const urls = flags.prefix ? [first, ...rest] : rest;
-        const changed = verb === 'add' ? foreignAdmin.addMirrors(digest, urls) : foreignAdmin.removeMirrors(digest, urls);
-        for (const u of urls) out(`${changed.includes(u) ? (verb === 'add' ? 'added' : 'removed') : (verb === 'add' ? 'already present' : 'not present')}  ${u}`);
-      }));
+      .action((first: string, rest: string[], flags: Flags & { prefix?: boolean }) =>
+        runCommand(`foreign mirror ${verb}`, build(flags), ({ foreignAdmin }) => {
+          if (!flags.prefix && rest.length === 0) throw new UsageError(`mirror ${verb} needs DIGEST URL... or --prefix URL...`);
+          const digest = flags.prefix ? '' : requireDigest(first);
+          const urls = flags.prefix ? [first, ...rest] : rest;
+          const changed = verb === 'add' ? foreignAdmin.addMirrors(digest, urls) : foreignAdmin.removeMirrors(digest, urls);
+          for (const u of urls)
+            out(`${changed.includes(u) ? (verb === 'add' ? 'added' : 'removed') : verb === 'add' ? 'already present' : 'not present'}  ${u}`);
+        }),
+      );
   }
   common(foreign.command('check').description('probe the allowed URLs (HEAD) of one layer or all; update URL health and status').argument('[digest]'))
     .option('--json', 'print JSON')
-    .action((digest: string | undefined, flags: Flags) => runCommand('foreign check', build(flags), async ({ foreignAdmin }) => {
-      const results = await foreignAdmin.check(digest ? requireDigest(digest) : undefined);
-      if (flags.json) out(JSON.stringify(results, null, 2));
-      else {
-        for (const r of results) {
-          out(`${r.digest}  ${r.status}`);
-          for (const u of r.urls) out(`  ${u.ok ? 'ok  ' : 'FAIL'}  ${u.action.padEnd(8)} ${u.url}${u.error ? `  (${u.error})` : ''}`);
+    .action((digest: string | undefined, flags: Flags) =>
+      runCommand('foreign check', build(flags), async ({ foreignAdmin }) => {
+        const results = await foreignAdmin.check(digest ? requireDigest(digest) : undefined);
+        if (flags.json) out(JSON.stringify(results, null, 2));
+        else {
+          for (const r of results) {
+            out(`${r.digest}  ${r.status}`);
+            for (const u of r.urls) out(`  ${u.ok ? 'ok  ' : 'FAIL'}  ${u.action.padEnd(8)} ${u.url}${u.error ? `  (${u.error})` : ''}`);
+          }
         }
-      }
-      return results.some((r) => r.status === 'unavailable' || r.status === 'denied') ? 1 : 0;
-    }));
+        return results.some((r) => r.status === 'unavailable' || r.status === 'denied') ? 1 : 0;
+      }),
+    );
   common(foreign.command('fetch').description('download, verify and cache one layer now (pre-fill for air-gapped sites)').argument('<digest>'))
     .option('--json', 'print JSON')
-    .action((digest: string, flags: Flags) => runCommand('foreign fetch', build(flags), async ({ foreignAdmin }) => {
-      const r = await foreignAdmin.prefetch(requireDigest(digest));
-      out(flags.json ? JSON.stringify(r) : `cached ${r.digest} (${r.size} bytes)${r.url ? ` from ${r.url}` : ', already present'}`);
-    }));
+    .action((digest: string, flags: Flags) =>
+      runCommand('foreign fetch', build(flags), async ({ foreignAdmin }) => {
+        const r = await foreignAdmin.prefetch(requireDigest(digest));
+        out(flags.json ? JSON.stringify(r) : `cached ${r.digest} (${r.size} bytes)${r.url ? ` from ${r.url}` : ', already present'}`);
+      }),
+    );
 }

@@ -8,7 +8,6 @@ import { selectionOf } from '../config/warm.js';
 import { humanBytes, seconds } from './format.js';
 import { build, common, fail, runCommand, UsageError } from './run.js';
 
-
 interface PrefetchFlags extends ConfigFlags {
   from?: string;
   platform?: string[];
@@ -24,7 +23,10 @@ const usage = (msg: string): never => fail('prefetch', new UsageError(`prefetch:
 
 /** One ref per line; blank lines and # comments (whole line or after the ref) are ignored. "-" is stdin. */
 export function readRefFile(text: string): string[] {
-  return text.split('\n').map((l) => l.replace(/(^|\s)#.*$/, '').trim()).filter(Boolean);
+  return text
+    .split('\n')
+    .map((l) => l.replace(/(^|\s)#.*$/, '').trim())
+    .filter(Boolean);
 }
 
 /** Bytes per second over the last few seconds (a whole-run average hides a stalled link). */
@@ -42,7 +44,9 @@ function imageLine(img: ImageState, width: number): string {
   const name = img.ref.length > width ? `…${img.ref.slice(-(width - 1))}` : img.ref.padEnd(width);
   if (img.status === 'resolving') return `${name}  resolving`;
   if (img.status === 'failed' && img.blobs.length === 0) return `${name}  failed: ${img.reason}`;
-  let total = 0, done = 0, n = 0;
+  let total = 0,
+    done = 0,
+    n = 0;
   for (const b of img.blobs) {
     total += b.size;
     done += b.status === 'fetching' ? b.bytes : b.status === 'pending' ? 0 : b.size;
@@ -64,7 +68,10 @@ function ttyProgress(run: PrefetchRun, out: NodeJS.WriteStream): () => void {
     const rest = run.images.filter((i) => !busy.includes(i));
     const shown = [...busy, ...rest].slice(0, Math.max(3, (out.rows > 0 ? out.rows : 24) - 4));
     const eta = rate > 0 && t.doneBytes < t.bytes ? `  ETA ${seconds((t.bytes - t.doneBytes) / rate)}` : '';
-    const lines = [...shown.map((i) => imageLine(i, width)), `total ${humanBytes(t.doneBytes)} / ${humanBytes(t.bytes)}  ${t.blobsDone}/${t.blobs} blobs  ${humanBytes(rate)}/s${eta}`];
+    const lines = [
+      ...shown.map((i) => imageLine(i, width)),
+      `total ${humanBytes(t.doneBytes)} / ${humanBytes(t.bytes)}  ${t.blobsDone}/${t.blobs} blobs  ${humanBytes(rate)}/s${eta}`,
+    ];
     // A pseudo-terminal without a window size reports 0 columns.
     const cols = out.columns > 0 ? out.columns - 1 : 200;
     out.write(`${drawn > 0 ? `\x1b[${drawn}A` : ''}${lines.map((l) => `\x1b[2K${l.slice(0, cols)}\n`).join('')}`);
@@ -84,15 +91,42 @@ function jsonProgress(run: PrefetchRun, write: (o: object) => void): { onEvent: 
   const tick = (): void => {
     const t = run.totals();
     const rate = meter.rate(Date.now(), t.fetchedBytes);
-    write({ event: 'progress', bytes: t.doneBytes, totalBytes: t.bytes, fetchedBytes: t.fetchedBytes, blobs: t.blobsDone, totalBlobs: t.blobs,
-      rate: Math.round(rate), etaSeconds: rate > 0 ? Math.ceil((t.bytes - t.doneBytes) / rate) : null });
+    write({
+      event: 'progress',
+      bytes: t.doneBytes,
+      totalBytes: t.bytes,
+      fetchedBytes: t.fetchedBytes,
+      blobs: t.blobsDone,
+      totalBlobs: t.blobs,
+      rate: Math.round(rate),
+      etaSeconds: rate > 0 ? Math.ceil((t.bytes - t.doneBytes) / rate) : null,
+    });
   };
   const timer = setInterval(tick, 1000);
   return {
     onEvent(e) {
       const img = e.image;
-      if (e.type === 'image') write({ event: 'image', ref: img.ref, upstream: img.upstream, repo: img.repo, digest: img.digest, manifests: img.manifests, blobs: img.blobs.length, bytes: img.blobs.reduce((a, b) => a + b.size, 0) });
-      else if (e.type === 'blob') write({ event: 'blob', ref: img.ref, digest: e.blob.digest, size: e.blob.size, status: e.blob.status, bytes: e.blob.bytes, ...(e.blob.reason ? { reason: e.blob.reason } : {}) });
+      if (e.type === 'image')
+        write({
+          event: 'image',
+          ref: img.ref,
+          upstream: img.upstream,
+          repo: img.repo,
+          digest: img.digest,
+          manifests: img.manifests,
+          blobs: img.blobs.length,
+          bytes: img.blobs.reduce((a, b) => a + b.size, 0),
+        });
+      else if (e.type === 'blob')
+        write({
+          event: 'blob',
+          ref: img.ref,
+          digest: e.blob.digest,
+          size: e.blob.size,
+          status: e.blob.status,
+          bytes: e.blob.bytes,
+          ...(e.blob.reason ? { reason: e.blob.reason } : {}),
+        });
       else write({ event: 'image-done', ref: img.ref, digest: img.digest, status: img.status, ...(img.reason ? { reason: img.reason } : {}) });
     },
     stop() {
@@ -103,18 +137,36 @@ function jsonProgress(run: PrefetchRun, write: (o: object) => void): { onEvent: 
 }
 
 function printSummary(s: PrefetchSummary): void {
-  console.log(`fetched ${s.fetched.blobs} blobs (${humanBytes(s.fetched.bytes)}), already cached ${s.cached.blobs} (${humanBytes(s.cached.bytes)})` +
-    `${s.skipped.blobs ? `, skipped ${s.skipped.blobs} (${humanBytes(s.skipped.bytes)})` : ''}, failed ${s.failed.blobs} blobs / ${s.failed.images} images in ${s.seconds.toFixed(1)}s`);
+  console.log(
+    `fetched ${s.fetched.blobs} blobs (${humanBytes(s.fetched.bytes)}), already cached ${s.cached.blobs} (${humanBytes(s.cached.bytes)})` +
+      `${s.skipped.blobs ? `, skipped ${s.skipped.blobs} (${humanBytes(s.skipped.bytes)})` : ''}, failed ${s.failed.blobs} blobs / ${s.failed.images} images in ${s.seconds.toFixed(1)}s`,
+  );
   for (const r of s.failed.reasons) console.log(`failed: ${r.ref}${r.digest ? ` ${r.digest}` : ''}: ${r.reason}`);
 }
 
 export function registerPrefetchCommand(program: Command): void {
-  common(program.command('prefetch').argument('[ref...]', 'e.g. docker.io/library/alpine:3.20 ghcr.io/org/app@sha256:...')
-    .description('fill the cache with images: the index, the selected platforms\' manifests, configs and layers'))
+  common(
+    program
+      .command('prefetch')
+      .argument('[ref...]', 'e.g. docker.io/library/alpine:3.20 ghcr.io/org/app@sha256:...')
+      .description("fill the cache with images: the index, the selected platforms' manifests, configs and layers"),
+  )
     .option('--from <file>', 'read refs from a file, one per line, # comments ("-" = stdin)')
-    .addOption(new Option('--platform <os/arch[/variant],...>', 'platforms to fetch (repeatable; default: this host\'s)').argParser((v: string, prev: string[] = []) => [...prev, ...v.split(',').map((p) => p.trim()).filter(Boolean)]))
+    .addOption(
+      new Option('--platform <os/arch[/variant],...>', "platforms to fetch (repeatable; default: this host's)").argParser((v: string, prev: string[] = []) => [
+        ...prev,
+        ...v
+          .split(',')
+          .map((p) => p.trim())
+          .filter(Boolean),
+      ]),
+    )
     .option('--all-platforms', 'every platform in the index')
-    .addOption(new Option('--compression <kind>', 'which variant of a platform: gzip, zstd (index entries marked zstd) or any').choices(['gzip', 'zstd', 'any']).default('gzip'))
+    .addOption(
+      new Option('--compression <kind>', 'which variant of a platform: gzip, zstd (index entries marked zstd) or any')
+        .choices(['gzip', 'zstd', 'any'])
+        .default('gzip'),
+    )
     .option('--pin', 'pin each prefetched image (keep it out of eviction)')
     .option('--concurrency <n>', 'blobs downloaded at once', '4')
     .option('--rate <rate>', 'limit upstream bytes per second for this process, e.g. 20MB/s (as --upstream-rate)')
@@ -144,7 +196,10 @@ export function registerPrefetchCommand(program: Command): void {
       const write = (o: object): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
       await runCommand('prefetch', config, async (s) => {
         let json: ReturnType<typeof jsonProgress> | undefined;
-        const run = s.prefetch(refs.map((ref) => ({ ref, selection: selection! })), { concurrency, onEvent: (e) => json?.onEvent(e) });
+        const run = s.prefetch(
+          refs.map((ref) => ({ ref, selection: selection! })),
+          { concurrency, onEvent: (e) => json?.onEvent(e) },
+        );
         json = tty ? undefined : jsonProgress(run, write);
         const stopTty = tty ? ttyProgress(run, process.stdout) : undefined;
         const summary = await run.done;

@@ -23,7 +23,12 @@ export function common(cmd: Command): Command {
     .option('-c, --config <file>', 'YAML config file (env STEVEDORE_CONFIG)')
     .option('--listen <host:port>', 'address to listen on (env STEVEDORE_LISTEN)', undefined)
     .option('--data <dir>', 'data directory: blobs + metadata.db (env STEVEDORE_DATA)')
-    .addOption(new Option('--upstream <url|name=url>', 'add an upstream; a bare URL also becomes the default (repeatable; env STEVEDORE_UPSTREAM, comma-separated)').argParser((v: string, prev: string[] = []) => [...prev, v]))
+    .addOption(
+      new Option(
+        '--upstream <url|name=url>',
+        'add an upstream; a bare URL also becomes the default (repeatable; env STEVEDORE_UPSTREAM, comma-separated)',
+      ).argParser((v: string, prev: string[] = []) => [...prev, v]),
+    )
     .option('--tag-ttl <seconds>', 'how long a tag is fresh before it is revalidated (env STEVEDORE_TAG_TTL)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env STEVEDORE_LOG_LEVEL)')
     .option('--offline', 'air-gapped: never contact an upstream; serve only what is cached (env STEVEDORE_OFFLINE=1)')

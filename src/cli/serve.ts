@@ -19,7 +19,10 @@ export async function serve(config: Config): Promise<void> {
     server.once('listening', resolve);
     server.once('error', reject);
   });
-  log.info({ listen: `${config.host}:${config.port}`, data: config.data, defaultUpstream: config.defaultUpstream, upstreams: Object.keys(config.upstreams) }, 'stevedore listening');
+  log.info(
+    { listen: `${config.host}:${config.port}`, data: config.data, defaultUpstream: config.defaultUpstream, upstreams: Object.keys(config.upstreams) },
+    'stevedore listening',
+  );
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -4,14 +4,17 @@ import { parseCidr } from '../upstream/cidr.js';
 
 const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'expected a CIDR such as 127.0.0.0/8, 10.1.2.3/32 or ::1/128');
 
-const regex = z.string().min(1).refine((v) => {
-  try {
-    new RegExp(v);
-    return true;
-  } catch {
-    return false;
-  }
-}, 'not a valid regular expression');
+const regex = z
+  .string()
+  .min(1)
+  .refine((v) => {
+    try {
+      new RegExp(v);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'not a valid regular expression');
 
 const ruleSchema = z
   .strictObject({

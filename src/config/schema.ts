@@ -36,13 +36,20 @@ export const configSchema = z.strictObject({
   defaultUpstream: z.string().min(1).default('docker.io'),
   builtinUpstreams: z.boolean().default(true),
   upstreams: z.record(z.string().regex(/^[a-z0-9.-]+(:\d+)?$/, 'upstream names are host[:port]'), upstreamSchema).default({}),
-  tagTtl: z.number().int().min(0).max(365 * 24 * 3600).default(30),
+  tagTtl: z
+    .number()
+    .int()
+    .min(0)
+    .max(365 * 24 * 3600)
+    .default(30),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  timeouts: z.strictObject({
-    connect: z.number().int().positive().default(10_000),
-    headers: z.number().int().positive().default(20_000),
-    bodyIdle: z.number().int().positive().default(30_000),
-  }).prefault({}),
+  timeouts: z
+    .strictObject({
+      connect: z.number().int().positive().default(10_000),
+      headers: z.number().int().positive().default(20_000),
+      bodyIdle: z.number().int().positive().default(30_000),
+    })
+    .prefault({}),
   retries: z.number().int().min(0).max(10).default(3),
   /** Air-gapped: never contact any upstream; tags served from cache whatever their age. */
   offline: z.boolean().default(false),
@@ -54,12 +61,14 @@ export const configSchema = z.strictObject({
   upstreamRate: byteSize.optional(),
   /** Seconds between eviction sweeps. */
   sweepInterval: z.number().int().positive().default(60),
-  circuitBreaker: z.strictObject({
-    /** Consecutive upstream failures that open the circuit. */
-    failures: z.number().int().positive().default(5),
-    /** Seconds the circuit stays open before one probe request is let through. */
-    cooldown: z.number().int().positive().default(30),
-  }).prefault({}),
+  circuitBreaker: z
+    .strictObject({
+      /** Consecutive upstream failures that open the circuit. */
+      failures: z.number().int().positive().default(5),
+      /** Seconds the circuit stays open before one probe request is let through. */
+      cooldown: z.number().int().positive().default(30),
+    })
+    .prefault({}),
   /** Foreign / non-distributable layers: ordered URL rules (default: deny every URL). */
   foreign: foreignSchema,
   /** Scheduled cache warming inside serve: refs, platforms, and `every: 6h` or `at: "02:00"` (local time). */

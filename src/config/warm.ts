@@ -32,7 +32,16 @@ export function parseTimeOfDay(value: string): { hour: number; minute: number } 
 }
 
 // Node's names for process.arch against the OCI platform's GOARCH names.
-const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64', loong64: 'loong64' };
+const GOARCH: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+  loong64: 'loong64',
+};
 
 /** The default when no platform is named: this host's, as `docker pull` does. */
 export function hostPlatform(): Platform {
@@ -65,26 +74,39 @@ const validRef = (v: string): boolean => {
 const MIN_INTERVAL_MS = 1000;
 const timeOfDay = z.string().refine((v) => parseTimeOfDay(v) !== undefined, 'expected HH:MM (24 h, server local time), e.g. "02:00"');
 
-const entrySchema = z.strictObject({
-  name: z.string().min(1).optional(),
-  refs: z.array(z.string().refine(validRef, 'expected an image reference like ghcr.io/org/app:1.2 or alpine@sha256:...')).min(1),
-  /** "all", or a list such as [linux/amd64, linux/arm64]; omitted: this host's platform. */
-  platforms: z.union([z.literal('all'), z.array(z.string().refine(validPlatform, 'expected os/arch[/variant], e.g. linux/arm64')).min(1)]).optional(),
-  compression: z.enum(['gzip', 'zstd', 'any']).default('gzip'),
-  concurrency: z.number().int().min(1).max(64).default(4),
-  /** Run at start, then again this long after each run started: "6h", "30m", "2s". */
-  every: z.string().refine((v) => (parseDuration(v) ?? 0) >= MIN_INTERVAL_MS, 'expected a duration of at least 1s, e.g. 6h, 30m or 2s').optional(),
-  /** Run every day at this local time (or each of these). */
-  at: z.union([timeOfDay, z.array(timeOfDay).min(1)]).optional(),
-}).refine((e) => (e.every === undefined) !== (e.at === undefined), 'give exactly one of every (e.g. 6h) or at (e.g. "02:00")');
+const entrySchema = z
+  .strictObject({
+    name: z.string().min(1).optional(),
+    refs: z.array(z.string().refine(validRef, 'expected an image reference like ghcr.io/org/app:1.2 or alpine@sha256:...')).min(1),
+    /** "all", or a list such as [linux/amd64, linux/arm64]; omitted: this host's platform. */
+    platforms: z.union([z.literal('all'), z.array(z.string().refine(validPlatform, 'expected os/arch[/variant], e.g. linux/arm64')).min(1)]).optional(),
+    compression: z.enum(['gzip', 'zstd', 'any']).default('gzip'),
+    concurrency: z.number().int().min(1).max(64).default(4),
+    /** Run at start, then again this long after each run started: "6h", "30m", "2s". */
+    every: z
+      .string()
+      .refine((v) => (parseDuration(v) ?? 0) >= MIN_INTERVAL_MS, 'expected a duration of at least 1s, e.g. 6h, 30m or 2s')
+      .optional(),
+    /** Run every day at this local time (or each of these). */
+    at: z.union([timeOfDay, z.array(timeOfDay).min(1)]).optional(),
+  })
+  .refine((e) => (e.every === undefined) !== (e.at === undefined), 'give exactly one of every (e.g. 6h) or at (e.g. "02:00")');
 
 /** `warm:` — a list of schedules; each one prefetches its refs for its platforms. */
-export const warmSchema = z.array(entrySchema).default([]).transform((entries) => entries.map((e, i): WarmEntry => ({
-  name: e.name ?? `warm[${i}]`,
-  refs: e.refs,
-  selection: selectionOf(e.platforms, e.compression),
-  concurrency: e.concurrency,
-  schedule: e.every !== undefined
-    ? { kind: 'every', ms: parseDuration(e.every)! }
-    : { kind: 'at', times: (Array.isArray(e.at) ? e.at : [e.at!]).map((t) => parseTimeOfDay(t)!) },
-})));
+export const warmSchema = z
+  .array(entrySchema)
+  .default([])
+  .transform((entries) =>
+    entries.map(
+      (e, i): WarmEntry => ({
+        name: e.name ?? `warm[${i}]`,
+        refs: e.refs,
+        selection: selectionOf(e.platforms, e.compression),
+        concurrency: e.concurrency,
+        schedule:
+          e.every !== undefined
+            ? { kind: 'every', ms: parseDuration(e.every)! }
+            : { kind: 'at', times: (Array.isArray(e.at) ? e.at : [e.at!]).map((t) => parseTimeOfDay(t)!) },
+      }),
+    ),
+  );

@@ -19,7 +19,11 @@ export type Verdict = { ok: true } | { ok: false; error: string; mismatch: boole
 export class Verifier {
   private readonly bytes: BlobVerifier;
 
-  constructor(readonly digest: Digest, readonly size: number, readonly report: (v: Verdict) => void) {
+  constructor(
+    readonly digest: Digest,
+    readonly size: number,
+    readonly report: (v: Verdict) => void,
+  ) {
     this.bytes = new BlobVerifier(digest, size, 'the URL');
   }
 
@@ -45,7 +49,8 @@ export class Verifier {
           }
           finished = true;
         } catch (e) {
-          if (!(e instanceof DigestMismatchError)) v.report({ ok: false, error: `connection dropped after ${v.count} of ${v.size} bytes: ${(e as Error).message}`, mismatch: false });
+          if (!(e instanceof DigestMismatchError))
+            v.report({ ok: false, error: `connection dropped after ${v.count} of ${v.size} bytes: ${(e as Error).message}`, mismatch: false });
           throw e;
         } finally {
           if (!finished) body.destroy();

@@ -46,7 +46,11 @@ export interface ForeignDeps {
 }
 
 // Sorted: health reorders candidates, but only a different set of URLs (a mirror added) is new information.
-const urlsKey = (cands: Candidate[]): string => cands.map((c) => c.url).sort().join('\n');
+const urlsKey = (cands: Candidate[]): string =>
+  cands
+    .map((c) => c.url)
+    .sort()
+    .join('\n');
 
 /** A manifest may list many URLs: bound how many one request contacts, so a client never waits for them all. */
 const MAX_CONTACTED = 4;
@@ -54,7 +58,16 @@ const MAX_CONTACTED = 4;
 export const OFFLINE = (url: string): Tried => ({ url, error: 'not contacted: offline mode', refused: true });
 
 export class ForeignLayers implements ForeignHooks {
-  private readonly counters: Record<ForeignOutcome, number> = { redirect: 0, fetch: 0, stream: 0, head: 0, denied: 0, unavailable: 0, mismatch: 0, recorded: 0 };
+  private readonly counters: Record<ForeignOutcome, number> = {
+    redirect: 0,
+    fetch: 0,
+    stream: 0,
+    head: 0,
+    denied: 0,
+    unavailable: 0,
+    mismatch: 0,
+    recorded: 0,
+  };
 
   /**
    * The last GET failure per digest in this process, with the URL list it was computed from: a HEAD answers
@@ -74,7 +87,12 @@ export class ForeignLayers implements ForeignHooks {
     const found = parsed.descriptors.filter((d) => d.kind === 'blob' && d.size >= 0 && (d.foreign || d.urls.length > 0));
     if (found.length === 0) return;
     try {
-      this.deps.store.record(target.upstream.name, target.repo, found.map((d) => ({ digest: d.digest, size: d.size, mediaType: d.mediaType, urls: d.urls, foreign: d.foreign })), this.deps.now());
+      this.deps.store.record(
+        target.upstream.name,
+        target.repo,
+        found.map((d) => ({ digest: d.digest, size: d.size, mediaType: d.mediaType, urls: d.urls, foreign: d.foreign })),
+        this.deps.now(),
+      );
       this.counters.recorded += found.length;
     } catch (e) {
       // Recording must never fail the manifest response it rides on.
@@ -133,7 +151,12 @@ export class ForeignLayers implements ForeignHooks {
         if (!c.decision.cache) {
           const first = await this.get(c.url, d.size);
           this.count('stream', { ...where, url: c.url });
-          return passThroughHandle(d.size, first, () => this.verifier(digest, d.size, c.url, false), () => this.get(c.url, d.size));
+          return passThroughHandle(
+            d.size,
+            first,
+            () => this.verifier(digest, d.size, c.url, false),
+            () => this.get(c.url, d.size),
+          );
         }
         const handle = await fill(() => this.source(c.url, digest, d.size));
         this.count('fetch', { ...where, url: c.url, outcome: handle.outcome });

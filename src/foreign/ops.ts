@@ -32,8 +32,12 @@ export interface ProbeResult {
 }
 
 const view = (c: Candidate): CandidateView => ({
-  url: c.url, source: c.source, action: c.decision.action, rule: c.decision.rule,
-  ...(c.decision.reason ? { reason: c.decision.reason } : {}), health: c.health,
+  url: c.url,
+  source: c.source,
+  action: c.decision.action,
+  rule: c.decision.rule,
+  ...(c.decision.reason ? { reason: c.decision.reason } : {}),
+  health: c.health,
 });
 
 /** A URL that cannot serve as a mirror (wrong scheme, credentials in it, ...): exit 2 in the CLI, 400 in the admin API. */
@@ -94,10 +98,20 @@ export class ForeignAdmin {
         results.push({ url: c.url, action: c.decision.action, ok: error === undefined, ...(error ? { error } : {}) });
       }
       const firstOk = results.find((r) => r.ok);
-      const status: ForeignStatus = row.status === 'cached' ? 'cached'
-        : firstOk ? (firstOk.action === 'redirect' ? 'redirectable' : 'fetchable')
-        : results.every((r) => r.action === 'deny' || r.error?.startsWith('refused') || r.error?.startsWith('not contacted')) ? 'denied' : 'unavailable';
-      const errors = results.filter((r) => !r.ok).map((r) => `${r.url}: ${r.error}`).join('; ');
+      const status: ForeignStatus =
+        row.status === 'cached'
+          ? 'cached'
+          : firstOk
+            ? firstOk.action === 'redirect'
+              ? 'redirectable'
+              : 'fetchable'
+            : results.every((r) => r.action === 'deny' || r.error?.startsWith('refused') || r.error?.startsWith('not contacted'))
+              ? 'denied'
+              : 'unavailable';
+      const errors = results
+        .filter((r) => !r.ok)
+        .map((r) => `${r.url}: ${r.error}`)
+        .join('; ');
       this.foreign.settle(row.digest, status, firstOk || status === 'cached' ? null : errors || 'no URLs');
       out.push({ digest: row.digest, status, urls: results });
     }
@@ -164,7 +178,11 @@ export class ForeignAdmin {
 
   private row(digest: Digest): ForeignLayerRow {
     const row = this.store.get(digest);
-    if (!row) throw new OciError('BLOB_UNKNOWN', { digest, reason: 'no manifest with this layer has passed through stevedore; pull the image (or its manifest) through it first' });
+    if (!row)
+      throw new OciError('BLOB_UNKNOWN', {
+        digest,
+        reason: 'no manifest with this layer has passed through stevedore; pull the image (or its manifest) through it first',
+      });
     return row;
   }
 }

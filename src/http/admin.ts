@@ -35,14 +35,17 @@ async function urlsBody(c: Context<Env>): Promise<string[]> {
 type Handler = (c: Context<Env>) => Promise<Response> | Response;
 
 /** Operator mistakes are 400s with the reason; OciErrors (unknown digest, ...) go to the usual error envelope. */
-const h = (fn: Handler): Handler => async (c) => {
-  try {
-    return await fn(c);
-  } catch (e) {
-    if (e instanceof BadRequest || e instanceof InvalidMirrorError) return c.json({ errors: [{ code: 'BAD_REQUEST', message: e.message, detail: null }] }, 400);
-    throw e;
-  }
-};
+const h =
+  (fn: Handler): Handler =>
+  async (c) => {
+    try {
+      return await fn(c);
+    } catch (e) {
+      if (e instanceof BadRequest || e instanceof InvalidMirrorError)
+        return c.json({ errors: [{ code: 'BAD_REQUEST', message: e.message, detail: null }] }, 400);
+      throw e;
+    }
+  };
 
 export function adminRoutes(app: Hono<Env>, deps: AdminDeps): void {
   // Hashing both sides gives equal lengths, so the comparison is constant-time whatever the client sends.
@@ -57,15 +60,48 @@ export function adminRoutes(app: Hono<Env>, deps: AdminDeps): void {
   });
   const f = deps.foreign;
   const digest = (c: Context<Env>) => requireDigest(c.req.param('digest') ?? '');
-  app.get('/-/admin/foreign', h((c) => c.json({ layers: f.list(statusQuery(c.req.query('status'))) })));
-  app.get('/-/admin/foreign/stats', h((c) => c.json(deps.foreignStats())));
-  app.get('/-/admin/foreign/mirrors', h((c) => c.json({ prefixes: f.prefixMirrors() })));
-  app.post('/-/admin/foreign/mirrors', h(async (c) => c.json({ added: f.addMirrors('', await urlsBody(c)) })));
-  app.delete('/-/admin/foreign/mirrors', h(async (c) => c.json({ removed: f.removeMirrors('', await urlsBody(c)) })));
-  app.post('/-/admin/foreign/check', h(async (c) => c.json({ layers: await f.check() })));
-  app.get('/-/admin/foreign/:digest', h((c) => c.json(f.show(digest(c)))));
-  app.post('/-/admin/foreign/:digest/mirrors', h(async (c) => c.json({ added: f.addMirrors(digest(c), await urlsBody(c)) })));
-  app.delete('/-/admin/foreign/:digest/mirrors', h(async (c) => c.json({ removed: f.removeMirrors(digest(c), await urlsBody(c)) })));
-  app.post('/-/admin/foreign/:digest/check', h(async (c) => c.json({ layers: await f.check(digest(c)) })));
-  app.post('/-/admin/foreign/:digest/fetch', h(async (c) => c.json(await f.prefetch(digest(c)))));
+  app.get(
+    '/-/admin/foreign',
+    h((c) => c.json({ layers: f.list(statusQuery(c.req.query('status'))) })),
+  );
+  app.get(
+    '/-/admin/foreign/stats',
+    h((c) => c.json(deps.foreignStats())),
+  );
+  app.get(
+    '/-/admin/foreign/mirrors',
+    h((c) => c.json({ prefixes: f.prefixMirrors() })),
+  );
+  app.post(
+    '/-/admin/foreign/mirrors',
+    h(async (c) => c.json({ added: f.addMirrors('', await urlsBody(c)) })),
+  );
+  app.delete(
+    '/-/admin/foreign/mirrors',
+    h(async (c) => c.json({ removed: f.removeMirrors('', await urlsBody(c)) })),
+  );
+  app.post(
+    '/-/admin/foreign/check',
+    h(async (c) => c.json({ layers: await f.check() })),
+  );
+  app.get(
+    '/-/admin/foreign/:digest',
+    h((c) => c.json(f.show(digest(c)))),
+  );
+  app.post(
+    '/-/admin/foreign/:digest/mirrors',
+    h(async (c) => c.json({ added: f.addMirrors(digest(c), await urlsBody(c)) })),
+  );
+  app.delete(
+    '/-/admin/foreign/:digest/mirrors',
+    h(async (c) => c.json({ removed: f.removeMirrors(digest(c), await urlsBody(c)) })),
+  );
+  app.post(
+    '/-/admin/foreign/:digest/check',
+    h(async (c) => c.json({ layers: await f.check(digest(c)) })),
+  );
+  app.post(
+    '/-/admin/foreign/:digest/fetch',
+    h(async (c) => c.json(await f.prefetch(digest(c)))),
+  );
 }

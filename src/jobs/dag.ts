@@ -8,7 +8,6 @@ import type { Reference } from '../oci/reference.js';
 import type { Target } from '../upstream/registries.js';
 import type { ManifestResult, Manifests } from '../cache/manifests.js';
 
-
 export interface ImageDag {
   root: ManifestResult;
   /** The root and every selected child manifest. */
@@ -18,7 +17,13 @@ export interface ImageDag {
 }
 
 /** Resolves `reference` and the selected part of its DAG (manifests fetched and verified through the cache). */
-export async function walkImage(manifests: Manifests, target: Target, reference: Reference, sel: Selection, opts: { revalidate?: boolean } = {}): Promise<ImageDag> {
+export async function walkImage(
+  manifests: Manifests,
+  target: Target,
+  reference: Reference,
+  sel: Selection,
+  opts: { revalidate?: boolean } = {},
+): Promise<ImageDag> {
   const root = await manifests.get(target, reference, undefined, opts);
   const selected: ManifestResult[] = [root];
   const queue: ManifestResult[] = [root];

@@ -11,12 +11,21 @@ import { platformMatches, type Selection } from '../oci/platform.js';
 import { walkImage } from './dag.js';
 import type { Manifests } from '../cache/manifests.js';
 
-export interface PrefetchItem { ref: string; selection: Selection }
+export interface PrefetchItem {
+  ref: string;
+  selection: Selection;
+}
 
 export type BlobStatus = 'pending' | 'fetching' | 'fetched' | 'cached' | 'skipped' | 'failed';
 
 /** One digest's state, shared by every image of the run that references it (fetched once). */
-export interface BlobState { digest: Digest; size: number; status: BlobStatus; bytes: number; reason?: string }
+export interface BlobState {
+  digest: Digest;
+  size: number;
+  status: BlobStatus;
+  bytes: number;
+  reason?: string;
+}
 
 export interface ImageState {
   ref: string;
@@ -111,27 +120,42 @@ export class PrefetchRun {
   /** Why an image that resolved still fails (a wanted platform is not in its index). */
   private readonly problems = new Map<ImageState, string>();
 
-  constructor(private readonly deps: PrefetchDeps, items: PrefetchItem[], private readonly opts: PrefetchOptions) {
+  constructor(
+    private readonly deps: PrefetchDeps,
+    items: PrefetchItem[],
+    private readonly opts: PrefetchOptions,
+  ) {
     this.now = opts.now ?? Date.now;
     this.startedAt = this.now();
     this.pool = new Pool(Math.max(1, opts.concurrency));
     this.images = items.map((i) => ({ ref: i.ref, status: 'resolving', manifests: 0, manifestsFetched: 0, blobs: [] }));
     // A failed run on abort must not leave bytes flowing into a closing store.
-    opts.signal?.addEventListener('abort', () => {
-      for (const s of this.streams) s.destroy(new Error('prefetch aborted'));
-    }, { once: true });
+    opts.signal?.addEventListener(
+      'abort',
+      () => {
+        for (const s of this.streams) s.destroy(new Error('prefetch aborted'));
+      },
+      { once: true },
+    );
     // Manifests are small: walking a few images at once hides latency without competing with blob bandwidth.
     const walks = new Pool(Math.min(4, Math.max(1, opts.concurrency)));
     // (walk() wraps its fills in an object: a returned promise would be adopted and hold the walk slot.)
-    this.done = Promise.all(items.map((item, i) => walks.run(() => this.walk(item, this.images[i]!))
-      .then(({ fills }) => fills)
-      .then(() => this.finish(this.images[i]!))))
-      .then(() => this.summary());
+    this.done = Promise.all(
+      items.map((item, i) =>
+        walks
+          .run(() => this.walk(item, this.images[i]!))
+          .then(({ fills }) => fills)
+          .then(() => this.finish(this.images[i]!)),
+      ),
+    ).then(() => this.summary());
   }
 
   /** Unique blobs of the run so far: total, done (cached + fetched + failed/skipped sizes) and bytes fetched. */
   totals(): { bytes: number; doneBytes: number; fetchedBytes: number; blobs: number; blobsDone: number } {
-    let bytes = 0, doneBytes = 0, fetchedBytes = 0, blobsDone = 0;
+    let bytes = 0,
+      doneBytes = 0,
+      fetchedBytes = 0,
+      blobsDone = 0;
     for (const { state: b } of this.digests.values()) {
       bytes += b.size;
       if (b.status === 'fetching' || b.status === 'fetched') fetchedBytes += b.bytes;
@@ -184,7 +208,8 @@ export class PrefetchRun {
   private missingPlatforms(root: { body: Buffer; mediaType: string }, sel: Selection): string[] {
     if (!sel.platforms || !isIndexType(root.mediaType)) return [];
     const entries = parseManifest(root.body, root.mediaType).descriptors;
-    return sel.platforms.filter((p) => !entries.some((e) => e.kind === 'manifest' && platformMatches(p, e.platform)))
+    return sel.platforms
+      .filter((p) => !entries.some((e) => e.kind === 'manifest' && platformMatches(p, e.platform)))
       .map((p) => [p.os, p.architecture, p.variant].filter(Boolean).join('/'));
   }
 
@@ -193,10 +218,12 @@ export class PrefetchRun {
     const known = this.digests.get(digest);
     if (known) return known.state;
     const state: BlobState = { digest, size, status: 'pending', bytes: 0 };
-    const done = this.pool.run(() => this.fill(target, state)).catch((e: unknown) => {
-      state.status = 'failed';
-      state.reason = reasonOf(e);
-    });
+    const done = this.pool
+      .run(() => this.fill(target, state))
+      .catch((e: unknown) => {
+        state.status = 'failed';
+        state.reason = reasonOf(e);
+      });
     this.digests.set(digest, { state, done });
     return state;
   }
@@ -250,8 +277,12 @@ export class PrefetchRun {
 
   private summary(): PrefetchSummary {
     const s: PrefetchSummary = {
-      ok: true, seconds: (this.now() - this.startedAt) / 1000, images: [],
-      fetched: { blobs: 0, bytes: 0 }, cached: { blobs: 0, bytes: 0 }, skipped: { blobs: 0, bytes: 0 },
+      ok: true,
+      seconds: (this.now() - this.startedAt) / 1000,
+      images: [],
+      fetched: { blobs: 0, bytes: 0 },
+      cached: { blobs: 0, bytes: 0 },
+      skipped: { blobs: 0, bytes: 0 },
       failed: { images: 0, blobs: 0, reasons: [] },
     };
     for (const img of this.images) {

@@ -78,12 +78,15 @@ export class Warmer {
 
   private arm(i: number, due: number): void {
     const delay = Math.min(Math.max(0, due - this.now()), MAX_TIMER_MS);
-    this.timers.set(i, setTimeout(() => {
-      this.timers.delete(i);
-      if (this.stopped) return;
-      if (due - this.now() > 1000) this.arm(i, due);
-      else void this.fire(i);
-    }, delay).unref());
+    this.timers.set(
+      i,
+      setTimeout(() => {
+        this.timers.delete(i);
+        if (this.stopped) return;
+        if (due - this.now() > 1000) this.arm(i, due);
+        else void this.fire(i);
+      }, delay).unref(),
+    );
   }
 
   /** Queues one run of entry i; its next run is armed only after this one ended, so an entry never overlaps itself. */
@@ -111,8 +114,13 @@ export class Warmer {
     for (const status of ['fetched', 'cached', 'skipped'] as const) if (s[status].blobs > 0) metrics?.warmBlobs.inc({ status }, s[status].blobs);
     if (s.failed.blobs > 0) metrics?.warmBlobs.inc({ status: 'failed' }, s.failed.blobs);
     const line = {
-      warm: e.name, seconds: s.seconds, images: s.images.map((m) => ({ ref: m.ref, digest: m.digest, ok: m.ok })),
-      fetched: s.fetched, cached: s.cached, skipped: s.skipped, failed: s.failed,
+      warm: e.name,
+      seconds: s.seconds,
+      images: s.images.map((m) => ({ ref: m.ref, digest: m.digest, ok: m.ok })),
+      fetched: s.fetched,
+      cached: s.cached,
+      skipped: s.skipped,
+      failed: s.failed,
     };
     if (s.ok) log.info(line, 'warm run finished');
     else log.warn(line, 'warm run finished with failures');

@@ -24,23 +24,88 @@ export class Metrics {
 
   constructor(sources?: GaugeSources) {
     const registers = [this.registry];
-    this.requests = new Counter({ name: 'stevedore_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers });
-    this.cache = new Counter({ name: 'stevedore_cache_requests_total', help: 'Manifest and blob requests by cache outcome (hit, miss, coalesced, revalidated, stale, pass-through, redirect, foreign-fetch)', labelNames: ['kind', 'outcome'], registers });
-    this.servedBytes = new Counter({ name: 'stevedore_served_bytes_total', help: 'Body bytes sent to clients, by kind and cache outcome (outcome="hit": served from cache)', labelNames: ['kind', 'outcome'], registers });
-    this.upstreamBytes = new Counter({ name: 'stevedore_upstream_bytes_total', help: 'Body bytes fetched from upstream registries (and foreign URLs)', labelNames: ['kind'], registers });
-    this.upstreamSeconds = new Histogram({ name: 'stevedore_upstream_request_seconds', help: 'Upstream request latency until response headers', labelNames: ['upstream', 'method', 'status'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers });
-    this.upstreamErrors = new Counter({ name: 'stevedore_upstream_errors_total', help: 'Upstream requests that failed (network, 5xx, circuit open, offline)', labelNames: ['upstream', 'reason'], registers });
+    this.requests = new Counter({
+      name: 'stevedore_http_requests_total',
+      help: 'HTTP requests by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    });
+    this.cache = new Counter({
+      name: 'stevedore_cache_requests_total',
+      help: 'Manifest and blob requests by cache outcome (hit, miss, coalesced, revalidated, stale, pass-through, redirect, foreign-fetch)',
+      labelNames: ['kind', 'outcome'],
+      registers,
+    });
+    this.servedBytes = new Counter({
+      name: 'stevedore_served_bytes_total',
+      help: 'Body bytes sent to clients, by kind and cache outcome (outcome="hit": served from cache)',
+      labelNames: ['kind', 'outcome'],
+      registers,
+    });
+    this.upstreamBytes = new Counter({
+      name: 'stevedore_upstream_bytes_total',
+      help: 'Body bytes fetched from upstream registries (and foreign URLs)',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.upstreamSeconds = new Histogram({
+      name: 'stevedore_upstream_request_seconds',
+      help: 'Upstream request latency until response headers',
+      labelNames: ['upstream', 'method', 'status'],
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: 'stevedore_upstream_errors_total',
+      help: 'Upstream requests that failed (network, 5xx, circuit open, offline)',
+      labelNames: ['upstream', 'reason'],
+      registers,
+    });
     this.evictions = new Counter({ name: 'stevedore_evictions_total', help: 'Objects evicted by the storage budget sweep', labelNames: ['kind'], registers });
     this.evictedBytes = new Counter({ name: 'stevedore_evicted_bytes_total', help: 'Bytes freed by eviction', registers });
-    this.warmRuns = new Counter({ name: 'stevedore_warm_runs_total', help: 'Scheduled warming runs by result (ok, failed)', labelNames: ['result'], registers });
+    this.warmRuns = new Counter({
+      name: 'stevedore_warm_runs_total',
+      help: 'Scheduled warming runs by result (ok, failed)',
+      labelNames: ['result'],
+      registers,
+    });
     this.warmBytes = new Counter({ name: 'stevedore_warm_bytes_total', help: 'Blob bytes fetched by scheduled warming', registers });
-    this.warmBlobs = new Counter({ name: 'stevedore_warm_blobs_total', help: 'Blobs seen by scheduled warming runs, by status (fetched, cached, skipped, failed)', labelNames: ['status'], registers });
+    this.warmBlobs = new Counter({
+      name: 'stevedore_warm_blobs_total',
+      help: 'Blobs seen by scheduled warming runs, by status (fetched, cached, skipped, failed)',
+      labelNames: ['status'],
+      registers,
+    });
     if (!sources) return;
-    new Gauge({ name: 'stevedore_fills_in_flight', help: 'Blob downloads from upstream in progress', registers, collect() { this.set(sources.fillsInFlight()); } });
-    new Gauge({ name: 'stevedore_store_bytes', help: 'Bytes of blobs in the store', registers, collect() { this.set(sources.store().bytes); } });
-    new Gauge({ name: 'stevedore_store_objects', help: 'Blobs in the store', registers, collect() { this.set(sources.store().objects); } });
     new Gauge({
-      name: 'stevedore_upstream_circuit_open', help: '1 while the circuit breaker for an upstream is open', labelNames: ['upstream'], registers,
+      name: 'stevedore_fills_in_flight',
+      help: 'Blob downloads from upstream in progress',
+      registers,
+      collect() {
+        this.set(sources.fillsInFlight());
+      },
+    });
+    new Gauge({
+      name: 'stevedore_store_bytes',
+      help: 'Bytes of blobs in the store',
+      registers,
+      collect() {
+        this.set(sources.store().bytes);
+      },
+    });
+    new Gauge({
+      name: 'stevedore_store_objects',
+      help: 'Blobs in the store',
+      registers,
+      collect() {
+        this.set(sources.store().objects);
+      },
+    });
+    new Gauge({
+      name: 'stevedore_upstream_circuit_open',
+      help: '1 while the circuit breaker for an upstream is open',
+      labelNames: ['upstream'],
+      registers,
       collect() {
         for (const c of sources.circuits()) this.set({ upstream: c.upstream }, c.open ? 1 : 0);
       },
@@ -48,7 +113,10 @@ export class Metrics {
     if (sources.foreign) {
       const foreign = sources.foreign;
       new Gauge({
-        name: 'stevedore_foreign_layer_requests', help: 'Foreign-layer blob requests by how they were resolved (since start)', labelNames: ['outcome'], registers,
+        name: 'stevedore_foreign_layer_requests',
+        help: 'Foreign-layer blob requests by how they were resolved (since start)',
+        labelNames: ['outcome'],
+        registers,
         collect() {
           for (const [outcome, n] of Object.entries(foreign())) this.set({ outcome }, n);
         },

@@ -9,7 +9,11 @@ const HEX_LENGTH: Record<Algorithm, number> = { sha256: 64, sha512: 128 };
 // Registered algorithms only; the spec's general grammar allows others, but we can verify only these.
 const DIGEST_RE = /^(sha256|sha512):([a-f0-9]+)$/;
 
-export interface ParsedDigest { algorithm: Algorithm; hex: string; digest: Digest }
+export interface ParsedDigest {
+  algorithm: Algorithm;
+  hex: string;
+  digest: Digest;
+}
 
 /** Parses a digest string; returns undefined when it is not a verifiable sha256/sha512 digest. */
 export function parseDigest(value: string): ParsedDigest | undefined {

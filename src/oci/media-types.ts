@@ -9,9 +9,7 @@ export const MT = {
   dockerForeignLayer: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
 } as const;
 
-export const MANIFEST_MEDIA_TYPES: readonly string[] = [
-  MT.ociIndex, MT.ociManifest, MT.dockerList, MT.dockerManifest, MT.dockerV1Signed, MT.dockerV1,
-];
+export const MANIFEST_MEDIA_TYPES: readonly string[] = [MT.ociIndex, MT.ociManifest, MT.dockerList, MT.dockerManifest, MT.dockerV1Signed, MT.dockerV1];
 
 /** Sent upstream when the client sends no Accept (e.g. curl), so upstream does not fall back to schema1. */
 export const DEFAULT_ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');

@@ -1,14 +1,17 @@
 // Platforms and index entry selection: which manifests of an index (platform, compression variant) an image pull wants.
 import type { Descriptor } from './manifest.js';
 
-export interface Platform { os: string; architecture: string; variant?: string }
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
 export type Compression = 'gzip' | 'zstd' | 'any';
 export interface Selection {
   /** undefined: every platform. */
   platforms?: Platform[];
   compression: Compression;
 }
-
 
 /** Parses os/arch[/variant], e.g. linux/arm64/v8. */
 export function parsePlatform(value: string): Platform {
@@ -56,4 +59,3 @@ function groupByPlatform(entries: Descriptor[]): Descriptor[][] {
   }
   return [...groups.values()];
 }
-

@@ -51,7 +51,12 @@ export class VerifyingStream extends Transform {
   private held: Buffer | undefined;
   private pos = 0;
 
-  constructor(digest: Digest, size: number | undefined, private readonly range: { start: number; end: number } = { start: 0, end: Infinity }, source?: string) {
+  constructor(
+    digest: Digest,
+    size: number | undefined,
+    private readonly range: { start: number; end: number } = { start: 0, end: Infinity },
+    source?: string,
+  ) {
     super({ highWaterMark: 1 << 20 });
     this.verifier = new BlobVerifier(digest, size, source);
   }

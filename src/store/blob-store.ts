@@ -102,7 +102,10 @@ export class BlobStore {
         await fsp.rm(lock, { force: true });
       };
       return {
-        path, handle, size, release,
+        path,
+        handle,
+        size,
+        release,
         abandon: async () => {
           await release();
           await handle.close().catch(() => undefined);

@@ -40,8 +40,16 @@ export interface UrlHealth {
 }
 
 interface LayerDbRow {
-  digest: string; size: number; media_type: string; is_foreign: number; urls: string; status: string;
-  last_error: string | null; first_seen: number; last_seen: number; cached: number;
+  digest: string;
+  size: number;
+  media_type: string;
+  is_foreign: number;
+  urls: string;
+  status: string;
+  last_error: string | null;
+  first_seen: number;
+  last_seen: number;
+  cached: number;
 }
 
 const SELECT_LAYER = `SELECT f.*, (b.digest IS NOT NULL) AS cached FROM foreign_layers f LEFT JOIN blobs b ON b.digest = f.digest`;
@@ -50,8 +58,15 @@ function toRow(r: LayerDbRow): ForeignLayerRow {
   const stored = r.status as ForeignStatus;
   const status: ForeignStatus = r.cached ? 'cached' : stored === 'cached' ? 'unresolved' : stored;
   return {
-    digest: r.digest as Digest, size: r.size, mediaType: r.media_type, foreign: r.is_foreign === 1,
-    urls: JSON.parse(r.urls) as string[], status, lastError: r.last_error, firstSeen: r.first_seen, lastSeen: r.last_seen,
+    digest: r.digest as Digest,
+    size: r.size,
+    mediaType: r.media_type,
+    foreign: r.is_foreign === 1,
+    urls: JSON.parse(r.urls) as string[],
+    status,
+    lastError: r.last_error,
+    firstSeen: r.first_seen,
+    lastSeen: r.last_seen,
   };
 }
 
@@ -73,7 +88,8 @@ export class ForeignStore {
       addMirror: db.prepare('INSERT OR IGNORE INTO foreign_mirrors (digest, url, added_at) VALUES (?, ?, ?)'),
       delMirror: db.prepare('DELETE FROM foreign_mirrors WHERE digest = ? AND url = ?'),
       health: db.prepare<[string], { url: string; last_success: number | null; last_failure: number | null; failures: number; last_error: string | null }>(
-        'SELECT * FROM foreign_url_health WHERE url = ?'),
+        'SELECT * FROM foreign_url_health WHERE url = ?',
+      ),
       ok: db.prepare(`INSERT INTO foreign_url_health (url, last_success, failures) VALUES (?, ?, 0)
         ON CONFLICT(url) DO UPDATE SET last_success = excluded.last_success, failures = 0`),
       fail: db.prepare(`INSERT INTO foreign_url_health (url, last_failure, failures, last_error) VALUES (?, ?, 1, ?)

@@ -4,15 +4,25 @@ import { LRUCache } from 'lru-cache';
 import type { Digest } from '../oci/digest.js';
 import { MIGRATIONS } from './schema.js';
 
-export interface ManifestRow { digest: Digest; mediaType: string; body: Buffer }
-export interface TagRow { digest: Digest; checkedAt: number }
+export interface ManifestRow {
+  digest: Digest;
+  mediaType: string;
+  body: Buffer;
+}
+export interface TagRow {
+  digest: Digest;
+  checkedAt: number;
+}
 
 export class Metadata {
   readonly db: Database.Database;
   private readonly q;
   private readonly knownLinks = new LRUCache<string, true>({ max: 100_000 });
 
-  constructor(path: string, private readonly now: () => number = Date.now) {
+  constructor(
+    path: string,
+    private readonly now: () => number = Date.now,
+  ) {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -22,15 +32,23 @@ export class Metadata {
     const db = this.db;
     this.q = {
       blobSize: db.prepare<[string], { size: number }>('SELECT size FROM blobs WHERE digest = ?'),
-      putBlob: db.prepare('INSERT INTO blobs (digest, size, created_at, last_access) VALUES (?, ?, ?, ?) ON CONFLICT(digest) DO UPDATE SET last_access = excluded.last_access'),
+      putBlob: db.prepare(
+        'INSERT INTO blobs (digest, size, created_at, last_access) VALUES (?, ?, ?, ?) ON CONFLICT(digest) DO UPDATE SET last_access = excluded.last_access',
+      ),
       delBlob: db.prepare('DELETE FROM blobs WHERE digest = ?'),
       isLinked: db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM links WHERE upstream = ? AND repo = ? AND digest = ?'),
       link: db.prepare('INSERT OR IGNORE INTO links (upstream, repo, digest) VALUES (?, ?, ?)'),
       getManifest: db.prepare<[string], { media_type: string; body: Buffer }>('SELECT media_type, body FROM manifests WHERE digest = ?'),
       putRef: db.prepare('INSERT OR IGNORE INTO manifest_refs (manifest, child) VALUES (?, ?)'),
-      putManifest: db.prepare('INSERT INTO manifests (digest, media_type, body, created_at, last_access) VALUES (?, ?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING'),
-      getTag: db.prepare<[string, string, string], { digest: string; checked_at: number }>('SELECT digest, checked_at FROM tags WHERE upstream = ? AND repo = ? AND tag = ?'),
-      putTag: db.prepare('INSERT INTO tags (upstream, repo, tag, digest, checked_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(upstream, repo, tag) DO UPDATE SET digest = excluded.digest, checked_at = excluded.checked_at'),
+      putManifest: db.prepare(
+        'INSERT INTO manifests (digest, media_type, body, created_at, last_access) VALUES (?, ?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING',
+      ),
+      getTag: db.prepare<[string, string, string], { digest: string; checked_at: number }>(
+        'SELECT digest, checked_at FROM tags WHERE upstream = ? AND repo = ? AND tag = ?',
+      ),
+      putTag: db.prepare(
+        'INSERT INTO tags (upstream, repo, tag, digest, checked_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT(upstream, repo, tag) DO UPDATE SET digest = excluded.digest, checked_at = excluded.checked_at',
+      ),
       delTag: db.prepare('DELETE FROM tags WHERE upstream = ? AND repo = ? AND tag = ?'),
       listTags: db.prepare<[string, string], { tag: string }>('SELECT tag FROM tags WHERE upstream = ? AND repo = ? ORDER BY tag'),
     };

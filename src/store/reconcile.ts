@@ -20,11 +20,20 @@ async function* committedFiles(store: BlobStore): AsyncGenerator<{ digest: Diges
   }
 }
 
-export interface ReconcileResult { rowsDropped: number; filesAdopted: number; strayFiles: number }
+export interface ReconcileResult {
+  rowsDropped: number;
+  filesAdopted: number;
+  strayFiles: number;
+}
 
 /** Rows whose file is gone are dropped; verified files without a row (crash after rename) are adopted. */
 export async function reconcile(store: BlobStore, meta: Metadata): Promise<ReconcileResult> {
-  const rows = new Map(meta.db.prepare<[], { digest: string; size: number }>('SELECT digest, size FROM blobs').all().map((r) => [r.digest, r.size]));
+  const rows = new Map(
+    meta.db
+      .prepare<[], { digest: string; size: number }>('SELECT digest, size FROM blobs')
+      .all()
+      .map((r) => [r.digest, r.size]),
+  );
   const result: ReconcileResult = { rowsDropped: 0, filesAdopted: 0, strayFiles: 0 };
   const seen = new Set<string>();
   for await (const { digest, file } of committedFiles(store)) {
@@ -51,10 +60,19 @@ export async function reconcile(store: BlobStore, meta: Metadata): Promise<Recon
   return result;
 }
 
-export interface VerifyResult { checked: number; bytes: number; corrupt: { digest: Digest; got: string }[]; repaired: boolean }
+export interface VerifyResult {
+  checked: number;
+  bytes: number;
+  corrupt: { digest: Digest; got: string }[];
+  repaired: boolean;
+}
 
 /** Re-hashes every committed blob; with repair, corrupt ones lose their row, then their file. */
-export async function verifyStore(store: BlobStore, meta: Metadata, opts: { repair: boolean; onProgress?: (d: Digest, ok: boolean) => void }): Promise<VerifyResult> {
+export async function verifyStore(
+  store: BlobStore,
+  meta: Metadata,
+  opts: { repair: boolean; onProgress?: (d: Digest, ok: boolean) => void },
+): Promise<VerifyResult> {
   const result: VerifyResult = { checked: 0, bytes: 0, corrupt: [], repaired: opts.repair };
   for await (const { digest, file } of committedFiles(store)) {
     const h = new Hasher(parseDigest(digest)!.algorithm);

@@ -2,9 +2,23 @@
 import type Database from 'better-sqlite3';
 import type { Digest } from '../oci/digest.js';
 
-export interface Candidate { digest: Digest; size: number }
-export interface Pin { upstream: string; repo: string; reference: string; digest: Digest; createdAt: number }
-export interface RepoUsage { upstream: string; repo: string; blobs: number; bytes: number }
+export interface Candidate {
+  digest: Digest;
+  size: number;
+}
+export interface Pin {
+  upstream: string;
+  repo: string;
+  reference: string;
+  digest: Digest;
+  createdAt: number;
+}
+export interface RepoUsage {
+  upstream: string;
+  repo: string;
+  blobs: number;
+  bytes: number;
+}
 
 export class Usage {
   constructor(private readonly db: Database.Database) {}
@@ -17,34 +31,42 @@ export class Usage {
 
   /** Every digest reachable from a pin: the pinned manifests and, transitively, what they reference. */
   pinnedClosure(): Set<string> {
-    const rows = this.db.prepare<[], { d: string }>(`
+    const rows = this.db
+      .prepare<[], { d: string }>(`
       WITH RECURSIVE kept(d) AS (
         SELECT digest FROM pins
         UNION SELECT r.child FROM manifest_refs r JOIN kept ON r.manifest = kept.d
-      ) SELECT d FROM kept`).all();
+      ) SELECT d FROM kept`)
+      .all();
     return new Set(rows.map((r) => r.d));
   }
 
   /** Cached foreign/non-distributable layers (the foreign-layer table says which digests are). */
   cachedForeignLayers(): Set<string> {
-    const rows = this.db.prepare<[], { digest: string }>('SELECT f.digest FROM foreign_layers f JOIN blobs b ON b.digest = f.digest WHERE f.is_foreign = 1').all();
+    const rows = this.db
+      .prepare<[], { digest: string }>('SELECT f.digest FROM foreign_layers f JOIN blobs b ON b.digest = f.digest WHERE f.is_foreign = 1')
+      .all();
     return new Set(rows.map((r) => r.digest));
   }
 
   /** Blobs no stored manifest references, least recently used first. */
   unreferencedBlobs(): Candidate[] {
-    return this.db.prepare<[], Candidate>(`
+    return this.db
+      .prepare<[], Candidate>(`
       SELECT digest, size FROM blobs b
       WHERE NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = b.digest)
-      ORDER BY last_access`).all();
+      ORDER BY last_access`)
+      .all();
   }
 
   /** Manifests no other stored manifest references (roots: images and indexes), least recently used first. */
   rootManifests(): Candidate[] {
-    return this.db.prepare<[], Candidate>(`
+    return this.db
+      .prepare<[], Candidate>(`
       SELECT digest, length(body) AS size FROM manifests m
       WHERE NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = m.digest)
-      ORDER BY last_access`).all();
+      ORDER BY last_access`)
+      .all();
   }
 
   deleteBlob(digest: Digest): void {
@@ -66,7 +88,10 @@ export class Usage {
   }
 
   pin(p: Omit<Pin, 'createdAt'>, now: number): void {
-    this.db.prepare('INSERT INTO pins (upstream, repo, reference, digest, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (upstream, repo, reference) DO UPDATE SET digest = excluded.digest')
+    this.db
+      .prepare(
+        'INSERT INTO pins (upstream, repo, reference, digest, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (upstream, repo, reference) DO UPDATE SET digest = excluded.digest',
+      )
       .run(p.upstream, p.repo, p.reference, p.digest, now);
   }
 
@@ -80,9 +105,11 @@ export class Usage {
 
   /** Bytes of cached blobs linked to each repository (a blob shared by several repositories counts in each). */
   byRepository(): RepoUsage[] {
-    return this.db.prepare<[], RepoUsage>(`
+    return this.db
+      .prepare<[], RepoUsage>(`
       SELECT l.upstream AS upstream, l.repo AS repo, COUNT(*) AS blobs, COALESCE(SUM(b.size), 0) AS bytes
       FROM links l JOIN blobs b ON b.digest = l.digest
-      GROUP BY l.upstream, l.repo ORDER BY bytes DESC`).all();
+      GROUP BY l.upstream, l.repo ORDER BY bytes DESC`)
+      .all();
   }
 }

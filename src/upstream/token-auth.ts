@@ -3,7 +3,10 @@ import { LRUCache } from 'lru-cache';
 import { getDomain } from 'tldts';
 import type { Upstream } from './types.js';
 
-export interface Challenge { scheme: string; params: Record<string, string> }
+export interface Challenge {
+  scheme: string;
+  params: Record<string, string>;
+}
 
 /** Parses `Bearer realm="...",service="...",scope="..."` (RFC 7235 auth-param list). */
 export function parseChallenge(header: string): Challenge | undefined {
@@ -20,7 +23,10 @@ export function parseChallenge(header: string): Challenge | undefined {
  * s3.amazonaws.com: every tenant is its own site); an IP address or single label is its own domain.
  */
 export function registrableDomain(hostname: string): string {
-  const h = hostname.toLowerCase().replace(/\.$/, '').replace(/^\[|\]$/g, '');
+  const h = hostname
+    .toLowerCase()
+    .replace(/\.$/, '')
+    .replace(/^\[|\]$/g, '');
   return getDomain(h, { allowPrivateDomains: true }) ?? h;
 }
 
@@ -45,7 +51,10 @@ export function realmAllowed(upstreamUrl: string, realm: string): boolean {
 /** The upstream's auth setup is refused (hostile realm), or its token endpoint refused our credentials: retrying cannot help. */
 export class AuthRefusedError extends Error {
   override name = 'AuthRefusedError';
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
     super(message);
   }
 }

@@ -47,9 +47,13 @@ export interface Containerd {
  * containerd sends `?ns=<registryHost>` to a mirror whose host differs from the server's.
  */
 export function writeHostsToml(dir: string, registryHost: string, mirrorUrl: string, opts: { server?: string; capabilities?: string[] } = {}): string {
-  const server = opts.server ??
-    (registryHost === 'docker.io' ? 'https://registry-1.docker.io'
-      : /^(127\.|localhost)/.test(registryHost) ? `http://${registryHost}` : `https://${registryHost}`);
+  const server =
+    opts.server ??
+    (registryHost === 'docker.io'
+      ? 'https://registry-1.docker.io'
+      : /^(127\.|localhost)/.test(registryHost)
+        ? `http://${registryHost}`
+        : `https://${registryHost}`);
   const caps = (opts.capabilities ?? ['pull', 'resolve']).map((c) => JSON.stringify(c)).join(', ');
   const hostDir = path.join(dir, registryHost);
   mkdirSync(hostDir, { recursive: true });
@@ -62,30 +66,35 @@ export async function startContainerd(opts: { startTimeoutMs?: number } = {}): P
   const tmp = makeTempDir('stevedore-ctd-');
   const address = path.join(tmp.path, 'containerd.sock');
   const configPath = path.join(tmp.path, 'config.toml');
-  writeFileSync(configPath, [
-    'version = 2',
-    `root = ${JSON.stringify(path.join(tmp.path, 'root'))}`,
-    `state = ${JSON.stringify(path.join(tmp.path, 'state'))}`,
-    // CRI wants networking/cgroups; the others either need privileges or are irrelevant for pulls.
-    'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.btrfs"]',
-    '',
-    '[grpc]',
-    `  address = ${JSON.stringify(address)}`,
-    '[ttrpc]',
-    `  address = ${JSON.stringify(`${address}.ttrpc`)}`,
-    '[debug]',
-    '  address = ""',
-    '  level = "info"',
-    '[metrics]',
-    '  address = ""',
-    '[plugins."io.containerd.internal.v1.opt"]',
-    `  path = ${JSON.stringify(path.join(tmp.path, 'opt'))}`,
-    '',
-  ].join('\n'));
+  writeFileSync(
+    configPath,
+    [
+      'version = 2',
+      `root = ${JSON.stringify(path.join(tmp.path, 'root'))}`,
+      `state = ${JSON.stringify(path.join(tmp.path, 'state'))}`,
+      // CRI wants networking/cgroups; the others either need privileges or are irrelevant for pulls.
+      'disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.btrfs"]',
+      '',
+      '[grpc]',
+      `  address = ${JSON.stringify(address)}`,
+      '[ttrpc]',
+      `  address = ${JSON.stringify(`${address}.ttrpc`)}`,
+      '[debug]',
+      '  address = ""',
+      '  level = "info"',
+      '[metrics]',
+      '  address = ""',
+      '[plugins."io.containerd.internal.v1.opt"]',
+      `  path = ${JSON.stringify(path.join(tmp.path, 'opt'))}`,
+      '',
+    ].join('\n'),
+  );
 
   let logText = '';
   const child: ChildProcess = spawnTracked(CONTAINERD, ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const collect = (d: Buffer): void => { if (logText.length < 2_000_000) logText += d.toString('utf8'); };
+  const collect = (d: Buffer): void => {
+    if (logText.length < 2_000_000) logText += d.toString('utf8');
+  };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
   let spawnError: Error | undefined;
@@ -100,11 +109,16 @@ export async function startContainerd(opts: { startTimeoutMs?: number } = {}): P
   };
 
   try {
-    await waitFor('containerd to answer `ctr version`', async () => {
-      if (spawnError) throw spawnError;
-      if (child.exitCode !== null) throw new Error(`containerd exited with ${child.exitCode}:\n${logText}`);
-      return (await ctr(['version'], { timeoutMs: 3_000 })).code === 0;
-    }, opts.startTimeoutMs ?? 20_000, 100);
+    await waitFor(
+      'containerd to answer `ctr version`',
+      async () => {
+        if (spawnError) throw spawnError;
+        if (child.exitCode !== null) throw new Error(`containerd exited with ${child.exitCode}:\n${logText}`);
+        return (await ctr(['version'], { timeoutMs: 3_000 })).code === 0;
+      },
+      opts.startTimeoutMs ?? 20_000,
+      100,
+    );
   } catch (err) {
     await stop();
     throw err;
@@ -113,7 +127,10 @@ export async function startContainerd(opts: { startTimeoutMs?: number } = {}): P
   const contentDigests = async (): Promise<string[]> => {
     const r = await ctr(['content', 'ls', '-q']);
     if (r.code !== 0) throw new Error(`ctr content ls failed: ${r.stderr}`);
-    return r.stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('sha256:'));
+    return r.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith('sha256:'));
   };
 
   return {
@@ -121,9 +138,7 @@ export async function startContainerd(opts: { startTimeoutMs?: number } = {}): P
     dir: tmp.path,
     ctr,
     pull: (ref, o) => {
-      const args = o.unpack ?? true
-        ? ['images', 'pull', '--snapshotter', o.snapshotter ?? 'native']
-        : ['content', 'fetch'];
+      const args = (o.unpack ?? true) ? ['images', 'pull', '--snapshotter', o.snapshotter ?? 'native'] : ['content', 'fetch'];
       args.push('--hosts-dir', o.hostsDir);
       if (o.platform) args.push('--platform', o.platform);
       if (o.allPlatforms) args.push('--all-platforms');
@@ -133,7 +148,10 @@ export async function startContainerd(opts: { startTimeoutMs?: number } = {}): P
     contentDigests,
     clearContent: async () => {
       const imgs = await ctr(['images', 'ls', '-q']);
-      const names = imgs.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+      const names = imgs.stdout
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
       if (names.length) await ctr(['images', 'rm', '--sync', ...names]);
       const left = await contentDigests();
       if (left.length) await ctr(['content', 'rm', ...left]);

@@ -26,7 +26,13 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   const to = new URL(target);
   let log: ProxiedRequest[] = [];
   const server: Server = createServer((req, res) => {
-    const entry: ProxiedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', status: 0, bytes: 0, ...(req.headers.range ? { range: req.headers.range } : {}) };
+    const entry: ProxiedRequest = {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      status: 0,
+      bytes: 0,
+      ...(req.headers.range ? { range: req.headers.range } : {}),
+    };
     log.push(entry);
     const headers: IncomingHttpHeaders = { ...req.headers, host: to.host };
     const up = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers }, (ur) => {

@@ -26,10 +26,12 @@ function tmpFile(name: string, text: string): string {
 }
 
 function walk(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const p = path.join(dir, e.name);
-    return e.isDirectory() ? walk(p) : [p];
-  }).sort();
+  return readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => {
+      const p = path.join(dir, e.name);
+      return e.isDirectory() ? walk(p) : [p];
+    })
+    .sort();
 }
 
 /** How each file under deploy/ is checked; a file with no handler fails the suite (nothing ships unchecked). */
@@ -57,7 +59,9 @@ export function parseProblems(kind: Kind, text: string): string[] {
 }
 
 export function yamlDocs(file: string): Obj[] {
-  return parseAllDocuments(readFileSync(file, 'utf8')).map((d) => d.toJS() as Obj).filter((d) => d !== null && d !== undefined);
+  return parseAllDocuments(readFileSync(file, 'utf8'))
+    .map((d) => d.toJS() as Obj)
+    .filter((d) => d !== null && d !== undefined);
 }
 
 /** Loads a config text with the real loader, with an empty environment. */
@@ -74,11 +78,14 @@ export function mutate(text: string, from: string | RegExp, to: string): string 
 
 /** Asserts that loading text throws a ConfigError whose message names key. */
 export function assertRejects(text: string, key: string): void {
-  assert.throws(() => loadText(text), (e: unknown) => {
-    assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
-    assert.ok(e.message.includes(key), `"${e.message}" names ${key}`);
-    return true;
-  });
+  assert.throws(
+    () => loadText(text),
+    (e: unknown) => {
+      assert.ok(e instanceof ConfigError, `expected a ConfigError, got ${String(e)}`);
+      assert.ok(e.message.includes(key), `"${e.message}" names ${key}`);
+      return true;
+    },
+  );
 }
 
 /** The server's shutdown: drain for GRACE_MS, then let fills finish for up to GRACE_MS more. */

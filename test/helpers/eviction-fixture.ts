@@ -15,10 +15,21 @@ import { Usage } from '../../src/store/usage.ts';
 import { makeTempDir, type TempDir } from './tmp.ts';
 
 export const UP = 'registry.test';
-const MT = { manifest: 'application/vnd.oci.image.manifest.v1+json', index: 'application/vnd.oci.image.index.v1+json', config: 'application/vnd.oci.image.config.v1+json', layer: 'application/vnd.oci.image.layer.v1.tar+gzip' };
+const MT = {
+  manifest: 'application/vnd.oci.image.manifest.v1+json',
+  index: 'application/vnd.oci.image.index.v1+json',
+  config: 'application/vnd.oci.image.config.v1+json',
+  layer: 'application/vnd.oci.image.layer.v1.tar+gzip',
+};
 
-export interface Blob { digest: Digest; size: number }
-export interface Image extends Blob { config: Blob; layers: Blob[] }
+export interface Blob {
+  digest: Digest;
+  size: number;
+}
+export interface Image extends Blob {
+  config: Blob;
+  layers: Blob[];
+}
 
 /** A data dir with real CAS files and SQLite rows, an injected clock, and an eviction over it. */
 export class Fixture {
@@ -32,7 +43,15 @@ export class Fixture {
   private seq = 0;
 
   eviction(maxSize?: number): Eviction {
-    return new Eviction({ meta: this.meta, usage: this.usage, store: this.store, access: this.access, log: pino({ level: 'silent' }), maxSize, inUse: (d) => this.inUse.has(d) });
+    return new Eviction({
+      meta: this.meta,
+      usage: this.usage,
+      store: this.store,
+      access: this.access,
+      log: pino({ level: 'silent' }),
+      maxSize,
+      inUse: (d) => this.inUse.has(d),
+    });
   }
 
   /** Writes a verified file into the CAS and its row, as a fill does; each call is one tick later (LRU order). */
@@ -61,12 +80,26 @@ export class Fixture {
     const layers = [...shared];
     for (let i = 0; i < nLayers; i++) layers.push(await this.blob());
     const desc = (b: Blob, mediaType: string) => ({ mediaType, digest: b.digest, size: b.size });
-    const m = this.manifest(repo, tags, { schemaVersion: 2, mediaType: MT.manifest, config: desc(config, MT.config), layers: layers.map((l) => desc(l, MT.layer)) }, MT.manifest);
+    const m = this.manifest(
+      repo,
+      tags,
+      { schemaVersion: 2, mediaType: MT.manifest, config: desc(config, MT.config), layers: layers.map((l) => desc(l, MT.layer)) },
+      MT.manifest,
+    );
     return { ...m, config, layers };
   }
 
   index(repo: string, tags: string[], children: Image[]): Blob {
-    return this.manifest(repo, tags, { schemaVersion: 2, mediaType: MT.index, manifests: children.map((c) => ({ mediaType: MT.manifest, digest: c.digest, size: c.size, platform: { os: 'linux', architecture: 'amd64' } })) }, MT.index);
+    return this.manifest(
+      repo,
+      tags,
+      {
+        schemaVersion: 2,
+        mediaType: MT.index,
+        manifests: children.map((c) => ({ mediaType: MT.manifest, digest: c.digest, size: c.size, platform: { os: 'linux', architecture: 'amd64' } })),
+      },
+      MT.index,
+    );
   }
 
   onDisk(b: Blob): boolean {
@@ -99,9 +132,25 @@ export const blobsOf = (i: Image): Blob[] => [i.config, ...i.layers];
 export function snapshot(dir: string): unknown {
   const db = new Database(path.join(dir, 'metadata.db'), { readonly: true });
   try {
-    const rows = Object.fromEntries(['blobs', 'links', 'manifests', 'tags', 'manifest_refs', 'pins'].map((t) => [t, db.prepare(`SELECT * FROM ${t}`).all().map((r) => JSON.stringify(r)).sort()]));
-    const files = readdirSync(path.join(dir, 'blobs'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile())
-      .map((e) => `${e.name}=${createHash('sha256').update(readFileSync(path.join(e.parentPath, e.name))).digest('hex')}`).sort();
+    const rows = Object.fromEntries(
+      ['blobs', 'links', 'manifests', 'tags', 'manifest_refs', 'pins'].map((t) => [
+        t,
+        db
+          .prepare(`SELECT * FROM ${t}`)
+          .all()
+          .map((r) => JSON.stringify(r))
+          .sort(),
+      ]),
+    );
+    const files = readdirSync(path.join(dir, 'blobs'), { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map(
+        (e) =>
+          `${e.name}=${createHash('sha256')
+            .update(readFileSync(path.join(e.parentPath, e.name)))
+            .digest('hex')}`,
+      )
+      .sort();
     return { rows, files };
   } finally {
     db.close();

@@ -16,7 +16,10 @@ export interface AuthOptions {
 }
 
 /** How tags/list answers: page size (with a Link header to the next page) and order. */
-export interface TagListing { pageSize?: number; order?: 'sorted' | 'insertion' }
+export interface TagListing {
+  pageSize?: number;
+  order?: 'sorted' | 'insertion';
+}
 
 /** The token auth of one fake: off until required; a token is good until auth is required again. */
 export class FakeAuth {

@@ -44,7 +44,11 @@ async function* chunksOf(b: Blob, start: number, end: number): AsyncGenerator<Bu
 function write(res: ServerResponse, chunk: Buffer): Promise<void> {
   if (res.write(chunk)) return Promise.resolve();
   return new Promise((resolve) => {
-    const done = (): void => { res.off('drain', done); res.off('close', done); resolve(); };
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
     res.once('drain', done);
     res.once('close', done);
   });
@@ -57,8 +61,14 @@ export interface SendContext {
 }
 
 /** Answers GET or HEAD with body (a Range of it for blobs), applying a body or header fault on the way. */
-export async function send(ctx: SendContext, req: IncomingMessage, res: ServerResponse, body: Blob, headers: Record<string, string>,
-  fault: Fault | undefined): Promise<void> {
+export async function send(
+  ctx: SendContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  body: Blob,
+  headers: Record<string, string>,
+  fault: Fault | undefined,
+): Promise<void> {
   const { wait, sentBytes } = ctx;
   const total = sizeOf(body);
   let start = 0;
@@ -79,7 +89,10 @@ export async function send(ctx: SendContext, req: IncomingMessage, res: ServerRe
   if (fault?.kind === 'slow-headers') await wait(fault.ms);
   if (res.destroyed) return;
   res.writeHead(status, { ...headers, 'content-length': String(end - start + 1), 'accept-ranges': 'bytes' });
-  if (req.method === 'HEAD') { res.end(); return; }
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
   const key = req.url ?? '/';
   const count = (n: number): void => void sentBytes.set(key, (sentBytes.get(key) ?? 0) + n);
   let sent = 0;

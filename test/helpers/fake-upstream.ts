@@ -12,7 +12,11 @@ import { makeTempDir } from './tmp.ts';
 // Auth and tag paging live in fake-auth.ts, response writing and the Fault kinds in fake-responses.ts; importable from here too.
 export type { AuthOptions, Fault, TagListing };
 
-export interface RecordedRequest { method: string; /** path including the query string */ path: string; headers: Record<string, string | string[] | undefined> }
+export interface RecordedRequest {
+  method: string /** path including the query string */;
+  path: string;
+  headers: Record<string, string | string[] | undefined>;
+}
 
 export interface FakeUpstream {
   url: string;
@@ -43,7 +47,11 @@ export interface FakeUpstream {
   stop(): Promise<void>;
 }
 
-interface Repo { blobs: Map<string, Blob>; manifests: Map<string, { bytes: Buffer; mediaType: string }>; tags: Map<string, string> }
+interface Repo {
+  blobs: Map<string, Blob>;
+  manifests: Map<string, { bytes: Buffer; mediaType: string }>;
+  tags: Map<string, string>;
+}
 
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
@@ -54,22 +62,27 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
   let recorded: RecordedRequest[] = [];
   const timers = new Map<NodeJS.Timeout, () => void>();
   /** setTimeout-based sleep that stop() cuts short, so injected delays never outlive the server */
-  const wait = (ms: number): Promise<void> => new Promise((resolve) => {
-    const t = setTimeout(() => { timers.delete(t); resolve(); }, ms);
-    timers.set(t, resolve);
-  });
+  const wait = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        resolve();
+      }, ms);
+      timers.set(t, resolve);
+    });
   const held = new Set<() => void>();
-  const hold = (): Promise<void> => new Promise((resolve) => {
-    const release = (): void => {
-      clearTimeout(t);
-      timers.delete(t);
-      held.delete(release);
-      resolve();
-    };
-    const t = setTimeout(release, 30_000);
-    timers.set(t, release);
-    held.add(release);
-  });
+  const hold = (): Promise<void> =>
+    new Promise((resolve) => {
+      const release = (): void => {
+        clearTimeout(t);
+        timers.delete(t);
+        held.delete(release);
+        resolve();
+      };
+      const t = setTimeout(release, 30_000);
+      timers.set(t, release);
+      held.add(release);
+    });
   const repo = (name: string): Repo => {
     let r = repos.get(name);
     if (!r) repos.set(name, (r = { blobs: new Map(), manifests: new Map(), tags: new Map() }));
@@ -214,7 +227,10 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     clearFaults: () => faults.clear(),
     requests: () => recorded.slice(),
     count: (method, inc) => recorded.filter((r) => (method === '*' || r.method === method) && r.path.includes(inc)).length,
-    reset: () => { recorded = []; sentBytes.clear(); },
+    reset: () => {
+      recorded = [];
+      sentBytes.clear();
+    },
     stop: async () => {
       let timer: NodeJS.Timeout | undefined;
       const closed = new Promise<void>((resolve) => {
@@ -222,7 +238,10 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         server.close(() => resolve());
       });
       server.closeAllConnections();
-      for (const [t, resolve] of timers) { clearTimeout(t); resolve(); }
+      for (const [t, resolve] of timers) {
+        clearTimeout(t);
+        resolve();
+      }
       timers.clear();
       await closed;
       clearTimeout(timer);

@@ -7,14 +7,21 @@ export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 export const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 export const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-export interface Got { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer; error?: unknown }
+export interface Got {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  error?: unknown;
+}
 
 /** One request; the body is read to the end or until it fails (the failure is returned, not thrown). Bounded. */
 export async function get(url: string, headers: Record<string, string> = {}, method: 'GET' | 'HEAD' = 'GET'): Promise<Got> {
   const res = await request(url, { method, headers, signal: AbortSignal.timeout(20_000) });
   const chunks: Buffer[] = [];
   let error: unknown;
-  await (async () => { for await (const c of res.body) chunks.push(c as Buffer); })().catch((e: unknown) => void (error = e));
+  await (async () => {
+    for await (const c of res.body) chunks.push(c as Buffer);
+  })().catch((e: unknown) => void (error = e));
   return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks), error };
 }
 
@@ -29,5 +36,12 @@ export function ociCode(r: Got): { code: string; message: string; detail: unknow
 /** A small image manifest with random config and layer digests. */
 export function manifest(mediaType = OCI_MANIFEST): Buffer {
   const desc = (mt: string): object => ({ mediaType: mt, digest: sha256(randomBytes(16)), size: 100 });
-  return Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType, config: desc('application/vnd.oci.image.config.v1+json'), layers: [desc('application/vnd.oci.image.layer.v1.tar')] }));
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType,
+      config: desc('application/vnd.oci.image.config.v1+json'),
+      layers: [desc('application/vnd.oci.image.layer.v1.tar')],
+    }),
+  );
 }

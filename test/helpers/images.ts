@@ -9,15 +9,39 @@ import { describeFile, makeLayerFile, type Compression } from './tar.ts';
 export { MT };
 export { cleanupLayerFiles, makeLayerFile, type Compression, type LayerFile } from './tar.ts';
 
-export interface LayerSpec { seed: number; sizeBytes: number; compression?: Compression }
-export interface Platform { os: string; architecture: string; variant?: string }
-export interface PushedLayer { digest: string; size: number; mediaType: string; diffId: string; path?: string; urls?: string[] }
+export interface LayerSpec {
+  seed: number;
+  sizeBytes: number;
+  compression?: Compression;
+}
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
+export interface PushedLayer {
+  digest: string;
+  size: number;
+  mediaType: string;
+  diffId: string;
+  path?: string;
+  urls?: string[];
+}
 export interface PushedImage {
-  repo: string; manifestDigest: string; manifestBytes: Buffer; manifestMediaType: string;
-  configDigest: string; configBytes: Buffer; layers: PushedLayer[]; platform: Platform;
+  repo: string;
+  manifestDigest: string;
+  manifestBytes: Buffer;
+  manifestMediaType: string;
+  configDigest: string;
+  configBytes: Buffer;
+  layers: PushedLayer[];
+  platform: Platform;
 }
 export interface PushedIndex {
-  repo: string; manifestDigest: string; manifestBytes: Buffer; manifestMediaType: string;
+  repo: string;
+  manifestDigest: string;
+  manifestBytes: Buffer;
+  manifestMediaType: string;
   /** children in index order */
   manifests: PushedImage[];
 }
@@ -60,7 +84,9 @@ export async function pushBlob(registryUrl: string, repo: string, digest: string
 /** PUT a manifest (by tag or digest); returns its digest after checking Docker-Content-Digest. */
 export async function pushManifest(registryUrl: string, repo: string, ref: string, bytes: Buffer, mediaType: string): Promise<string> {
   const res = await request(`${base(registryUrl)}/v2/${repo}/manifests/${ref}`, {
-    method: 'PUT', headers: { 'content-type': mediaType }, body: bytes,
+    method: 'PUT',
+    headers: { 'content-type': mediaType },
+    body: bytes,
   });
   const text = await res.body.text();
   if (res.statusCode !== 201) throw new Error(`PUT manifest ${repo}:${ref}: ${res.statusCode} ${text}`);
@@ -77,11 +103,19 @@ function toDocker(mt: string): string {
 }
 
 /** Push config + manifest for already-built layers (layers with urls are foreign and NOT uploaded). */
-async function pushFromLayers(registryUrl: string, repo: string, ref: string | undefined, layers: PushedLayer[],
-  mediaTypes: 'oci' | 'docker', platform: Platform): Promise<PushedImage> {
+async function pushFromLayers(
+  registryUrl: string,
+  repo: string,
+  ref: string | undefined,
+  layers: PushedLayer[],
+  mediaTypes: 'oci' | 'docker',
+  platform: Platform,
+): Promise<PushedImage> {
   const docker = mediaTypes === 'docker';
   const config = {
-    created: '2024-01-01T00:00:00Z', architecture: platform.architecture, os: platform.os,
+    created: '2024-01-01T00:00:00Z',
+    architecture: platform.architecture,
+    os: platform.os,
     ...(platform.variant ? { variant: platform.variant } : {}),
     config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'], Labels: { 'stevedore.test': repo } },
     rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
@@ -93,7 +127,8 @@ async function pushFromLayers(registryUrl: string, repo: string, ref: string | u
   for (const l of layers) if (!l.urls && l.path) await pushBlob(registryUrl, repo, l.digest, { path: l.path, size: l.size });
   const manifestMediaType = docker ? MT.dockerManifest : MT.ociManifest;
   const manifestBytes = json({
-    schemaVersion: 2, mediaType: manifestMediaType,
+    schemaVersion: 2,
+    mediaType: manifestMediaType,
     config: { mediaType: docker ? MT.dockerConfig : MT.ociConfig, digest: configDigest, size: configBytes.length },
     layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size, ...(l.urls ? { urls: l.urls } : {}) })),
   });
@@ -114,8 +149,12 @@ const AMD64: Platform = { os: 'linux', architecture: 'amd64' };
 const ARM64: Platform = { os: 'linux', architecture: 'arm64', variant: 'v8' };
 
 /** Build and push a single-platform image; tag may be a digest-less tag name. */
-export async function pushImage(registryUrl: string, repo: string, tag: string,
-  opts: { layers: LayerSpec[]; mediaTypes: 'oci' | 'docker'; platform?: Platform }): Promise<PushedImage> {
+export async function pushImage(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  opts: { layers: LayerSpec[]; mediaTypes: 'oci' | 'docker'; platform?: Platform },
+): Promise<PushedImage> {
   return pushFromLayers(registryUrl, repo, tag, await buildLayers(opts.layers, opts.mediaTypes), opts.mediaTypes, opts.platform ?? AMD64);
 }
 
@@ -123,14 +162,24 @@ function platformOf(p: Platform): Record<string, string> {
   return { architecture: p.architecture, os: p.os, ...(p.variant ? { variant: p.variant } : {}) };
 }
 
-async function pushList(registryUrl: string, repo: string, tag: string, docker: boolean, children: PushedImage[],
-  annotations: (Record<string, string> | undefined)[]): Promise<PushedIndex> {
+async function pushList(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  docker: boolean,
+  children: PushedImage[],
+  annotations: (Record<string, string> | undefined)[],
+): Promise<PushedIndex> {
   const manifestMediaType = docker ? MT.dockerList : MT.ociIndex;
   const manifestBytes = json({
-    schemaVersion: 2, mediaType: manifestMediaType,
+    schemaVersion: 2,
+    mediaType: manifestMediaType,
     manifests: children.map((c, i) => ({
-      mediaType: c.manifestMediaType, digest: c.manifestDigest, size: c.manifestBytes.length,
-      platform: platformOf(c.platform), ...(annotations[i] ? { annotations: annotations[i] } : {}),
+      mediaType: c.manifestMediaType,
+      digest: c.manifestDigest,
+      size: c.manifestBytes.length,
+      platform: platformOf(c.platform),
+      ...(annotations[i] ? { annotations: annotations[i] } : {}),
     })),
   });
   const manifestDigest = await pushManifest(registryUrl, repo, tag, manifestBytes, manifestMediaType);
@@ -141,8 +190,12 @@ async function pushList(registryUrl: string, repo: string, tag: string, docker: 
  * OCI index: [0] linux/amd64 (gzip), [1] linux/arm64/v8, [2] linux/amd64 whose layers are labelled zstd,
  * annotated io.containerd.image.compression=zstd (listed last so platform matchers pick [0]).
  */
-export async function pushOciIndex(registryUrl: string, repo: string, tag: string,
-  opts: { seed?: number; layerSize?: number; layers?: number } = {}): Promise<PushedIndex & { amd64: PushedImage; arm64: PushedImage; amd64Zstd: PushedImage }> {
+export async function pushOciIndex(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  opts: { seed?: number; layerSize?: number; layers?: number } = {},
+): Promise<PushedIndex & { amd64: PushedImage; arm64: PushedImage; amd64Zstd: PushedImage }> {
   const seed = opts.seed ?? seedOf(`${repo}:${tag}`);
   const n = opts.layers ?? 2;
   const size = opts.layerSize ?? 16 * 1024;
@@ -151,34 +204,65 @@ export async function pushOciIndex(registryUrl: string, repo: string, tag: strin
   const amd64 = await pushFromLayers(registryUrl, repo, undefined, await buildLayers(specs(0, 'gzip'), 'oci'), 'oci', AMD64);
   const arm64 = await pushFromLayers(registryUrl, repo, undefined, await buildLayers(specs(100, 'gzip'), 'oci'), 'oci', ARM64);
   const amd64Zstd = await pushFromLayers(registryUrl, repo, undefined, await buildLayers(specs(0, 'zstd'), 'oci'), 'oci', AMD64);
-  const idx = await pushList(registryUrl, repo, tag, false, [amd64, arm64, amd64Zstd],
-    [undefined, undefined, { 'io.containerd.image.compression': 'zstd' }]);
+  const idx = await pushList(registryUrl, repo, tag, false, [amd64, arm64, amd64Zstd], [undefined, undefined, { 'io.containerd.image.compression': 'zstd' }]);
   return { ...idx, amd64, arm64, amd64Zstd };
 }
 
 /** Docker manifest list of two docker schema2 images: linux/amd64 and linux/arm64/v8. */
-export async function pushDockerManifestList(registryUrl: string, repo: string, tag: string,
-  opts: { seed?: number } = {}): Promise<PushedIndex & { amd64: PushedImage; arm64: PushedImage }> {
+export async function pushDockerManifestList(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  opts: { seed?: number } = {},
+): Promise<PushedIndex & { amd64: PushedImage; arm64: PushedImage }> {
   const seed = opts.seed ?? seedOf(`${repo}:${tag}`);
-  const amd64 = await pushFromLayers(registryUrl, repo, undefined,
-    await buildLayers([{ seed, sizeBytes: 20_000 }, { seed: seed + 1, sizeBytes: 7_000 }], 'docker'), 'docker', AMD64);
-  const arm64 = await pushFromLayers(registryUrl, repo, undefined,
-    await buildLayers([{ seed: seed + 100, sizeBytes: 21_000 }, { seed: seed + 101, sizeBytes: 6_000 }], 'docker'), 'docker', ARM64);
+  const amd64 = await pushFromLayers(
+    registryUrl,
+    repo,
+    undefined,
+    await buildLayers(
+      [
+        { seed, sizeBytes: 20_000 },
+        { seed: seed + 1, sizeBytes: 7_000 },
+      ],
+      'docker',
+    ),
+    'docker',
+    AMD64,
+  );
+  const arm64 = await pushFromLayers(
+    registryUrl,
+    repo,
+    undefined,
+    await buildLayers(
+      [
+        { seed: seed + 100, sizeBytes: 21_000 },
+        { seed: seed + 101, sizeBytes: 6_000 },
+      ],
+      'docker',
+    ),
+    'docker',
+    ARM64,
+  );
   const list = await pushList(registryUrl, repo, tag, true, [amd64, arm64], []);
   return { ...list, amd64, arm64 };
 }
 
 /** Single-platform OCI image with nLayers small gzip layers of varied sizes (1 KiB .. ~100 KiB). */
-export async function pushMultiLayer(registryUrl: string, repo: string, tag: string, nLayers: number,
-  opts: { seed?: number; mediaTypes?: 'oci' | 'docker' } = {}): Promise<PushedImage> {
+export async function pushMultiLayer(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  nLayers: number,
+  opts: { seed?: number; mediaTypes?: 'oci' | 'docker' } = {},
+): Promise<PushedImage> {
   const seed = opts.seed ?? seedOf(`${repo}:${tag}`);
   const layers = Array.from({ length: nLayers }, (_, i) => ({ seed: seed + i, sizeBytes: 1024 + ((i * 37_813) % 100_000) }));
   return pushImage(registryUrl, repo, tag, { layers, mediaTypes: opts.mediaTypes ?? 'oci' });
 }
 
 /** Single-platform OCI image with one big UNCOMPRESSED tar layer of sizeMiB, streamed from a temp file. */
-export async function pushBigLayer(registryUrl: string, repo: string, tag: string, sizeMiB: number,
-  opts: { seed?: number } = {}): Promise<PushedImage> {
+export async function pushBigLayer(registryUrl: string, repo: string, tag: string, sizeMiB: number, opts: { seed?: number } = {}): Promise<PushedImage> {
   const seed = opts.seed ?? seedOf(`${repo}:${tag}`);
   return pushImage(registryUrl, repo, tag, { layers: [{ seed, sizeBytes: sizeMiB * 1024 * 1024, compression: 'none' }], mediaTypes: 'oci' });
 }
@@ -187,12 +271,18 @@ export async function pushBigLayer(registryUrl: string, repo: string, tag: strin
  * Image whose LAST layer is foreign/non-distributable with `urls`; that blob is NOT pushed.
  * The registry must be started with allowForeignUrls. The first layer is a normal pushed one.
  */
-export async function pushForeignImage(registryUrl: string, repo: string, tag: string,
-  opts: { foreignBlobPath: string; urls: string[]; style: 'docker' | 'oci'; seed?: number }): Promise<PushedImage> {
+export async function pushForeignImage(
+  registryUrl: string,
+  repo: string,
+  tag: string,
+  opts: { foreignBlobPath: string; urls: string[]; style: 'docker' | 'oci'; seed?: number },
+): Promise<PushedImage> {
   const seed = opts.seed ?? seedOf(`${repo}:${tag}`);
   const [normal] = await buildLayers([{ seed, sizeBytes: 8_000 }], opts.style);
   const foreign: PushedLayer = {
-    ...(await describeFile(opts.foreignBlobPath)), path: opts.foreignBlobPath, urls: opts.urls,
+    ...(await describeFile(opts.foreignBlobPath)),
+    path: opts.foreignBlobPath,
+    urls: opts.urls,
     mediaType: opts.style === 'docker' ? MT.dockerForeign : MT.ociForeign,
   };
   return pushFromLayers(registryUrl, repo, tag, [normal!, foreign], opts.style, AMD64);

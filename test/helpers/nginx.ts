@@ -44,7 +44,9 @@ export async function startNginx(opts: { extra?: string; port?: number } = {}): 
   const accessLog = path.join(dir, 'logs', 'access.log');
   writeFileSync(accessLog, '');
   const t = (n: string) => path.join(dir, 'tmp', n);
-  writeFileSync(path.join(dir, 'nginx.conf'), `
+  writeFileSync(
+    path.join(dir, 'nginx.conf'),
+    `
 daemon off;
 master_process off;
 worker_processes 1;
@@ -68,7 +70,8 @@ http {
     ${(opts.extra ?? '').replaceAll('{port}', String(port))}
   }
 }
-`);
+`,
+  );
   let child: ChildProcess | undefined;
   let output = '';
   const url = `http://127.0.0.1:${port}`;
@@ -78,26 +81,33 @@ http {
     child = proc;
     proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
     proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    await waitFor(`nginx on ${url}`, async () => {
-      if (proc.exitCode !== null) throw new Error(`nginx exited ${proc.exitCode}: ${output}`);
-      try {
-        const res = await request(`${url}/__ready`, { headersTimeout: 1_000, bodyTimeout: 1_000 });
-        await res.body.dump();
-        return res.statusCode === 200;
-      } catch {
-        return false;
-      }
-    }, 10_000, 50);
+    await waitFor(
+      `nginx on ${url}`,
+      async () => {
+        if (proc.exitCode !== null) throw new Error(`nginx exited ${proc.exitCode}: ${output}`);
+        try {
+          const res = await request(`${url}/__ready`, { headersTimeout: 1_000, bodyTimeout: 1_000 });
+          await res.body.dump();
+          return res.statusCode === 200;
+        } catch {
+          return false;
+        }
+      },
+      10_000,
+      50,
+    );
   };
   const stop = async (): Promise<void> => {
     if (child) await stopProcess(child);
     child = undefined;
   };
   const requests = (): NginxRequest[] =>
-    readFileSync(accessLog, 'utf8').split('\n').flatMap((line) => {
-      const m = /^(\S+) (\S+) (\d+) "([^"]*)" "([^"]*)"$/.exec(line);
-      return m ? [{ method: m[1]!, uri: m[2]!, status: Number(m[3]), authorization: m[4]!, cookie: m[5]! }] : [];
-    });
+    readFileSync(accessLog, 'utf8')
+      .split('\n')
+      .flatMap((line) => {
+        const m = /^(\S+) (\S+) (\d+) "([^"]*)" "([^"]*)"$/.exec(line);
+        return m ? [{ method: m[1]!, uri: m[2]!, status: Number(m[3]), authorization: m[4]!, cookie: m[5]! }] : [];
+      });
   await start();
   return {
     url,

@@ -150,8 +150,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
     clearRequests: () => {
       reqs = [];
     },
-    waitForRequest: (pred, timeoutMs = 5_000) =>
-      waitFor('registry log line', () => reqs.find(pred), timeoutMs, 20),
+    waitForRequest: (pred, timeoutMs = 5_000) => waitFor('registry log line', () => reqs.find(pred), timeoutMs, 20),
     logs: () => logText,
     destroy: async () => {
       await stop();

@@ -23,7 +23,11 @@ export function copyToOciDir(src: string, dir: string, opts: { all?: boolean; ex
   return skopeo(args, opts.timeoutMs);
 }
 
-export async function copyToOciDirOrThrow(src: string, dir: string, opts: { all?: boolean; extraArgs?: string[]; timeoutMs?: number } = {}): Promise<RunResult> {
+export async function copyToOciDirOrThrow(
+  src: string,
+  dir: string,
+  opts: { all?: boolean; extraArgs?: string[]; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return check(`copy ${src}`, await copyToOciDir(src, dir, opts));
 }
 

@@ -50,14 +50,18 @@ export async function startStevedore(opts: StartOptions = {}): Promise<Stevedore
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
   const url = `http://127.0.0.1:${port}`;
-  await waitFor('stevedore /healthz', async () => {
-    if (child.exitCode !== null) throw new Error(`stevedore exited ${child.exitCode}: ${output}`);
-    try {
-      return (await fetch(`${url}/healthz`)).ok || undefined;
-    } catch {
-      return undefined;
-    }
-  }, 15_000);
+  await waitFor(
+    'stevedore /healthz',
+    async () => {
+      if (child.exitCode !== null) throw new Error(`stevedore exited ${child.exitCode}: ${output}`);
+      try {
+        return (await fetch(`${url}/healthz`)).ok || undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    15_000,
+  );
   return {
     url,
     host: `127.0.0.1:${port}`,
@@ -65,11 +69,12 @@ export async function startStevedore(opts: StartOptions = {}): Promise<Stevedore
     dataDir,
     logs: () => output,
     stop: () => stopProcess(child),
-    signal: (sig) => new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
-      child.once('exit', (code) => resolve(code));
-      child.kill(sig);
-    }),
+    signal: (sig) =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => resolve(code));
+        child.kill(sig);
+      }),
     kill9: async () => {
       child.kill('SIGKILL');
       await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
@@ -84,7 +89,7 @@ export interface InProcess extends Stevedore {
 
 /** Builds the app in this process (injectable clock) and serves it on a free loopback port. */
 export async function startInProcess(
-  allFlags: ConfigFlags & { configObject?: Record<string, unknown>; /** STEVEDORE_* variables, as loadConfig's env */ env?: NodeJS.ProcessEnv },
+  allFlags: ConfigFlags & { configObject?: Record<string, unknown> /** STEVEDORE_* variables, as loadConfig's env */; env?: NodeJS.ProcessEnv },
   now?: () => number,
 ): Promise<InProcess> {
   const { env = {}, ...flags } = allFlags;

@@ -9,7 +9,13 @@ import { MT } from './media-types.ts';
 import { makeTempDir, type TempDir } from './tmp.ts';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
-export interface LayerFile { path: string; digest: string; size: number; mediaType: string; diffId: string }
+export interface LayerFile {
+  path: string;
+  digest: string;
+  size: number;
+  mediaType: string;
+  diffId: string;
+}
 
 // ---------- tar (ustar) writer with deterministic pseudo-random file content ----------
 
@@ -58,7 +64,12 @@ let layerDir: TempDir | undefined;
 const layerCache = new Map<string, Promise<LayerFile>>();
 
 function hashTap(onChunk: (b: Buffer) => void): Transform {
-  return new Transform({ transform(chunk: Buffer, _enc, cb) { onChunk(chunk); cb(null, chunk); } });
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      onChunk(chunk);
+      cb(null, chunk);
+    },
+  });
 }
 
 /**
@@ -79,7 +90,10 @@ export function makeLayerFile(seed: number, sizeBytes: number, compression: Comp
       let size = 0;
       const src = Readable.from(tarChunks(seed, sizeBytes, compression === 'zstd' ? 'z' : 'g'));
       const tapDiff = hashTap((b) => diff.update(b));
-      const tapBlob = hashTap((b) => { blob.update(b); size += b.length; });
+      const tapBlob = hashTap((b) => {
+        blob.update(b);
+        size += b.length;
+      });
       const out = createWriteStream(file);
       if (compression === 'none') await pipeline(src, tapDiff, tapBlob, out);
       else await pipeline(src, tapDiff, createGzip({ level: 1 }), tapBlob, out);
@@ -106,13 +120,31 @@ export async function cleanupLayerFiles(): Promise<void> {
 export async function describeFile(file: string): Promise<{ digest: string; size: number; diffId: string }> {
   const head = Buffer.alloc(2);
   const fd = openSync(file, 'r');
-  try { readSync(fd, head, 0, 2, 0); } finally { closeSync(fd); }
+  try {
+    readSync(fd, head, 0, 2, 0);
+  } finally {
+    closeSync(fd);
+  }
   const blob = createHash('sha256');
   const diff = createHash('sha256');
   let size = 0;
-  const sink = new Writable({ write(_c, _e, cb) { cb(); } });
-  const tapBlob = hashTap((b) => { blob.update(b); size += b.length; });
-  if (head[0] === 0x1f && head[1] === 0x8b) await pipeline(createReadStream(file), tapBlob, createGunzip(), hashTap((b) => diff.update(b)), sink);
+  const sink = new Writable({
+    write(_c, _e, cb) {
+      cb();
+    },
+  });
+  const tapBlob = hashTap((b) => {
+    blob.update(b);
+    size += b.length;
+  });
+  if (head[0] === 0x1f && head[1] === 0x8b)
+    await pipeline(
+      createReadStream(file),
+      tapBlob,
+      createGunzip(),
+      hashTap((b) => diff.update(b)),
+      sink,
+    );
   else await pipeline(createReadStream(file), tapBlob, sink);
   const digest = `sha256:${blob.digest('hex')}`;
   return { digest, size, diffId: head[0] === 0x1f && head[1] === 0x8b ? `sha256:${diff.digest('hex')}` : digest };

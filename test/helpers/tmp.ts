@@ -174,11 +174,7 @@ export interface RunResult {
 }
 
 /** Run a command to completion with a hard timeout (SIGTERM then SIGKILL); never rejects on non-zero exit. */
-export async function runCommand(
-  cmd: string,
-  args: string[],
-  opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {},
-): Promise<RunResult> {
+export async function runCommand(cmd: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 120_000;
   const child = spawnTracked(cmd, args, { env: opts.env ?? process.env, cwd: opts.cwd });
   const out: Buffer[] = [];

@@ -95,7 +95,11 @@ describe('upstream token auth', () => {
     fake.reset();
     const r = await get(`${sd.url}/v2/wc/x/manifests/v1`);
     const code = (JSON.parse(r.body.toString()) as { errors: { code: string }[] }).errors[0]?.code;
-    assert.deepEqual({ status: r.status, code, tokenRequests: tokenRequests(fake).length }, { status: 403, code: 'DENIED', tokenRequests: 1 }, r.body.toString());
+    assert.deepEqual(
+      { status: r.status, code, tokenRequests: tokenRequests(fake).length },
+      { status: 403, code: 'DENIED', tokenRequests: 1 },
+      r.body.toString(),
+    );
   });
 
   test('a realm on another registrable domain is never contacted; the client gets an error, not 500', async () => {
@@ -129,7 +133,10 @@ describe('upstream token auth', () => {
     assert.equal(r.status, 200);
     assert.equal(sha256(r.body), d);
     const atOrigin = fake.requests().filter((q) => q.method === 'GET' && q.path.startsWith(`/v2/rd/x/blobs/${d}`));
-    assert.ok(atOrigin.some((q) => String(q.headers.authorization).startsWith('Bearer ')), 'the origin got the token');
+    assert.ok(
+      atOrigin.some((q) => String(q.headers.authorization).startsWith('Bearer ')),
+      'the origin got the token',
+    );
     const atCdn = cdn.requests().filter((q) => q.path.includes(d));
     assert.ok(atCdn.length >= 1);
     for (const q of atCdn) assert.equal(q.headers.authorization, undefined);

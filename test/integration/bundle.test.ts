@@ -8,7 +8,14 @@ import { request } from 'undici';
 import { stringify } from 'yaml';
 import { startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.ts';
 import {
-  makeLayerFile, pushDockerManifestList, pushForeignImage, pushMultiLayer, pushOciIndex, sha256, type PushedImage, type PushedIndex,
+  makeLayerFile,
+  pushDockerManifestList,
+  pushForeignImage,
+  pushMultiLayer,
+  pushOciIndex,
+  sha256,
+  type PushedImage,
+  type PushedIndex,
 } from '../helpers/images.ts';
 import { startNginx, type Nginx } from '../helpers/nginx.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
@@ -20,13 +27,17 @@ const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
 // containerd's fallback `server`: a dead port, so a pull can only succeed through the offline stevedore.
 const DEAD_SERVER = 'http://127.0.0.1:9';
 
-interface TarEntry { offset: number; size: number; type: string }
+interface TarEntry {
+  offset: number;
+  size: number;
+  type: string;
+}
 
 /** The entries of a ustar archive (names < 100 bytes, as stevedore writes them): where each body starts. */
 function tarEntries(buf: Buffer): Map<string, TarEntry> {
   const out = new Map<string, TarEntry>();
   const text = (a: number, b: number) => buf.subarray(a, b).toString('utf8').replace(/\0.*$/s, '');
-  for (let off = 0; off + 512 <= buf.length;) {
+  for (let off = 0; off + 512 <= buf.length; ) {
     if (buf.subarray(off, off + 512).every((b) => b === 0)) break;
     const prefix = text(off + 345, off + 500);
     const name = `${prefix ? `${prefix}/` : ''}${text(off, off + 100)}`;
@@ -42,8 +53,19 @@ const entryOf = (digest: string) => `blobs/sha256/${digest.slice(7)}`;
 const digestsOf = (img: PushedImage) => [img.manifestDigest, img.configDigest, ...img.layers.map((l) => l.digest)];
 
 interface BundleJson {
-  format: string; stevedore: string; created: string;
-  images: { ref: string; digest: string; mediaType: string; platforms: string[]; manifests: number; blobs: number; bytes: number; foreignNotIncluded: string[] }[];
+  format: string;
+  stevedore: string;
+  created: string;
+  images: {
+    ref: string;
+    digest: string;
+    mediaType: string;
+    platforms: string[];
+    manifests: number;
+    blobs: number;
+    bytes: number;
+    foreignNotIncluded: string[];
+  }[];
   totals: { images: number; manifests: number; blobs: number; bytes: number };
 }
 
@@ -81,7 +103,10 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
         tags: q('SELECT * FROM tags ORDER BY upstream, repo, tag'),
         links: q('SELECT * FROM links ORDER BY upstream, repo, digest'),
         refs: q('SELECT * FROM manifest_refs ORDER BY manifest, child'),
-        files: readdirSync(blobsDir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name).sort(),
+        files: readdirSync(blobsDir, { recursive: true, withFileTypes: true })
+          .filter((e) => e.isFile())
+          .map((e) => e.name)
+          .sort(),
       };
     } finally {
       db.close();
@@ -105,10 +130,17 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     const f2 = await makeLayerFile(8102, 30_000);
     nginx.put(`/fetch/${f1.digest}`, f1.path);
     foreign = await pushForeignImage(reg.url, 'test/foreign', 'v1', { foreignBlobPath: f1.path, urls: [`${nginx.url}/fetch/${f1.digest}`], style: 'docker' });
-    foreignMissing = await pushForeignImage(reg.url, 'test/foreign-missing', 'v1', { foreignBlobPath: f2.path, urls: [`${nginx.url}/nowhere/${f2.digest}`], style: 'oci' });
+    foreignMissing = await pushForeignImage(reg.url, 'test/foreign-missing', 'v1', {
+      foreignBlobPath: f2.path,
+      urls: [`${nginx.url}/nowhere/${f2.digest}`],
+      style: 'oci',
+    });
     for (const r of ['multi', 'index', 'dlist', 'foreign', 'foreign-missing']) refs[r] = `${reg.host}/test/${r}:v1`;
     cfgFile = path.join(tmp.path, 'config.yaml');
-    writeFileSync(cfgFile, stringify({ foreign: { rules: [{ match: `http://127.0.0.1:${nginx.port}/fetch/*`, action: 'fetch', allowPrivate: ['127.0.0.1/32'] }] } }));
+    writeFileSync(
+      cfgFile,
+      stringify({ foreign: { rules: [{ match: `http://127.0.0.1:${nginx.port}/fetch/*`, action: 'fetch', allowPrivate: ['127.0.0.1/32'] }] } }),
+    );
     [connected, airgapped] = await Promise.all([
       startStevedore({ upstreams: [reg.url], extraArgs: ['--config', cfgFile] }),
       // The upstream must be configured by name (that is how clients address it), but it is never contacted.
@@ -128,21 +160,42 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     ok(await cli(connected, 'prefetch', refs.multi!, refs.dlist!, refs.foreign!, '--all-platforms', '--compression', 'any'));
     ok(await skopeo(['copy', '--src-tls-verify=false', via(connected, refs.index!), `oci:${path.join(tmp.path, 'pulled')}:x`]));
     const fl = foreign.layers[1]!;
-    await waitFor('the foreign layer committed', () => existsSync(path.join(connected.dataDir, 'blobs', 'sha256', fl.digest.slice(7, 9), fl.digest.slice(7))), 10_000, 50);
+    await waitFor(
+      'the foreign layer committed',
+      () => existsSync(path.join(connected.dataDir, 'blobs', 'sha256', fl.digest.slice(7, 9), fl.digest.slice(7))),
+      10_000,
+      50,
+    );
 
     const r = ok(await cli(connected, 'export', ...Object.values(refs), '-o', bundle));
     assert.match(r.stdout, /wrote .*bundle\.tar: 5 images/);
     const buf = readFileSync(bundle);
     const entries = tarEntries(buf);
     assert.deepEqual(JSON.parse(body(buf, entries.get('oci-layout')!).toString()), { imageLayoutVersion: '1.0.0' });
-    const index = JSON.parse(body(buf, entries.get('index.json')!).toString()) as { manifests: { mediaType: string; digest: string; size: number; annotations: Record<string, string> }[] };
-    const roots: [string, PushedImage | PushedIndex][] = [['multi', multi], ['index', idx], ['dlist', dlist], ['foreign', foreign], ['foreign-missing', foreignMissing]];
-    assert.deepEqual(index.manifests.map((m) => [m.annotations['org.opencontainers.image.ref.name'], m.digest, m.mediaType, m.size]),
-      roots.map(([name, img]) => [refs[name], img.manifestDigest, img.manifestMediaType, img.manifestBytes.length]), 'roots keep host, repository, tag and their own media type');
+    const index = JSON.parse(body(buf, entries.get('index.json')!).toString()) as {
+      manifests: { mediaType: string; digest: string; size: number; annotations: Record<string, string> }[];
+    };
+    const roots: [string, PushedImage | PushedIndex][] = [
+      ['multi', multi],
+      ['index', idx],
+      ['dlist', dlist],
+      ['foreign', foreign],
+      ['foreign-missing', foreignMissing],
+    ];
+    assert.deepEqual(
+      index.manifests.map((m) => [m.annotations['org.opencontainers.image.ref.name'], m.digest, m.mediaType, m.size]),
+      roots.map(([name, img]) => [refs[name], img.manifestDigest, img.manifestMediaType, img.manifestBytes.length]),
+      'roots keep host, repository, tag and their own media type',
+    );
     // Every manifest byte-for-byte as pushed; every blob named by its digest, and the digests are upstream's.
     const manifests = [multi, idx, idx.amd64, idx.arm64, idx.amd64Zstd, dlist, dlist.amd64, dlist.arm64, foreign, foreignMissing];
     for (const m of manifests) assert.ok(body(buf, entries.get(entryOf(m.manifestDigest))!).equals(m.manifestBytes), m.manifestDigest);
-    const blobs = new Set([multi, idx.amd64, idx.arm64, idx.amd64Zstd, dlist.amd64, dlist.arm64, foreign, foreignMissing].flatMap((i) => [i.configDigest, ...i.layers.map((l) => l.digest)]));
+    const blobs = new Set(
+      [multi, idx.amd64, idx.arm64, idx.amd64Zstd, dlist.amd64, dlist.arm64, foreign, foreignMissing].flatMap((i) => [
+        i.configDigest,
+        ...i.layers.map((l) => l.digest),
+      ]),
+    );
     blobs.delete(foreignMissing.layers[1]!.digest);
     const inTar = [...entries].filter(([n, e]) => n.startsWith('blobs/sha256/') && e.type === '0');
     for (const [name, e] of inTar) assert.equal(entryOf(sha256(body(buf, e))), name, `${name} holds the bytes its name says`);
@@ -151,11 +204,16 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     const info = JSON.parse(body(buf, entries.get('stevedore-bundle.json')!).toString()) as BundleJson;
     assert.equal(info.format, 'stevedore-bundle/v1');
     assert.deepEqual(info.totals, { images: 5, manifests: manifests.length, blobs: blobs.size, bytes: [...inTar].reduce((n, [, e]) => n + e.size, 0) });
-    assert.deepEqual(info.images.map((i) => [i.ref, i.digest, i.platforms]), [
-      [refs.multi, multi.manifestDigest, ['linux/amd64']], [refs.index, idx.manifestDigest, ['linux/amd64', 'linux/arm64/v8']],
-      [refs.dlist, dlist.manifestDigest, ['linux/amd64', 'linux/arm64/v8']], [refs.foreign, foreign.manifestDigest, ['linux/amd64']],
-      [refs['foreign-missing'], foreignMissing.manifestDigest, ['linux/amd64']],
-    ]);
+    assert.deepEqual(
+      info.images.map((i) => [i.ref, i.digest, i.platforms]),
+      [
+        [refs.multi, multi.manifestDigest, ['linux/amd64']],
+        [refs.index, idx.manifestDigest, ['linux/amd64', 'linux/arm64/v8']],
+        [refs.dlist, dlist.manifestDigest, ['linux/amd64', 'linux/arm64/v8']],
+        [refs.foreign, foreign.manifestDigest, ['linux/amd64']],
+        [refs['foreign-missing'], foreignMissing.manifestDigest, ['linux/amd64']],
+      ],
+    );
     assert.deepEqual(info.images.find((i) => i.ref === refs['foreign-missing'])!.foreignNotIncluded, [foreignMissing.layers[1]!.digest]);
 
     // skopeo reads it as an oci-archive, by the full ref name: a single image and a whole OCI index.
@@ -165,7 +223,10 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     for (const d of digestsOf(multi).slice(1)) assert.equal(sha256(readFileSync(path.join(dirMulti, d.slice(7)))), d);
     const dirIdx = path.join(tmp.path, 'sk-index');
     ok(await skopeo(['copy', '--all', `oci-archive:${bundle}:${refs.index}`, `oci:${dirIdx}:x`]));
-    assert.equal((JSON.parse(readFileSync(path.join(dirIdx, 'index.json'), 'utf8')) as { manifests: { digest: string }[] }).manifests[0]!.digest, idx.manifestDigest);
+    assert.equal(
+      (JSON.parse(readFileSync(path.join(dirIdx, 'index.json'), 'utf8')) as { manifests: { digest: string }[] }).manifests[0]!.digest,
+      idx.manifestDigest,
+    );
     for (const d of [idx.arm64, idx.amd64Zstd].flatMap(digestsOf)) assert.ok(existsSync(path.join(dirIdx, entryOf(d))), d);
     // (A Docker manifest list keeps its media type in index.json, as the image-spec allows; skopeo 1.9 selects
     // only OCI-typed roots by name, so that one is read back by stevedore import below, and pulled from there.)
@@ -185,7 +246,10 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     const r = await cli(connected, 'export', `${reg.host}/test/uncached:v1`, '--offline', '-o', out);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`stevedore: ${reg.host.replace(/\./g, '\\.')}/test/uncached:v1: .*offline`));
-    assert.deepEqual(readdirSync(tmp.path).filter((n) => n.startsWith('never.tar')), []);
+    assert.deepEqual(
+      readdirSync(tmp.path).filter((n) => n.startsWith('never.tar')),
+      [],
+    );
     const unwritable = await cli(connected, 'export', refs.multi!, '-o', path.join(tmp.path, 'no-such-dir', 'x.tar'));
     assert.equal(unwritable.code, 1);
     assert.match(unwritable.stderr, /^stevedore: .*no-such-dir\/x\.tar: cannot write it \(ENOENT/);
@@ -216,14 +280,25 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     const tagOnly = path.join(tmp.path, 'skopeo-tag.tar');
     const fullName = path.join(tmp.path, 'skopeo-full.tar');
     ok(await skopeo(['copy', '--src-tls-verify=false', `docker://${reg.host}/test/sk-oci:v1`, `oci-archive:${tagOnly}:v1`]));
-    ok(await skopeo(['copy', '--src-tls-verify=false', '--all', `docker://${reg.host}/test/sk-index:v1`, `oci-archive:${fullName}:${reg.host}/test/sk-index:v1`]));
+    ok(
+      await skopeo([
+        'copy',
+        '--src-tls-verify=false',
+        '--all',
+        `docker://${reg.host}/test/sk-index:v1`,
+        `oci-archive:${fullName}:${reg.host}/test/sk-index:v1`,
+      ]),
+    );
     const order = [...tarEntries(readFileSync(fullName)).keys()];
     assert.ok(order.indexOf('index.json') > order.indexOf(entryOf(skIdx.manifestDigest)), 'skopeo writes index.json after the blobs');
 
     const before = visible();
     const refused = await cli(airgapped, 'import', tagOnly);
     assert.equal(refused.code, 1);
-    assert.match(refused.stderr, /index\.json: image sha256:[0-9a-f]{64} is named "v1", without a registry host; give the destination with --name host\/repo\[:tag\]/);
+    assert.match(
+      refused.stderr,
+      /index\.json: image sha256:[0-9a-f]{64} is named "v1", without a registry host; give the destination with --name host\/repo\[:tag\]/,
+    );
     assert.deepEqual(visible(), before);
     ok(await cli(airgapped, 'import', tagOnly, '--name', `${reg.host}/test/sk-oci`));
     ok(await cli(airgapped, 'import', fullName));
@@ -232,7 +307,8 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     assert.ok((await inspectRaw(throughB(`${reg.host}/test/sk-oci:v1`))).equals(sk.manifestBytes));
     const dir = path.join(tmp.path, 'from-skopeo-archive');
     ok(await skopeo(['copy', '--src-tls-verify=false', '--all', throughB(`${reg.host}/test/sk-index:v1`), `oci:${dir}:x`]));
-    for (const d of [skIdx.manifestDigest, ...[skIdx.amd64, skIdx.arm64, skIdx.amd64Zstd].flatMap(digestsOf)]) assert.ok(existsSync(path.join(dir, entryOf(d))), d);
+    for (const d of [skIdx.manifestDigest, ...[skIdx.amd64, skIdx.arm64, skIdx.amd64Zstd].flatMap(digestsOf)])
+      assert.ok(existsSync(path.join(dir, entryOf(d))), d);
     assert.deepEqual(reg.requests(), [], 'the offline instance never asked the upstream');
   });
 
@@ -242,7 +318,13 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     assert.match(r.stdout, /1 foreign layer\(s\) referenced but not in the bundle/);
     await Promise.all([reg.stop(), nginx.stop()]);
 
-    for (const [name, img] of [['multi', multi], ['index', idx], ['dlist', dlist], ['foreign', foreign], ['foreign-missing', foreignMissing]] as const) {
+    for (const [name, img] of [
+      ['multi', multi],
+      ['index', idx],
+      ['dlist', dlist],
+      ['foreign', foreign],
+      ['foreign-missing', foreignMissing],
+    ] as const) {
       assert.ok((await inspectRaw(throughB(refs[name]!))).equals(img.manifestBytes), `${name}: manifest identical to upstream`);
     }
     const dirMulti = path.join(tmp.path, 'b-multi');
@@ -267,7 +349,11 @@ describe('export and import across an air gap (registry upstream, skopeo, contai
     // containerd: the offline stevedore is the only host that answers (server = a dead port); it unpacks, so diff_ids are checked too.
     const hostsDir = path.join(tmp.path, 'certs.d');
     writeHostsToml(hostsDir, reg.host, airgapped.url, { server: DEAD_SERVER });
-    for (const [ref, platform, img] of [[refs.multi, 'linux/amd64', multi], [refs.index, 'linux/arm64', idx.arm64], [refs.dlist, 'linux/amd64', dlist.amd64]] as const) {
+    for (const [ref, platform, img] of [
+      [refs.multi, 'linux/amd64', multi],
+      [refs.index, 'linux/arm64', idx.arm64],
+      [refs.dlist, 'linux/amd64', dlist.amd64],
+    ] as const) {
       const pull = await ctd.pull(ref!, { hostsDir, platform });
       assert.equal(pull.code, 0, `${ref}: ${pull.stderr}`);
       const content = await ctd.contentDigests();

@@ -15,7 +15,13 @@ import { makeTempDir, runCommand, sleep, waitFor, type TempDir } from '../helper
 const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
 const MiB = 1024 * 1024;
 
-interface Body { status: number; bytes: number; digest: string; cache: string | undefined; error?: string }
+interface Body {
+  status: number;
+  bytes: number;
+  digest: string;
+  cache: string | undefined;
+  error?: string;
+}
 
 /** GETs a URL and hashes the body; reading errors (a cut connection) are reported, not thrown. */
 async function getHashed(url: string, onProgress?: (n: number) => Promise<void> | void): Promise<Body> {
@@ -139,7 +145,11 @@ describe('crash safety and store reconciliation', () => {
     const good = await getHashed(`${sd.url}/v2/test/crash/blobs/${layer.digest}`);
     assert.deepEqual(good, { status: 200, bytes: layer.size, digest: layer.digest, cache: 'miss', error: undefined });
     const log = await settled(layer.digest, before + 2);
-    assert.deepEqual(log.slice(before).map((r) => r.status), [206, 200], 'resumed, found wrong, then from the first byte');
+    assert.deepEqual(
+      log.slice(before).map((r) => r.status),
+      [206, 200],
+      'resumed, found wrong, then from the first byte',
+    );
     assert.equal(sha256File(blobFile(dir, layer.digest)), layer.digest);
     await sd.stop();
     sd = undefined;
@@ -155,7 +165,13 @@ describe('crash safety and store reconciliation', () => {
         for (const cmd of ['du', 'pins']) ran.push(await cli(cmd, '--data', sd!.dataDir));
       }
     });
-    assert.deepEqual(ran.map((r) => [r.code, r.stderr]), [[0, ''], [0, '']]);
+    assert.deepEqual(
+      ran.map((r) => [r.code, r.stderr]),
+      [
+        [0, ''],
+        [0, ''],
+      ],
+    );
     assert.deepEqual(got, { status: 200, bytes: layer.size, digest: layer.digest, cache: 'miss', error: undefined });
     assert.equal(await settledGets(layer.digest, before + 1), before + 1);
     assert.ok(existsSync(blobFile(sd.dataDir, layer.digest)), 'committed');
@@ -185,7 +201,7 @@ describe('crash safety and store reconciliation', () => {
   });
 
   test('verify reports a corrupted blob with a non-zero exit; --repair removes it and the next GET fetches correct bytes', async () => {
-    assert.ok(sd, 'runs on the previous test\'s instance');
+    assert.ok(sd, "runs on the previous test's instance");
     const victim = small.layers[2]!;
     const file = blobFile(sd.dataDir, victim.digest);
     const bytes = readFileSync(file);

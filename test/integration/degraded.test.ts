@@ -10,7 +10,6 @@ import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 
-
 /** Root ignores permission bits, so the failure is injected where the OS would raise it. */
 function diskError(code: string): Error {
   return Object.assign(new Error(`${code}: injected`), { code });
@@ -77,7 +76,14 @@ describe('degraded store', () => {
   });
 
   test('a manifest whose metadata write fails is still served, verified, and not cached', async () => {
-    const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cachedDigest, size: cached.length }, layers: [] }));
+    const body = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: OCI_MANIFEST,
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: cachedDigest, size: cached.length },
+        layers: [],
+      }),
+    );
     const digest = fake.addManifest('app/x', 'ro', body, OCI_MANIFEST);
     const original = sd.meta.putManifest.bind(sd.meta);
     sd.meta.putManifest = () => {

@@ -84,9 +84,11 @@ function kubernetesProblems({ dir, docs }: Workload, graceSeconds: number): stri
   if (!(csc.capabilities?.drop ?? []).includes('ALL')) problems.push('capabilities do not drop ALL');
   if ((csc.capabilities?.add ?? []).length > 0) problems.push('capabilities are added');
   if ((eff('seccompProfile') as Obj | undefined)?.type !== 'RuntimeDefault') problems.push('seccompProfile is not RuntimeDefault');
-  if (!c.resources?.requests?.cpu || !c.resources?.requests?.memory || !c.resources?.limits?.memory) problems.push('resources need cpu+memory requests and a memory limit');
+  if (!c.resources?.requests?.cpu || !c.resources?.requests?.memory || !c.resources?.limits?.memory)
+    problems.push('resources need cpu+memory requests and a memory limit');
   if (pod.enableServiceLinks !== false) problems.push('enableServiceLinks must be false (Service env vars are named STEVEDORE_*)');
-  if (!(Number(pod.terminationGracePeriodSeconds ?? 30) > graceSeconds)) problems.push(`terminationGracePeriodSeconds is not above the ${graceSeconds} s shutdown`);
+  if (!(Number(pod.terminationGracePeriodSeconds ?? 30) > graceSeconds))
+    problems.push(`terminationGracePeriodSeconds is not above the ${graceSeconds} s shutdown`);
   if (c.image !== 'stevedore:latest') problems.push(`image is ${c.image}`);
 
   if (w.kind === 'Deployment') {
@@ -96,8 +98,10 @@ function kubernetesProblems({ dir, docs }: Workload, graceSeconds: number): stri
     if (!svc) problems.push(`no Service in ${dir}`);
     else {
       const sel = (svc.spec?.selector ?? {}) as Obj;
-      if (Object.keys(sel).length === 0 || Object.entries(sel).some(([k, v]) => labels[k] !== v)) problems.push('Service selector does not match the pod labels');
-      for (const p of (svc.spec?.ports ?? []) as Obj[]) if (portOf(c, p.targetPort) === undefined) problems.push(`Service targetPort ${p.targetPort} is not a container port`);
+      if (Object.keys(sel).length === 0 || Object.entries(sel).some(([k, v]) => labels[k] !== v))
+        problems.push('Service selector does not match the pod labels');
+      for (const p of (svc.spec?.ports ?? []) as Obj[])
+        if (portOf(c, p.targetPort) === undefined) problems.push(`Service targetPort ${p.targetPort} is not a container port`);
     }
   } else if (!((c.ports ?? []) as Obj[]).some((p) => p.hostPort === 5000)) {
     problems.push('DaemonSet has no hostPort 5000');

@@ -10,9 +10,17 @@ import { assertRejects, DEPLOY, FILES, kindOf, mutate, parseProblems, rel, type 
 
 describe('every file under deploy/ parses', () => {
   test('the tree holds what the README and the tests below expect', () => {
-    for (const f of ['config.sample.yaml', 'containerd/certs.d/docker.io/hosts.toml', 'containerd/certs.d/_default/hosts.toml',
-      'podman/registries.conf', 'docker/daemon.json', 'systemd/stevedore.service', 'kubernetes/site/deployment.yaml',
-      'kubernetes/node-local/daemonset.yaml', 'README.md']) {
+    for (const f of [
+      'config.sample.yaml',
+      'containerd/certs.d/docker.io/hosts.toml',
+      'containerd/certs.d/_default/hosts.toml',
+      'podman/registries.conf',
+      'docker/daemon.json',
+      'systemd/stevedore.service',
+      'kubernetes/site/deployment.yaml',
+      'kubernetes/node-local/daemonset.yaml',
+      'README.md',
+    ]) {
       assert.ok(FILES.includes(path.join(DEPLOY, f)), `deploy/${f} exists`);
     }
   });
@@ -43,7 +51,10 @@ describe('every file under deploy/ parses', () => {
 /** Example lines "# key: value" (also "#   - key: value") with the "# " removed; prose comments stay comments. */
 const COMMENTED_KEY = /^(\s*)# (\s*(?:- )?[A-Za-z_][A-Za-z0-9_]*:(?:\s.*)?)$/;
 function uncomment(text: string): string {
-  return text.split('\n').map((l) => l.replace(COMMENTED_KEY, '$1$2')).join('\n');
+  return text
+    .split('\n')
+    .map((l) => l.replace(COMMENTED_KEY, '$1$2'))
+    .join('\n');
 }
 
 interface SchemaNode {
@@ -102,7 +113,10 @@ describe('deploy/config.sample.yaml', () => {
     const doc = parseYaml(full) as unknown;
     const paths = schemaPaths(configSchema as unknown as SchemaNode);
     for (const key of ['listen', 'upstreams.*.passwordFile', 'timeouts.bodyIdle', 'circuitBreaker.cooldown', 'maxSize']) {
-      assert.ok(paths.some((p) => p.join('.') === key), `schema walk finds ${key}`);
+      assert.ok(
+        paths.some((p) => p.join('.') === key),
+        `schema walk finds ${key}`,
+      );
     }
     const missing = paths.filter((p) => !hasPath(doc, p)).map((p) => p.join('.'));
     assert.deepEqual(missing, [], 'keys of configSchema missing from deploy/config.sample.yaml');
@@ -132,8 +146,9 @@ function hostsTomlProblems(text: string): string[] {
   const problems: string[] = [];
   if (doc.server !== undefined && !/^https?:\/\/[^/]+$/.test(String(doc.server))) problems.push(`server is not an http(s) origin: ${doc.server}`);
   const hosts = (doc.host ?? {}) as Obj;
-  const good = Object.entries(hosts).filter(([url, h]) => /^https?:\/\//.test(url) && Array.isArray(h?.capabilities)
-    && h.capabilities.includes('pull') && h.capabilities.includes('resolve'));
+  const good = Object.entries(hosts).filter(
+    ([url, h]) => /^https?:\/\//.test(url) && Array.isArray(h?.capabilities) && h.capabilities.includes('pull') && h.capabilities.includes('resolve'),
+  );
   if (good.length === 0) problems.push('no [host."http(s)://..."] with capabilities ["pull", "resolve"]');
   return problems;
 }

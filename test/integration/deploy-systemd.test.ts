@@ -41,8 +41,14 @@ function unitProblems(text: string, graceSeconds: number): string[] {
   const stop = Number((one('TimeoutStopSec') ?? '').replace(/s$/, ''));
   if (!(stop > graceSeconds)) problems.push(`TimeoutStopSec ${one('TimeoutStopSec')} is not above the ${graceSeconds} s shutdown`);
   const expect: Record<string, string> = {
-    Restart: 'on-failure', NoNewPrivileges: 'yes', ProtectSystem: 'strict', ProtectHome: 'yes', PrivateTmp: 'yes',
-    StateDirectory: 'stevedore', CapabilityBoundingSet: '', RestrictAddressFamilies: 'AF_INET AF_INET6 AF_UNIX',
+    Restart: 'on-failure',
+    NoNewPrivileges: 'yes',
+    ProtectSystem: 'strict',
+    ProtectHome: 'yes',
+    PrivateTmp: 'yes',
+    StateDirectory: 'stevedore',
+    CapabilityBoundingSet: '',
+    RestrictAddressFamilies: 'AF_INET AF_INET6 AF_UNIX',
     EnvironmentFile: '-/etc/stevedore/env',
   };
   for (const [k, v] of Object.entries(expect)) if (one(k) !== v) problems.push(`${k}=${one(k) ?? '(unset)'}, expected ${k}=${v}`);

@@ -46,11 +46,15 @@ function dockerfileProblems(text: string): string[] {
   if (!node) problems.push(`final stage is not FROM node:*-slim: ${image}`);
   else if (Number(node[1]) % 2 !== 0 || Number(node[1]) < 20) problems.push(`node:${node[1]} is not an LTS line >= 20`);
   for (const i of final.filter((x) => x.cmd === 'RUN')) {
-    if (/\b(apt-get|apt|apk|dnf|yum)\b.*\b(install|add)\b/.test(i.args) && BUILD_TOOLS.test(i.args)) problems.push(`final stage installs build tools: ${i.args}`);
+    if (/\b(apt-get|apt|apk|dnf|yum)\b.*\b(install|add)\b/.test(i.args) && BUILD_TOOLS.test(i.args))
+      problems.push(`final stage installs build tools: ${i.args}`);
     if (/\bnpm\s+(ci|install|i)\b/.test(i.args)) problems.push(`final stage runs npm install (native builds belong in the build stage): ${i.args}`);
   }
   if (!final.some((i) => i.cmd === 'COPY' && /--from=build\b/.test(i.args))) problems.push('final stage copies nothing from the build stage');
-  const user = final.filter((i) => i.cmd === 'USER').at(-1)?.args.split(':')[0];
+  const user = final
+    .filter((i) => i.cmd === 'USER')
+    .at(-1)
+    ?.args.split(':')[0];
   if (user === undefined || user === 'root' || user === '0') problems.push(`final stage runs as ${user ?? 'root (no USER)'}`);
   const health = final.find((i) => i.cmd === 'HEALTHCHECK');
   if (!health || /^NONE$/i.test(health.args)) problems.push('no HEALTHCHECK');

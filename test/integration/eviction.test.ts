@@ -33,16 +33,24 @@ describe('eviction under a small budget with concurrent pulls', () => {
   let tmp: TempDir;
   let pinned: PushedIndex;
   const images: PushedImage[] = [];
-  const cli = (...args: string[]) => runCommand(process.execPath, [MAIN, ...args, '--data', sd.dataDir, '--upstream', reg.url, '--log-level', 'warn'], { timeoutMs: 60_000 });
+  const cli = (...args: string[]) =>
+    runCommand(process.execPath, [MAIN, ...args, '--data', sd.dataDir, '--upstream', reg.url, '--log-level', 'warn'], { timeoutMs: 60_000 });
   const blobFile = (digest: string) => path.join(sd.dataDir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
   const onDisk = (digest: string) => existsSync(blobFile(digest)) && sha256(readFileSync(blobFile(digest))) === digest;
   const layerGets = (digest: string) => reg.requests().filter((r) => r.method === 'GET' && r.uri.endsWith(`/blobs/${digest}`)).length;
   const filesWithoutRows = () => {
     const db = new Database(path.join(sd.dataDir, 'metadata.db'), { readonly: true });
     try {
-      const rows = new Set(db.prepare<[], { digest: string }>('SELECT digest FROM blobs').all().map((r) => r.digest));
+      const rows = new Set(
+        db
+          .prepare<[], { digest: string }>('SELECT digest FROM blobs')
+          .all()
+          .map((r) => r.digest),
+      );
       const root = path.join(sd.dataDir, 'blobs', 'sha256');
-      return readdirSync(root).flatMap((p) => readdirSync(path.join(root, p))).filter((hex) => !rows.has(`sha256:${hex}`));
+      return readdirSync(root)
+        .flatMap((p) => readdirSync(path.join(root, p)))
+        .filter((hex) => !rows.has(`sha256:${hex}`));
     } finally {
       db.close();
     }
@@ -87,18 +95,24 @@ describe('eviction under a small budget with concurrent pulls', () => {
   test('10 concurrent skopeo clients pulling ~1 MB images through a 4 MB budget all succeed with exact digests, while sweeps evict', async () => {
     // Client c pulls images c, c+3, c+6, ... (mod 10) in turn, until sweeps (1 s after commits) have evicted
     // content that later rounds then had to fetch again: pulls meet images evicted meanwhile or being evicted now.
-    const sweeps = () => sd.logs().split('\n').filter((l) => l.includes('"msg":"eviction sweep"')).length;
+    const sweeps = () =>
+      sd
+        .logs()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"eviction sweep"')).length;
     const fetched = () => images.reduce((n, img) => n + layerGets(img.layers[0]!.digest), 0);
     const enough = () => sweeps() >= 2 && fetched() > IMAGES + 2;
-    const runs = await Promise.all(images.map(async (_, c) => {
-      const out = [];
-      for (let k = 0; k < 20 && (k < 3 || !enough()); k++) {
-        const i = (c + 3 * k) % IMAGES;
-        const dir = path.join(tmp.path, `flood-${c}-${k}`);
-        out.push({ i, dir, r: await copyToOciDir(`docker://${sd.host}/test/img${i}:v1`, dir) });
-      }
-      return out;
-    }));
+    const runs = await Promise.all(
+      images.map(async (_, c) => {
+        const out = [];
+        for (let k = 0; k < 20 && (k < 3 || !enough()); k++) {
+          const i = (c + 3 * k) % IMAGES;
+          const dir = path.join(tmp.path, `flood-${c}-${k}`);
+          out.push({ i, dir, r: await copyToOciDir(`docker://${sd.host}/test/img${i}:v1`, dir) });
+        }
+        return out;
+      }),
+    );
     for (const { i, dir, r } of runs.flat()) {
       assert.equal(r.code, 0, `img${i}: ${r.stderr}`);
       assertLayoutIntact(dir, dagOf(images[i]!));

@@ -35,11 +35,14 @@ describe('ordinary layers with urls (fake upstream with credentials, nginx URL h
     fake.addBlob('app/x', config);
     fake.addBlob('app/x', present.bytes);
     const layer = (l: typeof missing) => ({ mediaType: MT.ociGzip, digest: l.digest, size: l.size, urls: [`${web.url}/layers/${l.digest}`] });
-    const manifest = Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: MT.ociManifest,
-      config: { mediaType: MT.ociConfig, digest: sha256(config), size: config.length },
-      layers: [layer(missing), layer(present)],
-    }));
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: MT.ociManifest,
+        config: { mediaType: MT.ociConfig, digest: sha256(config), size: config.length },
+        layers: [layer(missing), layer(present)],
+      }),
+    );
     fake.addManifest('app/x', 'v1', manifest, MT.ociManifest);
     sd = await startInProcess({
       upstream: [fake.url],
@@ -75,7 +78,10 @@ describe('ordinary layers with urls (fake upstream with credentials, nginx URL h
   });
 
   test('upstream credentials and tokens never reach the url host', async () => {
-    assert.ok(fake.requests().some((q) => String(q.headers.authorization ?? '').startsWith('Bearer ')), 'the upstream did get a token');
+    assert.ok(
+      fake.requests().some((q) => String(q.headers.authorization ?? '').startsWith('Bearer ')),
+      'the upstream did get a token',
+    );
     assert.ok(web.requests().length > 0);
     for (const q of web.requests()) assert.deepEqual([q.authorization, q.cookie], ['-', '-']);
   });

@@ -19,7 +19,14 @@ const ACCEPT = [MT.ociManifest, MT.dockerManifest].join(', ');
 type Case = 'redirectDocker' | 'redirectOci' | 'fetchDocker' | 'fetchOci' | 'stream' | 'tampered' | 'deniedHost' | 'localhost' | 'hop' | 'down' | 'gone';
 const CASES: Case[] = ['redirectDocker', 'redirectOci', 'fetchDocker', 'fetchOci', 'stream', 'tampered', 'deniedHost', 'localhost', 'hop', 'down', 'gone'];
 
-interface Layer { digest: string; size: number; file: string; url: string; image: PushedImage; repo: string }
+interface Layer {
+  digest: string;
+  size: number;
+  file: string;
+  url: string;
+  image: PushedImage;
+  repo: string;
+}
 
 async function getBlob(base: string, repo: string, digest: string, method: 'GET' | 'HEAD' = 'GET') {
   const res = await request(`${base}/v2/${repo}/blobs/${digest}`, { method, headersTimeout: 30_000, bodyTimeout: 30_000 });
@@ -30,7 +37,13 @@ async function getBlob(base: string, repo: string, digest: string, method: 'GET'
   } catch (e) {
     error = e as Error;
   }
-  return { status: res.statusCode, headers: res.headers, body, error, json: () => JSON.parse(body.toString()) as { errors: { code: string; detail: Record<string, unknown> }[] } };
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    body,
+    error,
+    json: () => JSON.parse(body.toString()) as { errors: { code: string; detail: Record<string, unknown> }[] },
+  };
 }
 
 describe('foreign layers through stevedore (registry upstream, nginx foreign hosts)', () => {
@@ -43,7 +56,8 @@ describe('foreign layers through stevedore (registry upstream, nginx foreign hos
   let cfgFile: string;
   const L = {} as Record<Case, Layer>;
 
-  const cli = async (...args: string[]) => runCommand(process.execPath, [MAIN, 'foreign', ...args, '--data', sd.dataDir, '--config', cfgFile], { timeoutMs: 60_000 });
+  const cli = async (...args: string[]) =>
+    runCommand(process.execPath, [MAIN, 'foreign', ...args, '--data', sd.dataDir, '--config', cfgFile], { timeoutMs: 60_000 });
   const show = async (digest: string) => {
     const r = await cli('show', digest, '--json');
     assert.equal(r.code, 0, r.stderr);
@@ -63,17 +77,28 @@ describe('foreign layers through stevedore (registry upstream, nginx foreign hos
     C = await startNginx();
     A = await startNginx({ extra: `location /hop/ { rewrite ^/hop/(.*)$ http://127.0.0.1:${B.port}/blobs/$1 redirect; }` });
     const urlOf: Record<Case, (d: string) => string> = {
-      redirectDocker: (d) => `${A.url}/redirect/${d}`, redirectOci: (d) => `${A.url}/redirect/${d}`,
-      fetchDocker: (d) => `${A.url}/fetch/${d}`, fetchOci: (d) => `${A.url}/fetch/${d}`, stream: (d) => `${A.url}/stream/${d}`,
-      tampered: (d) => `${A.url}/fetch/bad/${d}`, deniedHost: (d) => `${B.url}/blobs/${d}`,
-      localhost: (d) => `http://localhost:${B.port}/blobs/${d}`, hop: (d) => `${A.url}/hop/${d}`, down: (d) => `${C.url}/blobs/${d}`,
+      redirectDocker: (d) => `${A.url}/redirect/${d}`,
+      redirectOci: (d) => `${A.url}/redirect/${d}`,
+      fetchDocker: (d) => `${A.url}/fetch/${d}`,
+      fetchOci: (d) => `${A.url}/fetch/${d}`,
+      stream: (d) => `${A.url}/stream/${d}`,
+      tampered: (d) => `${A.url}/fetch/bad/${d}`,
+      deniedHost: (d) => `${B.url}/blobs/${d}`,
+      localhost: (d) => `http://localhost:${B.port}/blobs/${d}`,
+      hop: (d) => `${A.url}/hop/${d}`,
+      down: (d) => `${C.url}/blobs/${d}`,
       gone: (d) => `${A.url}/gone/${d}`,
     };
     for (const [i, c] of CASES.entries()) {
       const f = await makeLayerFile(7100 + i, 150_000 + i * 1_000);
       const url = urlOf[c](f.digest);
       const repo = `foreign/${c.toLowerCase()}`;
-      const image = await pushForeignImage(reg.url, repo, 'v1', { foreignBlobPath: f.path, urls: [url], style: c.endsWith('Oci') ? 'oci' : 'docker', seed: 7200 + i });
+      const image = await pushForeignImage(reg.url, repo, 'v1', {
+        foreignBlobPath: f.path,
+        urls: [url],
+        style: c.endsWith('Oci') ? 'oci' : 'docker',
+        seed: 7200 + i,
+      });
       L[c] = { digest: f.digest, size: f.size, file: f.path, url, image, repo };
       // Every host would serve the right bytes if asked: a request that reaches it is visible in its access log.
       for (const h of [A, B, C]) h.put(`/blobs/${f.digest}`, f.path);
@@ -86,18 +111,21 @@ describe('foreign layers through stevedore (registry upstream, nginx foreign hos
     A.put(`/fetch/good/${L.tampered.digest}`, L.tampered.file);
     const local = ['127.0.0.1/32'];
     cfgFile = path.join(tmp.path, 'config.yaml');
-    writeFileSync(cfgFile, stringify({
-      foreign: {
-        rules: [
-          { match: `http://127.0.0.1:${A.port}/redirect/*`, action: 'redirect' },
-          { match: `http://127.0.0.1:${A.port}/stream/*`, action: 'fetch', cache: false, allowPrivate: local },
-          { regex: `^http://127\\.0\\.0\\.1:${A.port}/(fetch|hop|gone|mirror)/`, action: 'fetch', allowPrivate: local },
-          // Matches by name, but localhost resolves to loopback and this rule allows no private range.
-          { match: `localhost:${B.port}`, action: 'fetch' },
-          { match: `http://127.0.0.1:${C.port}/*`, action: 'fetch', allowPrivate: local },
-        ],
-      },
-    }));
+    writeFileSync(
+      cfgFile,
+      stringify({
+        foreign: {
+          rules: [
+            { match: `http://127.0.0.1:${A.port}/redirect/*`, action: 'redirect' },
+            { match: `http://127.0.0.1:${A.port}/stream/*`, action: 'fetch', cache: false, allowPrivate: local },
+            { regex: `^http://127\\.0\\.0\\.1:${A.port}/(fetch|hop|gone|mirror)/`, action: 'fetch', allowPrivate: local },
+            // Matches by name, but localhost resolves to loopback and this rule allows no private range.
+            { match: `localhost:${B.port}`, action: 'fetch' },
+            { match: `http://127.0.0.1:${C.port}/*`, action: 'fetch', allowPrivate: local },
+          ],
+        },
+      }),
+    );
     sd = await startStevedore({ upstreams: [reg.url], extraArgs: ['--config', cfgFile], env: { STEVEDORE_ADMIN_TOKEN: TOKEN } });
   });
 
@@ -173,7 +201,10 @@ describe('foreign layers through stevedore (registry upstream, nginx foreign hos
     const add = await cli('mirror', 'add', l.digest, good);
     assert.equal(add.code, 0, add.stderr);
     const after = await show(l.digest);
-    assert.deepEqual(after.candidates.map((x) => x.url), [good, l.url]);
+    assert.deepEqual(
+      after.candidates.map((x) => x.url),
+      [good, l.url],
+    );
     const ok = await getBlob(sd.url, l.repo, l.digest);
     assert.equal(ok.status, 200);
     assert.equal(sha256(ok.body), l.digest);
@@ -233,7 +264,11 @@ describe('foreign layers through stevedore (registry upstream, nginx foreign hos
 
   test('skopeo through stevedore: OCI layout keeps the foreign reference; dir: fetches urls itself, never the mirror', async () => {
     const l = L.fetchOci;
-    const mirrorGets = () => sd.logs().split('\n').filter((x) => x.includes('"request"') && x.includes(`/blobs/${l.digest}`)).length;
+    const mirrorGets = () =>
+      sd
+        .logs()
+        .split('\n')
+        .filter((x) => x.includes('"request"') && x.includes(`/blobs/${l.digest}`)).length;
     const [hostBefore, mirrorBefore] = [A.count(l.digest), mirrorGets()];
     const dir = path.join(tmp.path, 'layout');
     const r = await copyToOciDir(`docker://${sd.host}/${l.repo}:v1`, dir);

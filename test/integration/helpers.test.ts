@@ -7,8 +7,15 @@ import { request } from 'undici';
 import { startContainerd, writeHostsToml, type Containerd } from '../helpers/containerd.ts';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import {
-  makeLayerFile, pushBigLayer, pushDockerManifestList, pushForeignImage, pushMultiLayer, pushOciIndex, sha256,
-  type PushedImage, type PushedIndex,
+  makeLayerFile,
+  pushBigLayer,
+  pushDockerManifestList,
+  pushForeignImage,
+  pushMultiLayer,
+  pushOciIndex,
+  sha256,
+  type PushedImage,
+  type PushedIndex,
 } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { copyToOciDir, inspectRaw } from '../helpers/skopeo.ts';
@@ -38,7 +45,9 @@ describe('test helpers', () => {
 
   test('skopeo inspect --raw returns exactly the pushed manifest bytes', async () => {
     for (const [ref, pushed] of [
-      ['test/index:v1', idx], ['test/list:v1', list], ['test/multi:v1', multi],
+      ['test/index:v1', idx],
+      ['test/list:v1', list],
+      ['test/multi:v1', multi],
       [`test/index@${idx.manifests[1]!.manifestDigest}`, idx.manifests[1]!],
     ] as const) {
       const raw = await inspectRaw(`docker://${reg.host}/${ref}`);

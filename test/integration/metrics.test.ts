@@ -35,10 +35,15 @@ describe('metrics and readiness', () => {
   const v = (m: Map<string, number>, key: string) => m.get(key) ?? 0;
   /** Counters are updated when a response's socket closes, just after skopeo has its bytes: wait (bounded) for it. */
   const scrapeWhen = (what: string, ok: (m: Map<string, number>) => boolean) =>
-    waitFor(what, async () => {
-      const m = await scrape();
-      return ok(m) ? m : undefined;
-    }, 5_000, 50);
+    waitFor(
+      what,
+      async () => {
+        const m = await scrape();
+        return ok(m) ? m : undefined;
+      },
+      5_000,
+      50,
+    );
 
   before(async () => {
     tmp = makeTempDir();
@@ -62,11 +67,14 @@ describe('metrics and readiness', () => {
     assert.deepEqual([body.status, body.store, body.cacheWritable, body.offline], ['ready', { objects: 0, bytes: 0 }, true, false]);
   });
 
-  test('a cold pull: upstream blob bytes and served miss bytes both equal the image\'s blob bytes; every blob a miss', async () => {
+  test("a cold pull: upstream blob bytes and served miss bytes both equal the image's blob bytes; every blob a miss", async () => {
     const r = await copyToOciDir(`docker://${sd.host}/test/metrics:v1`, path.join(tmp.path, 'cold'));
     assert.equal(r.code, 0, r.stderr);
     // Clients finish at verification; the commit follows: wait until the fills have settled too.
-    const m = await scrapeWhen('cold pull counted and committed', (x) => v(x, 'stevedore_cache_requests_total{kind="blob",outcome="miss"}') >= blobCount && v(x, 'stevedore_fills_in_flight') === 0);
+    const m = await scrapeWhen(
+      'cold pull counted and committed',
+      (x) => v(x, 'stevedore_cache_requests_total{kind="blob",outcome="miss"}') >= blobCount && v(x, 'stevedore_fills_in_flight') === 0,
+    );
     assert.equal(v(m, 'stevedore_upstream_bytes_total{kind="blob"}'), blobBytes);
     assert.equal(v(m, 'stevedore_served_bytes_total{kind="blob",outcome="miss"}'), blobBytes);
     assert.equal(v(m, 'stevedore_served_bytes_total{kind="blob",outcome="hit"}'), 0);
@@ -90,7 +98,9 @@ describe('metrics and readiness', () => {
     assert.equal(v(m, 'stevedore_cache_requests_total{kind="blob",outcome="miss"}'), blobCount);
     assert.equal(v(m, 'stevedore_upstream_bytes_total{kind="blob"}'), blobBytes, 'no upstream blob bytes for a warm pull');
     assert.equal(v(m, 'stevedore_upstream_bytes_total{kind="manifest"}'), v(before, 'stevedore_upstream_bytes_total{kind="manifest"}'));
-    assert.ok(v(m, 'stevedore_cache_requests_total{kind="manifest",outcome="hit"}') > v(before, 'stevedore_cache_requests_total{kind="manifest",outcome="hit"}'));
+    assert.ok(
+      v(m, 'stevedore_cache_requests_total{kind="manifest",outcome="hit"}') > v(before, 'stevedore_cache_requests_total{kind="manifest",outcome="hit"}'),
+    );
     assert.equal(v(m, 'stevedore_http_requests_total{route="blobs",method="GET",status="200"}'), 2 * blobCount);
 
     const res = await fetch(`${sd.url}/readyz`);

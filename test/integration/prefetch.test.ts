@@ -14,9 +14,11 @@ const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
 
 type Line = Record<string, unknown> & { event: string };
 interface Summary {
-  ok: boolean; seconds: number;
+  ok: boolean;
+  seconds: number;
   images: { ref: string; digest?: string; ok: boolean; reason?: string }[];
-  fetched: { blobs: number; bytes: number }; cached: { blobs: number; bytes: number };
+  fetched: { blobs: number; bytes: number };
+  cached: { blobs: number; bytes: number };
   failed: { images: number; blobs: number; reasons: { ref: string; reason: string }[] };
 }
 
@@ -33,12 +35,20 @@ describe('stevedore prefetch', () => {
     const t0 = performance.now();
     const r = await runCommand(process.execPath, [MAIN, 'prefetch', '--data', dataDir, '--upstream', proxy.url, ...args], { timeoutMs: 60_000 });
     const elapsed = (performance.now() - t0) / 1000;
-    const lines = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+    const lines = r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Line);
     const summary = lines.find((l) => l.event === 'summary') as unknown as Summary | undefined;
     assert.ok(summary, `a summary line (exit ${r.code}): ${r.stdout}\n${r.stderr}`);
     return { ...r, lines, summary, elapsed };
   }
-  const blobGets = () => registry.requests().filter((r) => r.method === 'GET' && r.uri.includes('/blobs/')).map((r) => r.uri.split('/blobs/')[1]!).sort();
+  const blobGets = () =>
+    registry
+      .requests()
+      .filter((r) => r.method === 'GET' && r.uri.includes('/blobs/'))
+      .map((r) => r.uri.split('/blobs/')[1]!)
+      .sort();
 
   before(async () => {
     registry = await startRegistry();
@@ -50,12 +60,15 @@ describe('stevedore prefetch', () => {
     await registry?.destroy();
   });
 
-  test('--platform linux/arm64 fetches only arm64\'s manifest and blobs, as JSON lines', async () => {
+  test("--platform linux/arm64 fetches only arm64's manifest and blobs, as JSON lines", async () => {
     registry.clearRequests();
     const r = await prefetch(['test/idx:1', '--platform', 'linux/arm64']);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(blobGets(), blobsOf(idx.arm64), 'exactly arm64\'s config and layers were downloaded');
-    const manifests = registry.requests().filter((q) => q.uri.includes('/manifests/')).map((q) => `${q.method} ${q.uri.split('/manifests/')[1]}`);
+    assert.deepEqual(blobGets(), blobsOf(idx.arm64), "exactly arm64's config and layers were downloaded");
+    const manifests = registry
+      .requests()
+      .filter((q) => q.uri.includes('/manifests/'))
+      .map((q) => `${q.method} ${q.uri.split('/manifests/')[1]}`);
     assert.deepEqual(manifests.sort(), ['GET 1', `GET ${idx.arm64.manifestDigest}`].sort());
     assert.equal(r.summary.fetched.blobs, 3);
     assert.equal(r.summary.fetched.bytes, bytesOf(idx.arm64));
@@ -63,7 +76,10 @@ describe('stevedore prefetch', () => {
     const blobLines = r.lines.filter((l) => l.event === 'blob');
     assert.deepEqual(blobLines.map((l) => l.digest).sort(), blobsOf(idx.arm64));
     assert.ok(blobLines.every((l) => l.status === 'fetched'));
-    assert.ok(r.lines.some((l) => l.event === 'progress' || l.event === 'image'), 'progress is reported');
+    assert.ok(
+      r.lines.some((l) => l.event === 'progress' || l.event === 'image'),
+      'progress is reported',
+    );
   });
 
   test('a second run costs one HEAD for the tag and no upstream byte', async () => {
@@ -71,7 +87,10 @@ describe('stevedore prefetch', () => {
     proxy.reset();
     const r = await prefetch(['test/idx:1', '--platform', 'linux/arm64']);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(registry.requests().map((q) => `${q.method} ${q.uri}`), ['HEAD /v2/test/idx/manifests/1']);
+    assert.deepEqual(
+      registry.requests().map((q) => `${q.method} ${q.uri}`),
+      ['HEAD /v2/test/idx/manifests/1'],
+    );
     assert.equal(proxy.bytes(), 0);
     assert.equal(r.summary.cached.blobs, 3);
     assert.equal(r.summary.fetched.blobs, 0);
@@ -95,7 +114,13 @@ describe('stevedore prefetch', () => {
     const r = await prefetch(['--from', list, '--platform', 'linux/arm64']);
     assert.equal(r.code, 1);
     assert.equal(r.summary.ok, false);
-    assert.deepEqual(r.summary.images.map((i) => [i.ref, i.ok]), [['test/idx:1', true], ['test/missing:1', false]]);
+    assert.deepEqual(
+      r.summary.images.map((i) => [i.ref, i.ok]),
+      [
+        ['test/idx:1', true],
+        ['test/missing:1', false],
+      ],
+    );
     assert.match(r.summary.failed.reasons[0]!.reason, /MANIFEST_UNKNOWN.*404/);
     assert.equal(blobGets().length, 0);
     // The platforms the index has are still fetched; the one it lacks fails the image, named.
@@ -121,7 +146,12 @@ describe('stevedore prefetch', () => {
       for (const d of blobsOf(idx.arm64)) {
         const res = await fetch(`${sd.url}/v2/test/idx/blobs/${d}`);
         assert.equal(res.headers.get('x-stevedore-cache'), 'hit');
-        assert.equal(`sha256:${createHash('sha256').update(Buffer.from(await res.arrayBuffer())).digest('hex')}`, d);
+        assert.equal(
+          `sha256:${createHash('sha256')
+            .update(Buffer.from(await res.arrayBuffer()))
+            .digest('hex')}`,
+          d,
+        );
       }
       assert.equal(blobGets().length, 0, 'serve needed nothing from upstream');
     } finally {
@@ -136,7 +166,13 @@ describe('stevedore prefetch', () => {
     proxy.reset();
     const child = spawnTracked(process.execPath, [MAIN, 'prefetch', 'test/big:1', '--data', dir, '--upstream', proxy.url, '--rate', '16MB/s']);
     const partial = path.join(dir, 'partial', layer.digest.replace(':', '-'));
-    const size = () => { try { return statSync(partial).size; } catch { return 0; } };
+    const size = () => {
+      try {
+        return statSync(partial).size;
+      } catch {
+        return 0;
+      }
+    };
     await waitFor('half of the big layer on disk', () => size() > layer.size / 2, 20_000, 20);
     child.kill('SIGKILL');
     await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
@@ -172,7 +208,9 @@ describe('stevedore prefetch', () => {
     assert.ok(bytes >= layer.size);
     const achieved = bytes / r.summary.seconds;
     const wall = bytes / r.elapsed;
-    console.log(`# rate: ${bytes} B in ${r.summary.seconds.toFixed(2)} s of prefetch (${(achieved / 1e6).toFixed(2)} MB/s), ${r.elapsed.toFixed(2)} s of process (${(wall / 1e6).toFixed(2)} MB/s)`);
+    console.log(
+      `# rate: ${bytes} B in ${r.summary.seconds.toFixed(2)} s of prefetch (${(achieved / 1e6).toFixed(2)} MB/s), ${r.elapsed.toFixed(2)} s of process (${(wall / 1e6).toFixed(2)} MB/s)`,
+    );
     assert.ok(Math.abs(achieved - rate) / rate <= 0.1, `achieved ${(achieved / 1e6).toFixed(2)} MB/s, want 5 MB/s ±10 %`);
     assert.ok(wall <= rate * 1.1, 'the whole process never went faster either');
   });

@@ -73,16 +73,24 @@ describe('containerd through stevedore, real registry upstream', () => {
     const again = await ctd.pull(`${reg.host}/test/multi:v1`, { hostsDir: tmp.path });
     assert.equal(again.code, 0, again.stderr);
     await sleep(300);
-    assert.deepEqual(reg.requests().filter((q) => q.uri.includes('/blobs/')), []);
+    assert.deepEqual(
+      reg.requests().filter((q) => q.uri.includes('/blobs/')),
+      [],
+    );
     assert.ok((await ctd.contentDigests()).includes(multi.layers[0]!.digest));
   });
 
-  test('ctr pulls one platform of an OCI index: only that platform\'s blobs reach the upstream', async () => {
+  test("ctr pulls one platform of an OCI index: only that platform's blobs reach the upstream", async () => {
     reg.clearRequests();
     const r = await ctd.pull(`${reg.host}/test/index:v1`, { hostsDir: tmp.path, platform: 'linux/arm64' });
     assert.equal(r.code, 0, r.stderr);
     await sleep(300);
-    const fetched = new Set(reg.requests().filter((q) => q.method === 'GET' && q.uri.includes('/blobs/')).map((q) => q.uri.split('/').pop()));
+    const fetched = new Set(
+      reg
+        .requests()
+        .filter((q) => q.method === 'GET' && q.uri.includes('/blobs/'))
+        .map((q) => q.uri.split('/').pop()),
+    );
     const arm = idx.arm64;
     assert.deepEqual(fetched, new Set([arm.configDigest, ...arm.layers.map((l) => l.digest)]));
   });

@@ -11,7 +11,8 @@ import { copyToOciDir, inspectRaw } from '../helpers/skopeo.ts';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
 import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
 
-const blobGets = (reg: Registry, digest?: string) => reg.requests().filter((r) => r.method === 'GET' && r.uri.includes('/blobs/') && (!digest || r.uri.includes(digest)));
+const blobGets = (reg: Registry, digest?: string) =>
+  reg.requests().filter((r) => r.method === 'GET' && r.uri.includes('/blobs/') && (!digest || r.uri.includes(digest)));
 
 /** Every file under an OCI layout's blobs/ is named by the sha256 of its bytes. */
 function assertLayoutIntact(dir: string, expected: string[]): void {
@@ -63,7 +64,10 @@ describe('skopeo through stevedore, real registry upstream', () => {
     // An OCI layout cannot hold Docker manifests unchanged (skopeo converts them): compare the layers.
     const lr = await copyToOciDir(`docker://${sd.host}/test/list:v1`, dir, { all: true });
     assert.equal(lr.code, 0, lr.stderr);
-    assertLayoutIntact(dir, list.manifests.flatMap((m) => m.layers.map((l) => l.digest)));
+    assertLayoutIntact(
+      dir,
+      list.manifests.flatMap((m) => m.layers.map((l) => l.digest)),
+    );
     const mdir = path.join(tmp.path, 'multi');
     const r = await copyToOciDir(`docker://${sd.host}/test/multi:v1`, mdir);
     assert.equal(r.code, 0, r.stderr);
@@ -75,7 +79,10 @@ describe('skopeo through stevedore, real registry upstream', () => {
     const r = await copyToOciDir(`docker://${sd.host}/test/multi:v1`, path.join(tmp.path, 'multi-again'));
     assert.equal(r.code, 0, r.stderr);
     await new Promise((res) => setTimeout(res, 300)); // the registry logs just after responding
-    assert.deepEqual(reg.requests().filter((q) => q.uri.startsWith('/v2/test/')), []);
+    assert.deepEqual(
+      reg.requests().filter((q) => q.uri.startsWith('/v2/test/')),
+      [],
+    );
   });
 
   test('the three ways to name an upstream: default, host path prefix, ?ns=, with docker.io library/', async () => {
@@ -98,16 +105,18 @@ describe('skopeo through stevedore, real registry upstream', () => {
     // Like a client: the manifest first, which links the layer to the repository.
     assert.ok((await inspectRaw(`docker://${sd.host}/test/big:v1`)).equals(big.manifestBytes));
     reg.clearRequests();
-    const results = await Promise.all(Array.from({ length: 20 }, async () => {
-      const res = await request(`${sd.url}/v2/test/big/blobs/${layer.digest}`);
-      const h = createHash('sha256');
-      let n = 0;
-      for await (const chunk of res.body) {
-        h.update(chunk as Buffer);
-        n += (chunk as Buffer).length;
-      }
-      return { status: res.statusCode, digest: `sha256:${h.digest('hex')}`, n };
-    }));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const res = await request(`${sd.url}/v2/test/big/blobs/${layer.digest}`);
+        const h = createHash('sha256');
+        let n = 0;
+        for await (const chunk of res.body) {
+          h.update(chunk as Buffer);
+          n += (chunk as Buffer).length;
+        }
+        return { status: res.statusCode, digest: `sha256:${h.digest('hex')}`, n };
+      }),
+    );
     for (const r of results) assert.deepEqual(r, { status: 200, digest: layer.digest, n: layer.size });
     await reg.waitForRequest((q) => q.method === 'GET' && q.uri.includes(layer.digest));
     await new Promise((res) => setTimeout(res, 300));

@@ -9,7 +9,11 @@ import { copyToOciDir } from '../helpers/skopeo.ts';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
 import { makeTempDir, sleep, waitFor, type TempDir } from '../helpers/tmp.ts';
 
-interface OciErr { status: number; code: string; reason: string }
+interface OciErr {
+  status: number;
+  code: string;
+  reason: string;
+}
 
 async function get(url: string, accept?: string): Promise<{ status: number; body: Buffer; cache: unknown }> {
   const res = await request(url, { headers: accept ? { accept } : {}, signal: AbortSignal.timeout(20_000) });
@@ -67,12 +71,15 @@ describe('registry stopped and restarted; circuit breaker', () => {
   });
 
   test('upstream down: after 2 failures the circuit opens, later requests fail fast without an upstream attempt', async () => {
-    const uncached = [
-      `${sd.url}/v2/test/later/manifests/v1`,
-      `${sd.url}/v2/test/later/blobs/${later.layers[0]!.digest}`,
-    ];
+    const uncached = [`${sd.url}/v2/test/later/manifests/v1`, `${sd.url}/v2/test/later/blobs/${later.layers[0]!.digest}`];
     const first = [await ociError(uncached[0]!), await ociError(uncached[1]!)];
-    assert.deepEqual(first.map((e) => [e.status, e.code]), [[404, 'MANIFEST_UNKNOWN'], [404, 'BLOB_UNKNOWN']]);
+    assert.deepEqual(
+      first.map((e) => [e.status, e.code]),
+      [
+        [404, 'MANIFEST_UNKNOWN'],
+        [404, 'BLOB_UNKNOWN'],
+      ],
+    );
     for (const e of first) assert.match(e.reason, /unreachable/);
     const fast: OciErr[] = [];
     for (const i of [0, 1, 0, 1, 0]) fast.push(await ociError(uncached[i]!)); // one at a time: concurrent ones would coalesce
@@ -85,7 +92,10 @@ describe('registry stopped and restarted; circuit breaker', () => {
     assert.equal(await metric(sd, new RegExp(`^stevedore_upstream_errors_total\\{upstream="${reg.host}",reason="circuit-open"\\} `)), 5);
     const r = await readyz(sd);
     assert.equal(r.status, 200);
-    assert.deepEqual(r.body.upstreams.find((u) => u.upstream === reg.host), { upstream: reg.host, open: true, failures: 2 });
+    assert.deepEqual(
+      r.body.upstreams.find((u) => u.upstream === reg.host),
+      { upstream: reg.host, open: true, failures: 2 },
+    );
     assert.equal(await metric(sd, new RegExp(`^stevedore_upstream_circuit_open\\{upstream="${reg.host}"\\} `)), 1);
     // Hits never ask the breaker.
     assert.equal((await pull('test/cached:v1', 'open-circuit')).code, 0);
@@ -93,13 +103,21 @@ describe('registry stopped and restarted; circuit breaker', () => {
 
   test('registry back: after the cooldown a probe succeeds, the circuit closes, uncached images pull again', async () => {
     await reg.start();
-    const ok = await waitFor('a request through the half-open circuit', async () => {
-      const r = await get(`${sd.url}/v2/test/later/manifests/v1`, later.manifestMediaType);
-      return r.status === 200 ? r : undefined;
-    }, 15_000, 250);
+    const ok = await waitFor(
+      'a request through the half-open circuit',
+      async () => {
+        const r = await get(`${sd.url}/v2/test/later/manifests/v1`, later.manifestMediaType);
+        return r.status === 200 ? r : undefined;
+      },
+      15_000,
+      250,
+    );
     assert.ok(ok.body.equals(later.manifestBytes));
     assert.equal(await metric(sd, new RegExp(`^stevedore_upstream_circuit_open\\{upstream="${reg.host}"\\} `)), 0);
-    assert.deepEqual((await readyz(sd)).body.upstreams.find((u) => u.upstream === reg.host), { upstream: reg.host, open: false, failures: 0 });
+    assert.deepEqual(
+      (await readyz(sd)).body.upstreams.find((u) => u.upstream === reg.host),
+      { upstream: reg.host, open: false, failures: 0 },
+    );
     const r = await pull('test/later:v1', 'after');
     assert.equal(r.code, 0, r.stderr);
   });
@@ -136,7 +154,10 @@ describe('--offline on a data dir filled by a connected instance', () => {
   test('registry stopped: the offline instance serves cached tags and digests; anything else is 404 saying it is offline', async () => {
     await reg.stop();
     off = await startStevedore({ upstreams: [reg.url], dataDir: data.path, tagTtl: 1, extraArgs: ['--offline'] });
-    for (const [ref, name] of [['test/air:v1', 'tag'], [`test/air@${img.manifestDigest}`, 'digest']] as const) {
+    for (const [ref, name] of [
+      ['test/air:v1', 'tag'],
+      [`test/air@${img.manifestDigest}`, 'digest'],
+    ] as const) {
       const r = await copyToOciDir(`docker://${off.host}/${ref}`, path.join(tmp.path, `off-${name}`));
       assert.equal(r.code, 0, r.stderr);
     }
@@ -168,6 +189,9 @@ describe('--offline on a data dir filled by a connected instance', () => {
     // Proof that the registry logs what it is sent: one request of our own, then wait for it.
     await (await request(`${reg.url}/v2/test/air/manifests/v1`, { method: 'HEAD', headers: { accept: img.manifestMediaType } })).body.dump();
     await reg.waitForRequest((q) => q.method === 'HEAD');
-    assert.deepEqual(reg.requests().map((q) => `${q.method} ${q.uri}`), ['HEAD /v2/test/air/manifests/v1']);
+    assert.deepEqual(
+      reg.requests().map((q) => `${q.method} ${q.uri}`),
+      ['HEAD /v2/test/air/manifests/v1'],
+    );
   });
 });

@@ -8,7 +8,6 @@ import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
 import { waitFor } from '../helpers/tmp.ts';
 import { get, sha256 } from '../helpers/http.ts';
 
-
 describe('resumable downloads', () => {
   let fake: FakeUpstream;
   let sd: InProcess;

@@ -12,7 +12,11 @@ const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
-interface Got { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+interface Got {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
 
 async function get(url: string, method = 'GET', headers: Record<string, string> = {}): Promise<Got> {
   const res = await request(url, { method: method as 'GET', headers, signal: AbortSignal.timeout(20_000) });
@@ -49,10 +53,14 @@ function ociError(r: Got, status: number, code: string): { detail: unknown } {
 
 function manifest(): Buffer {
   const desc = (mt: string): object => ({ mediaType: mt, digest: sha256(randomBytes(16)), size: 100 });
-  return Buffer.from(JSON.stringify({
-    schemaVersion: 2, mediaType: OCI_MANIFEST, config: desc('application/vnd.oci.image.config.v1+json'),
-    layers: [desc('application/vnd.oci.image.layer.v1.tar+gzip')],
-  }));
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: desc('application/vnd.oci.image.config.v1+json'),
+      layers: [desc('application/vnd.oci.image.layer.v1.tar+gzip')],
+    }),
+  );
 }
 
 describe('manifests, tags and errors', () => {
@@ -71,17 +79,31 @@ describe('manifests, tags and errors', () => {
   });
 
   test('manifests are byte-identical with upstream Content-Type and digest; unknown media types pass through', async () => {
-    const docker = Buffer.from(`{\n   "schemaVersion": 2,\n "mediaType": "${DOCKER_MANIFEST}",\n"config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7, "digest": "${sha256(randomBytes(8))}"},\n "layers": [ ]\n}\n\n`);
+    const docker = Buffer.from(
+      `{\n   "schemaVersion": 2,\n "mediaType": "${DOCKER_MANIFEST}",\n"config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7, "digest": "${sha256(randomBytes(8))}"},\n "layers": [ ]\n}\n\n`,
+    );
     const layer = randomBytes(5000);
-    const artifact = Buffer.from(JSON.stringify({
-      schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/vnd.example.sbom.v1',
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(Buffer.from('{}')), size: 2, data: 'e30=' },
-      layers: [{ mediaType: 'application/vnd.example+zstd', digest: sha256(layer), size: layer.length }],
-      annotations: { 'org.example.z': 'ü', 'org.example.a': '1' },
-    }, null, 3));
+    const artifact = Buffer.from(
+      JSON.stringify(
+        {
+          schemaVersion: 2,
+          mediaType: OCI_MANIFEST,
+          artifactType: 'application/vnd.example.sbom.v1',
+          config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(Buffer.from('{}')), size: 2, data: 'e30=' },
+          layers: [{ mediaType: 'application/vnd.example+zstd', digest: sha256(layer), size: layer.length }],
+          annotations: { 'org.example.z': 'ü', 'org.example.a': '1' },
+        },
+        null,
+        3,
+      ),
+    );
     fake.addBlob('p/art', layer);
     const custom = Buffer.from('{"schemaVersion":2,"whatever":[1,2,3]}');
-    for (const [repo, bytes, type] of [['p/docker', docker, DOCKER_MANIFEST], ['p/art', artifact, OCI_MANIFEST], ['p/custom', custom, 'application/vnd.example.custom.v1+json']] as const) {
+    for (const [repo, bytes, type] of [
+      ['p/docker', docker, DOCKER_MANIFEST],
+      ['p/art', artifact, OCI_MANIFEST],
+      ['p/custom', custom, 'application/vnd.example.custom.v1+json'],
+    ] as const) {
       const d = fake.addManifest(repo, 'v1', bytes, type);
       for (const ref of ['v1', d, 'v1']) {
         const r = await get(m(repo, ref));
@@ -191,7 +213,15 @@ describe('manifests, tags and errors', () => {
     const d = sha256(Buffer.from('x'));
     ociError(await get(`${sd.url}/v2/x/y/manifests/v1?ns=evil.example`), 403, 'DENIED');
     ociError(await get(`${sd.url}/v2/evil.example/y/manifests/v1`), 403, 'DENIED');
-    for (const p of ['/v2/a/../b/manifests/x', '/v2/a/./b/manifests/x', '/v2/a/%2e%2e/b/manifests/x', '/v2/a/%2E%2E/b/blobs/' + d, '/v2/a%2Fb/manifests/x', '/v2/a/%2fb/tags/list', '/v2/a//b/manifests/x']) {
+    for (const p of [
+      '/v2/a/../b/manifests/x',
+      '/v2/a/./b/manifests/x',
+      '/v2/a/%2e%2e/b/manifests/x',
+      '/v2/a/%2E%2E/b/blobs/' + d,
+      '/v2/a%2Fb/manifests/x',
+      '/v2/a/%2fb/tags/list',
+      '/v2/a//b/manifests/x',
+    ]) {
       ociError(await raw(sd.url, 'GET', p), 400, 'NAME_INVALID');
     }
     ociError(await get(`${sd.url}/v2/a/b/blobs/sha256:xyz`), 400, 'DIGEST_INVALID');
@@ -203,9 +233,15 @@ describe('manifests, tags and errors', () => {
   test('writes (push, delete, uploads) answer 405 UNSUPPORTED', async () => {
     const d = sha256(Buffer.from('x'));
     const wrong: string[] = [];
-    for (const [method, p] of [['PUT', '/v2/a/b/manifests/v1'], ['DELETE', `/v2/a/b/manifests/${d}`], ['DELETE', `/v2/a/b/blobs/${d}`],
-      ['POST', '/v2/a/b/blobs/uploads/'], ['POST', '/v2/a/b/blobs/uploads'], ['PATCH', '/v2/a/b/blobs/uploads/0e4c'],
-      ['PUT', `/v2/a/b/blobs/uploads/0e4c?digest=${d}`]] as const) {
+    for (const [method, p] of [
+      ['PUT', '/v2/a/b/manifests/v1'],
+      ['DELETE', `/v2/a/b/manifests/${d}`],
+      ['DELETE', `/v2/a/b/blobs/${d}`],
+      ['POST', '/v2/a/b/blobs/uploads/'],
+      ['POST', '/v2/a/b/blobs/uploads'],
+      ['PATCH', '/v2/a/b/blobs/uploads/0e4c'],
+      ['PUT', `/v2/a/b/blobs/uploads/0e4c?digest=${d}`],
+    ] as const) {
       const r = await raw(sd.url, method, p);
       const code = (JSON.parse(r.body.toString()) as { errors: { code: string }[] }).errors[0]?.code;
       if (r.status !== 405 || code !== 'UNSUPPORTED') wrong.push(`${method} ${p} -> ${r.status} ${code}`);

@@ -43,14 +43,19 @@ describe('graceful shutdown', () => {
     await waitFor('the first bytes', () => received > 0 || undefined, 10_000, 10);
     const exited = sd.signal('SIGTERM');
     // Stops accepting: a new connection is refused while the old response is still streaming.
-    await waitFor('the listener to close', async () => {
-      try {
-        await request(`${sd!.url}/healthz`, { headersTimeout: 500 }).then((r) => r.body.dump());
-        return undefined;
-      } catch {
-        return true;
-      }
-    }, 10_000, 20);
+    await waitFor(
+      'the listener to close',
+      async () => {
+        try {
+          await request(`${sd!.url}/healthz`, { headersTimeout: 500 }).then((r) => r.body.dump());
+          return undefined;
+        } catch {
+          return true;
+        }
+      },
+      10_000,
+      20,
+    );
     assert.ok(received < blob.length, 'the download was still running when the listener closed');
     await reading;
     assert.equal(sha256(Buffer.concat(chunks)), digest);

@@ -40,9 +40,13 @@ describe('scheduled warming (warm: in the serve config)', () => {
   test('serve fills the cache without a client pull; an unchanged tag then costs one HEAD and no blob GET per run', async () => {
     await waitFor('first warm runs', async () => (await runs('ok')) >= 1 && (await runs('failed')) >= 1, 15_000, 50);
     const arm64 = [idx.arm64.configDigest, ...idx.arm64.layers.map((l) => l.digest)];
-    const blobGets = () => registry.requests().filter((r) => r.method === 'GET' && r.uri.includes('/blobs/')).map((r) => r.uri.split('/blobs/')[1]!);
+    const blobGets = () =>
+      registry
+        .requests()
+        .filter((r) => r.method === 'GET' && r.uri.includes('/blobs/'))
+        .map((r) => r.uri.split('/blobs/')[1]!);
     await waitFor('registry log of the first run', () => blobGets().length >= arm64.length, 5_000, 20);
-    assert.deepEqual(blobGets().sort(), [...arm64].sort(), 'only the selected platform\'s blobs, each once');
+    assert.deepEqual(blobGets().sort(), [...arm64].sort(), "only the selected platform's blobs, each once");
     assert.equal(await metric('stevedore_warm_bytes_total'), idx.arm64.configBytes.length + idx.arm64.layers.reduce((a, l) => a + l.size, 0));
 
     // The next run comes ~2 s after the first started; its requests are the only ones until the one after.
@@ -50,7 +54,10 @@ describe('scheduled warming (warm: in the serve config)', () => {
     const before = await runs('ok');
     await waitFor('the second warm run', async () => (await runs('ok')) > before, 10_000, 50);
     await sleep(300); // the registry writes its log line just after the response
-    assert.deepEqual(registry.requests().map((r) => `${r.method} ${r.uri} ${r.status}`), ['HEAD /v2/test/warm/manifests/1 200']);
+    assert.deepEqual(
+      registry.requests().map((r) => `${r.method} ${r.uri} ${r.status}`),
+      ['HEAD /v2/test/warm/manifests/1 200'],
+    );
     assert.equal(await metric('stevedore_warm_blobs_total{status="fetched"}'), arm64.length, 'nothing fetched again');
     assert.ok((await metric('stevedore_warm_blobs_total{status="cached"}')) >= arm64.length);
 

@@ -72,7 +72,8 @@ function violations(): string[] {
     for (const [spec] of imports(readFileSync(file, 'utf8'))) {
       if (spec.startsWith('.')) {
         const targetArea = areaOf(path.relative(SRC, path.resolve(path.dirname(file), spec)));
-        if (targetArea !== area && !ALLOWED[area]!.includes(targetArea)) out.push(`${rel} imports ${spec} (${area}/ may import ${ALLOWED[area]!.join(', ') || 'nothing of ours'})`);
+        if (targetArea !== area && !ALLOWED[area]!.includes(targetArea))
+          out.push(`${rel} imports ${spec} (${area}/ may import ${ALLOWED[area]!.join(', ') || 'nothing of ours'})`);
       } else if (FORBIDDEN_PACKAGES[area]?.test(spec)) {
         out.push(`${rel} uses ${spec} directly`);
       }
@@ -105,7 +106,10 @@ test('every import in src/ respects the module map, without exemptions', () => {
 });
 
 test('no import cycle among the files of src/ (type-only imports count)', () => {
-  assert.deepEqual(cycles(graph()).map((c) => c.join(' -> ')), []);
+  assert.deepEqual(
+    cycles(graph()).map((c) => c.join(' -> ')),
+    [],
+  );
 });
 
 test('the folder rules themselves have no cycle', () => {
@@ -114,12 +118,33 @@ test('the folder rules themselves have no cycle', () => {
 });
 
 test('the cycle finder finds a cycle through three files and none in a chain', () => {
-  const g = new Map([['a.ts', ['b.ts']], ['b.ts', ['c.ts']], ['c.ts', ['a.ts']], ['d.ts', ['a.ts']]]);
+  const g = new Map([
+    ['a.ts', ['b.ts']],
+    ['b.ts', ['c.ts']],
+    ['c.ts', ['a.ts']],
+    ['d.ts', ['a.ts']],
+  ]);
   assert.deepEqual(cycles(g), [['a.ts', 'b.ts', 'c.ts', 'a.ts']]);
-  assert.deepEqual(cycles(new Map([['a.ts', ['b.ts']], ['b.ts', ['c.ts']]])), []);
+  assert.deepEqual(
+    cycles(
+      new Map([
+        ['a.ts', ['b.ts']],
+        ['b.ts', ['c.ts']],
+      ]),
+    ),
+    [],
+  );
 });
 
 test('the import reader sees static, type-only, re-export and dynamic imports', () => {
-  const got = imports("import a from './a.js';\nimport type { B } from '../b.js';\nexport { c } from './c.js';\nimport './d.js';\nconst e = await import('../e.js');\n");
-  assert.deepEqual(got, [['./a.js', false], ['../b.js', true], ['./c.js', false], ['./d.js', false], ['../e.js', false]]);
+  const got = imports(
+    "import a from './a.js';\nimport type { B } from '../b.js';\nexport { c } from './c.js';\nimport './d.js';\nconst e = await import('../e.js');\n",
+  );
+  assert.deepEqual(got, [
+    ['./a.js', false],
+    ['../b.js', true],
+    ['./c.js', false],
+    ['./d.js', false],
+    ['../e.js', false],
+  ]);
 });

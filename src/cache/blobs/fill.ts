@@ -34,7 +34,11 @@ export class StoreUnwritableError extends Error {
   override name = 'StoreUnwritableError';
   /** Set by the one caller that streams `source` through; joined callers must fetch their own. */
   claimed = false;
-  constructor(readonly reason: Error, readonly source: FillSource, readonly size: number | undefined) {
+  constructor(
+    readonly reason: Error,
+    readonly source: FillSource,
+    readonly size: number | undefined,
+  ) {
     super(`store unwritable: ${reason.message}`);
   }
 }
@@ -245,21 +249,33 @@ export class BlobFill {
     }
     this.readers++;
     const fill = this;
-    return followFill({
-      get state() { return fill.state; },
-      get error() { return fill.error; },
-      get size() { return fill.size; },
-      get received() { return fill.received; },
-      memory: (pos, until) => this.window.slice(pos, until),
-      read: async (buf, pos) => (await this.handle.read(buf, 0, Math.min(buf.length, Math.max(0, this.flushed - pos)), pos)).bytesRead,
-      onChange: (fn) => {
-        this.events.on('change', fn);
-        return () => this.events.off('change', fn);
+    return followFill(
+      {
+        get state() {
+          return fill.state;
+        },
+        get error() {
+          return fill.error;
+        },
+        get size() {
+          return fill.size;
+        },
+        get received() {
+          return fill.received;
+        },
+        memory: (pos, until) => this.window.slice(pos, until),
+        read: async (buf, pos) => (await this.handle.read(buf, 0, Math.min(buf.length, Math.max(0, this.flushed - pos)), pos)).bytesRead,
+        onChange: (fn) => {
+          this.events.on('change', fn);
+          return () => this.events.off('change', fn);
+        },
+        release: () => {
+          this.readers--;
+          void this.maybeClose();
+        },
       },
-      release: () => {
-        this.readers--;
-        void this.maybeClose();
-      },
-    }, start, end);
+      start,
+      end,
+    );
   }
 }

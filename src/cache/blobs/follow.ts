@@ -20,7 +20,7 @@ export interface Followed {
 const READ_CHUNK = 1 << 20;
 
 export function followFill(fill: Followed, start: number, end: number | undefined): Readable {
-  const limit = end !== undefined ? end + 1 : fill.size ?? Infinity;
+  const limit = end !== undefined ? end + 1 : (fill.size ?? Infinity);
   let pos = start;
   let busy = false;
   let released = false;

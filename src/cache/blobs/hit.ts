@@ -14,7 +14,10 @@ export class Hits {
   /** Digests whose committed file is being streamed right now: never evicted under a reader. */
   private readonly reading = new Map<Digest, number>();
 
-  constructor(private readonly store: BlobStore, private readonly onAccess?: (digest: Digest) => void) {}
+  constructor(
+    private readonly store: BlobStore,
+    private readonly onAccess?: (digest: Digest) => void,
+  ) {}
 
   isReading(digest: Digest): boolean {
     return this.reading.has(digest);

@@ -134,7 +134,8 @@ export class Blobs {
         return passThroughHandle(mine ? e.source : await this.upstream.source(target, digest, false), mine ? e.size : undefined, digest);
       }
       // An ordinary layer with urls: the upstream first, the allowed URLs when it does not have it.
-      if (fd && fd.urls.length > 0 && e instanceof UpstreamNotFound) return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
+      if (fd && fd.urls.length > 0 && e instanceof UpstreamNotFound)
+        return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
       throw e;
     }
   }

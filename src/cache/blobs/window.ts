@@ -1,6 +1,9 @@
 // The most recent bytes of a fill, kept in memory: what is not on disk yet, plus a short tail that is. Readers
 // that keep up with the download are served from here without reading the temp file back.
-interface Chunk { start: number; buf: Buffer }
+interface Chunk {
+  start: number;
+  buf: Buffer;
+}
 
 export class ChunkWindow {
   private chunks: Chunk[] = [];

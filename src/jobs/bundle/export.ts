@@ -16,8 +16,18 @@ import type { BlobStore } from '../../store/blob-store.js';
 import type { Metadata } from '../../store/metadata.js';
 import type { Target } from '../../upstream/registries.js';
 import {
-  BUNDLE_FILE, BUNDLE_FORMAT, CONTAINERD_NAME, INDEX_FILE, OCI_LAYOUT, OCI_LAYOUT_FILE, REF_NAME,
-  blobEntryName, formatRef, stevedoreVersion, type BundleImage, type BundleInfo,
+  BUNDLE_FILE,
+  BUNDLE_FORMAT,
+  CONTAINERD_NAME,
+  INDEX_FILE,
+  OCI_LAYOUT,
+  OCI_LAYOUT_FILE,
+  REF_NAME,
+  blobEntryName,
+  formatRef,
+  stevedoreVersion,
+  type BundleImage,
+  type BundleInfo,
 } from './layout.js';
 
 export interface ExportDeps {
@@ -49,7 +59,11 @@ export function explain(e: unknown): string {
 
 type Sink = ReturnType<tar.Pack['entry']>;
 
-interface Planned { info: BundleImage; manifests: ManifestResult[]; blobs: Descriptor[] }
+interface Planned {
+  info: BundleImage;
+  manifests: ManifestResult[];
+  blobs: Descriptor[];
+}
 
 const platformText = (p: { os?: string; architecture?: string; variant?: string }) =>
   [p.os ?? '?', p.architecture ?? '?', ...(p.variant ? [p.variant] : [])].join('/');
@@ -100,13 +114,24 @@ async function exportTo(deps: ExportDeps, opts: ExportOptions): Promise<BundleIn
     mediaType: MT.ociIndex,
     // Each root keeps its own media type (a Docker manifest list stays one) and is named by its full ref.
     manifests: images.map((p) => ({
-      mediaType: p.info.mediaType, digest: p.info.digest, size: manifests.get(p.info.digest)!.body.length,
+      mediaType: p.info.mediaType,
+      digest: p.info.digest,
+      size: manifests.get(p.info.digest)!.body.length,
       annotations: { [REF_NAME]: p.info.ref, [CONTAINERD_NAME]: p.info.ref },
     })),
   };
-  await writeArchive(deps.store, opts.out, new Date(now()), [
-    [OCI_LAYOUT_FILE, json(OCI_LAYOUT)], [INDEX_FILE, json(index)], [BUNDLE_FILE, json(info, 2)],
-  ], [...manifests.values()], [...blobs.values()]);
+  await writeArchive(
+    deps.store,
+    opts.out,
+    new Date(now()),
+    [
+      [OCI_LAYOUT_FILE, json(OCI_LAYOUT)],
+      [INDEX_FILE, json(index)],
+      [BUNDLE_FILE, json(info, 2)],
+    ],
+    [...manifests.values()],
+    [...blobs.values()],
+  );
   return info;
 }
 
@@ -125,7 +150,7 @@ async function plan(deps: ExportDeps, opts: ExportOptions, target: Target, refer
   const foreignNotIncluded: Digest[] = [];
   const missing: Descriptor[] = [];
   for (const d of dag.blobs) {
-    if (await cachedSize(deps, d.digest) !== undefined) continue;
+    if ((await cachedSize(deps, d.digest)) !== undefined) continue;
     // Foreign layers are never fetched for a bundle: included when cached (e.g. `stevedore foreign fetch`), else noted.
     if (d.foreign) foreignNotIncluded.push(d.digest);
     else if (opts.offline) throw new ExportError(`${ref}: blob ${d.digest} is not cached (offline: nothing is fetched)`);
@@ -133,9 +158,11 @@ async function plan(deps: ExportDeps, opts: ExportOptions, target: Target, refer
   }
   // A few fills at a time, each one verified and committed by the cache as for any pull.
   const queue = [...missing];
-  await Promise.all(Array.from({ length: Math.min(FETCH_CONCURRENCY, queue.length) }, async () => {
-    for (let d = queue.shift(); d; d = queue.shift()) await fetchBlob(deps, target, d, ref);
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(FETCH_CONCURRENCY, queue.length) }, async () => {
+      for (let d = queue.shift(); d; d = queue.shift()) await fetchBlob(deps, target, d, ref);
+    }),
+  );
   await deps.proxy.blobs.drain();
   const blobs: Descriptor[] = [];
   for (const d of dag.blobs) {
@@ -147,7 +174,9 @@ async function plan(deps: ExportDeps, opts: ExportOptions, target: Target, refer
   }
   const root = dag.root;
   const info: BundleImage = {
-    ref, digest: root.digest, mediaType: root.mediaType,
+    ref,
+    digest: root.digest,
+    mediaType: root.mediaType,
     platforms: await platformsOf(deps, root, dag.manifests, blobs),
     manifests: dag.manifests.length,
     blobs: blobs.length,
@@ -173,7 +202,9 @@ async function fetchBlob(deps: ExportDeps, target: Target, d: Descriptor, ref: s
   }
   if (handle.redirect || handle.outcome === 'pass-through') {
     handle.discard?.();
-    throw new ExportError(`${ref}: blob ${d.digest} cannot be cached here (${handle.redirect ? `redirected to ${handle.redirect}` : 'the store is not writable'})`);
+    throw new ExportError(
+      `${ref}: blob ${d.digest} cannot be cached here (${handle.redirect ? `redirected to ${handle.redirect}` : 'the store is not writable'})`,
+    );
   }
   try {
     for await (const _ of handle.open()) void _;
@@ -207,16 +238,24 @@ async function platformsOf(deps: ExportDeps, root: ManifestResult, manifests: Ma
  * Streams the archive into `<out>.partial-<pid>`, then fsyncs and renames it: a failed export leaves nothing
  * at `out`. Every blob is read from an open handle (eviction cannot cut it) and re-hashed on the way.
  */
-async function writeArchive(store: BlobStore, out: string, mtime: Date, files: [string, Buffer][], manifests: ManifestResult[], blobs: Descriptor[]): Promise<void> {
+async function writeArchive(
+  store: BlobStore,
+  out: string,
+  mtime: Date,
+  files: [string, Buffer][],
+  manifests: ManifestResult[],
+  blobs: Descriptor[],
+): Promise<void> {
   const tmp = partialOf(out);
   const pack = tar.pack();
   const written = pipeline(pack, createWriteStream(tmp, { highWaterMark: 1 << 20 }));
   written.catch(() => undefined);
   /** An entry whose errors surface through its callback (and the archive's), never as an unhandled 'error'. */
-  const entry = (header: Parameters<tar.Pack['entry']>[0], body?: Buffer) => new Promise<void>((resolve, reject) => {
-    const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-    (body ? pack.entry(header, body, cb) : pack.entry(header, cb)).on('error', () => undefined);
-  });
+  const entry = (header: Parameters<tar.Pack['entry']>[0], body?: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+      (body ? pack.entry(header, body, cb) : pack.entry(header, cb)).on('error', () => undefined);
+    });
   try {
     for (const [name, body] of files) await entry({ name, size: body.length, mtime, mode: 0o644 }, body);
     const dirs = new Set(['blobs/', ...[...manifests.map((m) => m.digest), ...blobs.map((b) => b.digest)].map((d) => `blobs/${parseDigest(d)!.algorithm}/`)]);
@@ -260,7 +299,9 @@ async function addBlob(store: BlobStore, pack: tar.Pack, digest: Digest, size: n
     }
     const got = n === size ? h.digest() : undefined;
     if (got !== digest) {
-      throw new ExportError(`cached blob ${digest} is corrupt (${got ? `hashes to ${got}` : `${n} bytes, expected ${size}`}); run \`stevedore verify --repair\` and export again`);
+      throw new ExportError(
+        `cached blob ${digest} is corrupt (${got ? `hashes to ${got}` : `${n} bytes, expected ${size}`}); run \`stevedore verify --repair\` and export again`,
+      );
     }
     entry.end(undefined);
     await entryDone;

@@ -113,7 +113,14 @@ async function readArchive(deps: ImportDeps, file: string, staged: Map<Digest, S
 }
 
 /** Streams one blob entry through its hasher into tmp/ (or nowhere, when the store already holds that digest). */
-async function stage(deps: ImportDeps, entry: AsyncIterable<unknown>, name: string, digest: Digest, staged: Map<Digest, Staged>, temps: string[]): Promise<void> {
+async function stage(
+  deps: ImportDeps,
+  entry: AsyncIterable<unknown>,
+  name: string,
+  digest: Digest,
+  staged: Map<Digest, Staged>,
+  temps: string[],
+): Promise<void> {
   const known = staged.has(digest) || (await inStore(deps, digest));
   const temp = known ? undefined : await deps.store.createTemp();
   if (temp) temps.push(temp.path);
@@ -135,7 +142,7 @@ async function stage(deps: ImportDeps, entry: AsyncIterable<unknown>, name: stri
 }
 
 async function writeAll(fh: fsp.FileHandle, buf: Buffer): Promise<void> {
-  for (let off = 0; off < buf.length;) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+  for (let off = 0; off < buf.length; ) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
 }
 
 async function inStore(deps: ImportDeps, digest: Digest): Promise<boolean> {
@@ -144,7 +151,11 @@ async function inStore(deps: ImportDeps, digest: Digest): Promise<boolean> {
   return deps.meta.getManifest(digest) !== undefined;
 }
 
-interface PlannedManifest { target: Target; row: ManifestRow; parsed: ParsedManifest }
+interface PlannedManifest {
+  target: Target;
+  row: ManifestRow;
+  parsed: ParsedManifest;
+}
 interface Plan {
   images: { ref: string; digest: Digest; target: Target; tag?: string }[];
   manifests: PlannedManifest[];

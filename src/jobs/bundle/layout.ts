@@ -43,9 +43,7 @@ export function blobEntryName(digest: Digest): string {
   return `blobs/${d.algorithm}/${d.hex}`;
 }
 
-export type EntryKind =
-  | { kind: 'blob'; digest: Digest }
-  | { kind: 'layout' | 'index' | 'bundle' | 'directory' | 'other' };
+export type EntryKind = { kind: 'blob'; digest: Digest } | { kind: 'layout' | 'index' | 'bundle' | 'directory' | 'other' };
 
 /** Classifies a tar entry by name. The name is never used as a path on our disk: only its digest is. */
 export function classifyEntry(rawName: string): EntryKind {
@@ -68,7 +66,11 @@ export function formatRef(host: string, repo: string, reference: Reference): str
 }
 
 /** A full reference: a registry host, a repository, and a tag or digest (or neither). */
-export interface FullRef { name: string; tag?: string; digest?: Digest }
+export interface FullRef {
+  name: string;
+  tag?: string;
+  digest?: Digest;
+}
 
 /** Parses `host/repo[:tag][@digest]` when it names a registry host; undefined otherwise. */
 export function parseFullRef(value: string): FullRef | undefined {

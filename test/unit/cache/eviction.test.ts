@@ -59,10 +59,16 @@ describe('eviction', () => {
     f.inUse.add(x.digest);
     const ev = f.eviction(f.total() - 1);
     const r = await ev.sweep();
-    assert.deepEqual(r.evicted.map((e) => e.digest), [y.digest]);
+    assert.deepEqual(
+      r.evicted.map((e) => e.digest),
+      [y.digest],
+    );
     assert.ok(f.onDisk(x) && !f.onDisk(y) && f.onDisk(z));
     const all = await ev.sweep({ force: 1e12 });
-    assert.deepEqual(all.evicted.map((e) => e.digest), [z.digest]);
+    assert.deepEqual(
+      all.evicted.map((e) => e.digest),
+      [z.digest],
+    );
     assert.equal(all.short, true);
     assert.ok(f.onDisk(x) && f.meta.blobSize(x.digest) === x.size, 'in use: never evicted');
   });
@@ -70,12 +76,23 @@ describe('eviction', () => {
   test('cached foreign layers are evicted last: only when nothing else is left', async () => {
     const f = fixture();
     const [foreignBlob, plainOld, plainNew] = [await f.blob(), await f.blob(), await f.blob()];
-    f.meta.db.prepare("INSERT INTO foreign_layers (digest, size, media_type, is_foreign, urls, first_seen, last_seen) VALUES (?, ?, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', 1, '[]', 0, 0)")
+    f.meta.db
+      .prepare(
+        "INSERT INTO foreign_layers (digest, size, media_type, is_foreign, urls, first_seen, last_seen) VALUES (?, ?, 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', 1, '[]', 0, 0)",
+      )
       .run(foreignBlob.digest, foreignBlob.size);
     const ev = f.eviction(f.total() - 1);
-    assert.deepEqual((await ev.sweep()).evicted.map((e) => e.digest), [plainOld.digest], 'the oldest non-foreign blob goes, not the older foreign one');
+    assert.deepEqual(
+      (await ev.sweep()).evicted.map((e) => e.digest),
+      [plainOld.digest],
+      'the oldest non-foreign blob goes, not the older foreign one',
+    );
     const all = await ev.sweep({ force: 1e12 });
-    assert.deepEqual(all.evicted.map((e) => e.digest), [plainNew.digest, foreignBlob.digest], 'the foreign layer only as a last resort');
+    assert.deepEqual(
+      all.evicted.map((e) => e.digest),
+      [plainNew.digest, foreignBlob.digest],
+      'the foreign layer only as a last resort',
+    );
   });
 
   test('a blob fetched and committed again while the sweep is deleting files keeps its new file (row and file agree)', async () => {
@@ -97,7 +114,10 @@ describe('eviction', () => {
     await waitFor('the rows are gone', () => f.meta.blobSize(x.digest) === undefined, 5_000, 5);
     await f.blob(bytes); // a client asked for x meanwhile: a fill committed it again (file, then row)
     open();
-    assert.deepEqual((await sweeping).evicted.map((e) => e.digest), [y.digest, x.digest]);
+    assert.deepEqual(
+      (await sweeping).evicted.map((e) => e.digest),
+      [y.digest, x.digest],
+    );
     assert.ok(!f.onDisk(y));
     assert.equal(f.meta.blobSize(x.digest), x.size);
     assert.ok(f.onDisk(x), 'a row whose file was deleted under it would count in the budget and cost a download');
@@ -121,7 +141,10 @@ describe('eviction', () => {
     const late = await f.blob(); // committed after the first sweep measured the store: over budget again
     assert.equal(ev.sweep(), first, 'joins the running sweep');
     open();
-    assert.deepEqual((await first).evicted.map((e) => e.digest), [y.digest]);
+    assert.deepEqual(
+      (await first).evicted.map((e) => e.digest),
+      [y.digest],
+    );
     await waitFor('the second sweep', () => f.meta.blobSize(late.digest) === undefined, 5_000, 5);
     assert.ok(f.total() <= budget);
   });
@@ -155,7 +178,15 @@ describe('eviction', () => {
     // "This digest belongs to app" stays true: the next pull fetches it again from app's upstream.
     assert.equal(f.meta.isLinked(UP, 'app', img.digest), true);
     assert.deepEqual(f.meta.db.prepare('SELECT COUNT(*) AS n FROM manifest_refs WHERE manifest = ?').get(img.digest), { n: 0 });
-    assert.deepEqual(f.usage.unreferencedBlobs().map((x) => x.digest).sort(), blobsOf(img).map((x) => x.digest).sort());
+    assert.deepEqual(
+      f.usage
+        .unreferencedBlobs()
+        .map((x) => x.digest)
+        .sort(),
+      blobsOf(img)
+        .map((x) => x.digest)
+        .sort(),
+    );
     assert.ok(f.meta.getManifest(keep.digest) && f.meta.getTag(UP, 'app', 'v2'));
   });
 

@@ -20,14 +20,22 @@ describe('gc and du commands (child process on the data dir)', () => {
     const budget = f.total() - stray.size - a.size - 1;
     f.meta.close();
     const cli = (...args: string[]) => runCommand(process.execPath, [MAIN, ...args, '--data', f.tmp.path, '--log-level', 'warn'], { timeoutMs: 30_000 });
-    const lines = (out: string, verb: string) => out.split('\n').filter((l) => l.startsWith(verb)).map((l) => l.slice(verb.length));
+    const lines = (out: string, verb: string) =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith(verb))
+        .map((l) => l.slice(verb.length));
 
     const before = snapshot(f.tmp.path);
     const dry = await cli('gc', '--dry-run', '--max-size', String(budget));
     assert.equal(dry.code, 0, dry.stderr);
     assert.deepEqual(snapshot(f.tmp.path), before);
     const would = lines(dry.stdout, 'would evict ');
-    assert.deepEqual(would.map((l) => l.split(' ').slice(0, 2).join(' ')), [`blob ${stray.digest}`, `manifest ${a.digest}`, `blob ${a.config.digest}`], dry.stdout);
+    assert.deepEqual(
+      would.map((l) => l.split(' ').slice(0, 2).join(' ')),
+      [`blob ${stray.digest}`, `manifest ${a.digest}`, `blob ${a.config.digest}`],
+      dry.stdout,
+    );
     assert.match(dry.stdout, /would free /);
 
     const real = await cli('gc', '--max-size', String(budget));

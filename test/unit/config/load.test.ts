@@ -32,7 +32,10 @@ describe('config', () => {
       ['defaultUpstream', () => loadConfig({ config: yamlFile('defaultUpstream: nope.io') }, {})],
       ['listen', () => loadConfig({ listen: 'nope' }, {})],
       ['logLevel', () => loadConfig({}, { STEVEDORE_LOG_LEVEL: 'loud' })],
-      ['upstreams.foo.io.passwordFile', () => loadConfig({ config: yamlFile('upstreams:\n  foo.io:\n    url: https://x\n    passwordFile: /nonexistent/pw') }, {})],
+      [
+        'upstreams.foo.io.passwordFile',
+        () => loadConfig({ config: yamlFile('upstreams:\n  foo.io:\n    url: https://x\n    passwordFile: /nonexistent/pw') }, {}),
+      ],
     ];
     for (const [key, fn] of cases) {
       assert.throws(fn, (e) => e instanceof ConfigError && e.message.includes(key), key);
@@ -40,9 +43,13 @@ describe('config', () => {
   });
 
   test('credentials come from STEVEDORE_UPSTREAM_<NAME>_* env over the file', () => {
-    const c = loadConfig({ upstream: ['http://127.0.0.1:5000'], config: yamlFile('upstreams:\n  127.0.0.1:5000:\n    url: http://x\n    username: file\n    password: filepw') }, {
-      STEVEDORE_UPSTREAM_127_0_0_1_5000_USERNAME: 'env', STEVEDORE_UPSTREAM_DOCKER_IO_TOKEN: 'tok',
-    });
+    const c = loadConfig(
+      { upstream: ['http://127.0.0.1:5000'], config: yamlFile('upstreams:\n  127.0.0.1:5000:\n    url: http://x\n    username: file\n    password: filepw') },
+      {
+        STEVEDORE_UPSTREAM_127_0_0_1_5000_USERNAME: 'env',
+        STEVEDORE_UPSTREAM_DOCKER_IO_TOKEN: 'tok',
+      },
+    );
     assert.deepEqual(c.upstreams['127.0.0.1:5000']?.credentials, { username: 'env', password: 'filepw', token: undefined });
     assert.equal(c.upstreams['127.0.0.1:5000']?.url, 'http://127.0.0.1:5000');
     assert.equal(c.upstreams['docker.io']?.credentials?.token, 'tok');

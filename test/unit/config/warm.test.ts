@@ -21,11 +21,22 @@ test('the warm: section: selection, schedule, and one clear error per mistake', 
     { name: 'nightly', refs: ['ghcr.io/org/app@sha256:' + 'a'.repeat(64)], platforms: 'all', compression: 'zstd', at: ['02:00', '14:30'] },
     { refs: ['localhost:5000/app'], every: '2s' },
   ]);
-  assert.deepEqual(ok[0], { name: 'warm[0]', refs: ['alpine:3.20'], concurrency: 4, schedule: { kind: 'every', ms: 6 * 3600_000 },
-    selection: { compression: 'gzip', platforms: [{ os: 'linux', architecture: 'arm64', variant: 'v8' }] } });
+  assert.deepEqual(ok[0], {
+    name: 'warm[0]',
+    refs: ['alpine:3.20'],
+    concurrency: 4,
+    schedule: { kind: 'every', ms: 6 * 3600_000 },
+    selection: { compression: 'gzip', platforms: [{ os: 'linux', architecture: 'arm64', variant: 'v8' }] },
+  });
   assert.deepEqual(ok[1]!.selection, { compression: 'zstd' }, '"all": no platform filter');
-  assert.deepEqual(ok[1]!.schedule, { kind: 'at', times: [{ hour: 2, minute: 0 }, { hour: 14, minute: 30 }] });
-  assert.deepEqual(ok[2]!.selection.platforms, [hostPlatform()], 'no platforms: this host\'s');
+  assert.deepEqual(ok[1]!.schedule, {
+    kind: 'at',
+    times: [
+      { hour: 2, minute: 0 },
+      { hour: 14, minute: 30 },
+    ],
+  });
+  assert.deepEqual(ok[2]!.selection.platforms, [hostPlatform()], "no platforms: this host's");
   assert.deepEqual(warmSchema.parse(undefined), []);
   const error = (v: unknown): string => {
     const r = warmSchema.safeParse(v);

@@ -21,24 +21,46 @@ describe('verification', () => {
     await drain(new Verifier(digest, bytes.length, (v) => verdicts.push(v)).wrap(body(bytes)) as unknown as AsyncIterable<unknown>);
     const wrong = Buffer.from(bytes);
     wrong[5] = 0x41;
-    await assert.rejects(drain(new Verifier(digest, bytes.length, (v) => verdicts.push(v)).wrap(body(wrong)) as unknown as AsyncIterable<unknown>), DigestMismatchError);
-    await assert.rejects(drain(new Verifier(digest, bytes.length - 1, (v) => verdicts.push(v)).wrap(body(bytes)) as unknown as AsyncIterable<unknown>), DigestMismatchError);
-    assert.deepEqual(verdicts.map((v) => (v as { ok: boolean; mismatch?: boolean }).mismatch ?? 'ok'), ['ok', true, true]);
+    await assert.rejects(
+      drain(new Verifier(digest, bytes.length, (v) => verdicts.push(v)).wrap(body(wrong)) as unknown as AsyncIterable<unknown>),
+      DigestMismatchError,
+    );
+    await assert.rejects(
+      drain(new Verifier(digest, bytes.length - 1, (v) => verdicts.push(v)).wrap(body(bytes)) as unknown as AsyncIterable<unknown>),
+      DigestMismatchError,
+    );
+    assert.deepEqual(
+      verdicts.map((v) => (v as { ok: boolean; mismatch?: boolean }).mismatch ?? 'ok'),
+      ['ok', true, true],
+    );
   });
 
   test('pass-through (cache: false): a range is served once verified; wrong bytes never end cleanly', async () => {
     const res = (b: Buffer): SafeResponse => ({ status: 200, headers: {}, body: body(b), url: 'http://m.test/x' });
-    const ok = passThroughHandle(bytes.length, res(bytes), () => new Verifier(digest, bytes.length, () => undefined), async () => res(bytes));
+    const ok = passThroughHandle(
+      bytes.length,
+      res(bytes),
+      () => new Verifier(digest, bytes.length, () => undefined),
+      async () => res(bytes),
+    );
     const chunks: Buffer[] = [];
     for await (const c of ok.open(10, 59_999 + 10)) chunks.push(c as Buffer);
     assert.ok(Buffer.concat(chunks).equals(bytes.subarray(10, 60_010)));
     const wrong = Buffer.from(bytes);
     wrong[99_999] = 0x41;
-    const bad = passThroughHandle(bytes.length, res(wrong), () => new Verifier(digest, bytes.length, () => undefined), async () => res(wrong));
+    const bad = passThroughHandle(
+      bytes.length,
+      res(wrong),
+      () => new Verifier(digest, bytes.length, () => undefined),
+      async () => res(wrong),
+    );
     let got = 0;
-    await assert.rejects((async () => {
-      for await (const c of bad.open()) got += (c as Buffer).length;
-    })(), DigestMismatchError);
+    await assert.rejects(
+      (async () => {
+        for await (const c of bad.open()) got += (c as Buffer).length;
+      })(),
+      DigestMismatchError,
+    );
     assert.ok(got < bytes.length);
   });
 });

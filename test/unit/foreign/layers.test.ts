@@ -23,14 +23,20 @@ describe('resolution order', () => {
     const meta = new Metadata(store.paths.db);
     const fs = new ForeignStore(meta.db);
     const foreign = new ForeignLayers({
-      store: fs, log, now: () => 1, fill: { store, meta, log, maxResumes: 0 },
+      store: fs,
+      log,
+      now: () => 1,
+      fill: { store, meta, log, maxResumes: 0 },
       policy: new ForeignPolicy(rules([{ match: 'https://*.example/*', action: 'redirect' }])),
       config: { timeouts: { connect: 1_000, headers: 1_000, bodyIdle: 1_000 }, maxRedirects: 0 },
     });
     const target = { upstream: { name: 'up', url: 'https://up.example', libraryPrefix: false }, repo: 'a/b' };
     const d = digestOf(Buffer.from('layer'));
     const urls = ['https://denied.test/x', 'https://one.example/x\n', 'https://two.example/x'];
-    foreign.onManifest(target, d, { mediaType: 'm', descriptors: [{ digest: d, size: 5, mediaType: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', urls, kind: 'blob', foreign: true }] });
+    foreign.onManifest(target, d, {
+      mediaType: 'm',
+      descriptors: [{ digest: d, size: 5, mediaType: 'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip', urls, kind: 'blob', foreign: true }],
+    });
     const fd = foreign.lookup(target, d)!;
     const noFill = async () => assert.fail('redirect never fills');
     assert.equal((await foreign.resolve(target, d, fd, noFill)).redirect, 'https://one.example/x');

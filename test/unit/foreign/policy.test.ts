@@ -14,12 +14,14 @@ describe('URL rules', () => {
     for (const u of ['https://evil.test/.example.com/x', 'https://a.example.com.evil.test/x', 'https://a.example.com:8443/x', 'http://a.example.com/x']) {
       assert.equal(re.test(u), false, u);
     }
-    const p = new ForeignPolicy(rules([
-      { match: 'https://mirror.example/blocked/*', action: 'deny' },
-      { match: 'https://mirror.example/*', action: 'fetch', cache: false },
-      { match: '*.cdn.example', action: 'redirect' },
-      { regex: '^http://10\\.1\\.2\\.3(:\\d+)?/', action: 'fetch', allowPrivate: ['10.1.2.3/32'] },
-    ]));
+    const p = new ForeignPolicy(
+      rules([
+        { match: 'https://mirror.example/blocked/*', action: 'deny' },
+        { match: 'https://mirror.example/*', action: 'fetch', cache: false },
+        { match: '*.cdn.example', action: 'redirect' },
+        { regex: '^http://10\\.1\\.2\\.3(:\\d+)?/', action: 'fetch', allowPrivate: ['10.1.2.3/32'] },
+      ]),
+    );
     assert.equal(p.decide('https://mirror.example/blocked/x').action, 'deny');
     assert.deepEqual([p.decide('https://mirror.example/x').action, p.decide('https://mirror.example/x').cache], ['fetch', false]);
     assert.equal(p.decide('https://a.cdn.example/x').action, 'redirect');

@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { buildApp } from '../../../src/app.ts';
 import { loadConfig } from '../../../src/config/load.ts';
 import { digestOf } from '../../../src/oci/digest.ts';
-import { OciError } from '../../../src/oci/errors.ts';
+import type { OciError } from '../../../src/oci/errors.ts';
 import { makeTempDir } from '../../helpers/tmp.ts';
 
 describe('store and admin API', () => {
@@ -26,21 +26,53 @@ describe('store and admin API', () => {
       const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
       assert.deepEqual(await (await s.app.request('/-/admin/foreign', { headers: auth })).json(), { layers: [] });
       const target = { upstream: config.upstreams['docker.io']!, repo: 'library/x' };
-      s.foreign.onManifest(target, d1, { mediaType: 'm', descriptors: [{ digest: d1, size: 3, mediaType: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip', urls: ['https://f.example/1'], kind: 'blob', foreign: true }] });
-      const add = await s.app.request(`/-/admin/foreign/${d1}/mirrors`, { method: 'POST', headers: auth, body: JSON.stringify({ urls: ['https://m.example/1'] }) });
+      s.foreign.onManifest(target, d1, {
+        mediaType: 'm',
+        descriptors: [
+          {
+            digest: d1,
+            size: 3,
+            mediaType: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+            urls: ['https://f.example/1'],
+            kind: 'blob',
+            foreign: true,
+          },
+        ],
+      });
+      const add = await s.app.request(`/-/admin/foreign/${d1}/mirrors`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ urls: ['https://m.example/1'] }),
+      });
       assert.deepEqual(await add.json(), { added: ['https://m.example/1'] });
-      const bad = await s.app.request(`/-/admin/foreign/${d1}/mirrors`, { method: 'POST', headers: auth, body: JSON.stringify({ urls: ['https://u:p@m.example/1'] }) });
+      const bad = await s.app.request(`/-/admin/foreign/${d1}/mirrors`, {
+        method: 'POST',
+        headers: auth,
+        body: JSON.stringify({ urls: ['https://u:p@m.example/1'] }),
+      });
       assert.equal(bad.status, 400);
-      const shown = (await (await s.app.request(`/-/admin/foreign/${d1}`, { headers: auth })).json()) as { candidates: { url: string; action: string }[]; repos: unknown[] };
-      assert.deepEqual(shown.candidates.map((c) => [c.url, c.action]), [['https://m.example/1', 'deny'], ['https://f.example/1', 'deny']]);
+      const shown = (await (await s.app.request(`/-/admin/foreign/${d1}`, { headers: auth })).json()) as {
+        candidates: { url: string; action: string }[];
+        repos: unknown[];
+      };
+      assert.deepEqual(
+        shown.candidates.map((c) => [c.url, c.action]),
+        [
+          ['https://m.example/1', 'deny'],
+          ['https://f.example/1', 'deny'],
+        ],
+      );
       assert.deepEqual(shown.repos, [{ upstream: 'docker.io', repo: 'library/x' }]);
       assert.equal((await s.app.request(`/-/admin/foreign/${digestOf(Buffer.from('nope'))}`, { headers: auth })).status, 404);
       // Default rules deny everything: the GET answers the clear error without any outbound request.
       const fd = s.foreign.lookup(target, d1)!;
-      await assert.rejects(s.foreign.resolve(target, d1, fd, async () => assert.fail('no fill under deny')), (e: OciError) => {
-        const detail = e.detail as { policy: string; tried: { url: string }[]; reason: string };
-        return e.code === 'BLOB_UNKNOWN' && detail.policy === 'deny' && detail.reason === 'foreign layer' && detail.tried.length === 2;
-      });
+      await assert.rejects(
+        s.foreign.resolve(target, d1, fd, async () => assert.fail('no fill under deny')),
+        (e: OciError) => {
+          const detail = e.detail as { policy: string; tried: { url: string }[]; reason: string };
+          return e.code === 'BLOB_UNKNOWN' && detail.policy === 'deny' && detail.reason === 'foreign layer' && detail.tried.length === 2;
+        },
+      );
       assert.equal(s.foreign.lookup({ ...target, repo: 'library/other' }, d1), undefined);
       assert.equal(s.foreign.stats().denied, 1);
     } finally {

@@ -4,7 +4,10 @@ import { describe, test } from 'node:test';
 import { parseV2Path } from '../../../src/http/path.ts';
 import { OciError } from '../../../src/oci/errors.ts';
 
-const isCode = (code: string) => (e: unknown): boolean => e instanceof OciError && e.code === code;
+const isCode =
+  (code: string) =>
+  (e: unknown): boolean =>
+    e instanceof OciError && e.code === code;
 
 describe('parseV2Path', () => {
   test('routes', () => {
@@ -22,9 +25,22 @@ describe('parseV2Path', () => {
   });
 
   test('traversal, dot segments, empty segments and encoded separators are NAME_INVALID', () => {
-    for (const p of ['/v2/a/../b/manifests/x', '/v2/../manifests/x', '/v2/a/./manifests/x', '/v2/a/%2e%2e/b/manifests/x', '/v2/a/%2E%2e/manifests/x',
-      '/v2/a/%2e/manifests/x', '/v2/a%2Fb/manifests/x', '/v2/a%2fb/blobs/sha256:00', '/v2/a/%5C/manifests/x', '/v2/a%00/manifests/x',
-      '/v2/a//b/manifests/x', '/v2/a/b/manifests/..', '/v2/a/b/manifests/%2e%2e', '/v2/a/%E0%A4%A/manifests/x']) {
+    for (const p of [
+      '/v2/a/../b/manifests/x',
+      '/v2/../manifests/x',
+      '/v2/a/./manifests/x',
+      '/v2/a/%2e%2e/b/manifests/x',
+      '/v2/a/%2E%2e/manifests/x',
+      '/v2/a/%2e/manifests/x',
+      '/v2/a%2Fb/manifests/x',
+      '/v2/a%2fb/blobs/sha256:00',
+      '/v2/a/%5C/manifests/x',
+      '/v2/a%00/manifests/x',
+      '/v2/a//b/manifests/x',
+      '/v2/a/b/manifests/..',
+      '/v2/a/b/manifests/%2e%2e',
+      '/v2/a/%E0%A4%A/manifests/x',
+    ]) {
       assert.throws(() => parseV2Path(p), isCode('NAME_INVALID'), p);
     }
   });

@@ -25,18 +25,35 @@ test('at: the next local time of day, tomorrow once it has passed, the earliest 
   // The timer fired a millisecond early and the run was quick: not again today.
   const early = local(2024, 1, 15, 1, 59, 59, 999);
   assert.equal(nextRun(nightly, early + 200, early), local(2024, 1, 16, 2, 0));
-  const twice: Schedule = { kind: 'at', times: [{ hour: 14, minute: 30 }, { hour: 2, minute: 0 }] };
+  const twice: Schedule = {
+    kind: 'at',
+    times: [
+      { hour: 14, minute: 30 },
+      { hour: 2, minute: 0 },
+    ],
+  };
   assert.equal(nextRun(twice, local(2024, 1, 15, 9, 0)), local(2024, 1, 15, 14, 30));
   assert.equal(nextRun(twice, local(2024, 1, 15, 15, 0)), local(2024, 1, 16, 2, 0));
 });
 
 const summary = (ok: boolean, bytes: number): PrefetchSummary => ({
-  ok, seconds: 0.05, images: [{ ref: 'a:1', ok }], fetched: { blobs: bytes > 0 ? 2 : 0, bytes }, cached: { blobs: 1, bytes: 10 },
-  skipped: { blobs: 0, bytes: 0 }, failed: { images: ok ? 0 : 1, blobs: 0, reasons: ok ? [] : [{ ref: 'a:1', reason: 'MANIFEST_UNKNOWN' }] },
+  ok,
+  seconds: 0.05,
+  images: [{ ref: 'a:1', ok }],
+  fetched: { blobs: bytes > 0 ? 2 : 0, bytes },
+  cached: { blobs: 1, bytes: 10 },
+  skipped: { blobs: 0, bytes: 0 },
+  failed: { images: ok ? 0 : 1, blobs: 0, reasons: ok ? [] : [{ ref: 'a:1', reason: 'MANIFEST_UNKNOWN' }] },
 });
 
 test('the warmer: runs never overlap (one entry or several), metrics count them, stop() clears timers and cancels', async () => {
-  const entry = (name: string, ms: number): WarmEntry => ({ name, refs: ['a:1'], selection: { compression: 'gzip' }, concurrency: 2, schedule: { kind: 'every', ms } });
+  const entry = (name: string, ms: number): WarmEntry => ({
+    name,
+    refs: ['a:1'],
+    selection: { compression: 'gzip' },
+    concurrency: 2,
+    schedule: { kind: 'every', ms },
+  });
   let active = 0;
   let maxActive = 0;
   const starts: { name: string; at: number }[] = [];
@@ -52,7 +69,14 @@ test('the warmer: runs never overlap (one entry or several), metrics count them,
       active++;
       maxActive = Math.max(maxActive, active);
       // Each run takes longer than the interval.
-      return { done: new Promise((r) => setTimeout(() => { active--; r(summary(starts.length % 2 === 0, 100)); }, 60)) };
+      return {
+        done: new Promise((r) =>
+          setTimeout(() => {
+            active--;
+            r(summary(starts.length % 2 === 0, 100));
+          }, 60),
+        ),
+      };
     },
   });
   warmer.start();

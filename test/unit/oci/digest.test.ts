@@ -10,7 +10,16 @@ const d512 = `sha512:${'b'.repeat(128)}`;
 test('digests: sha256 and sha512 accepted, everything else refused', () => {
   assert.equal(parseDigest(d256)?.algorithm, 'sha256');
   assert.equal(parseDigest(d512)?.algorithm, 'sha512');
-  for (const bad of [`sha256:${'a'.repeat(63)}`, `sha256:${'A'.repeat(64)}`, `sha512:${'b'.repeat(64)}`, `md5:${'a'.repeat(32)}`, 'sha256:', '', `sha256:${'a'.repeat(64)}\n`, `../sha256:${'a'.repeat(64)}`]) {
+  for (const bad of [
+    `sha256:${'a'.repeat(63)}`,
+    `sha256:${'A'.repeat(64)}`,
+    `sha512:${'b'.repeat(64)}`,
+    `md5:${'a'.repeat(32)}`,
+    'sha256:',
+    '',
+    `sha256:${'a'.repeat(64)}\n`,
+    `../sha256:${'a'.repeat(64)}`,
+  ]) {
     assert.equal(isDigest(bad), false, bad);
   }
 });

@@ -6,8 +6,14 @@ import type { Descriptor } from '../../../src/oci/manifest.ts';
 
 let n = 0;
 const entry = (platform: Descriptor['platform'], zstd = false): Descriptor => ({
-  digest: `sha256:${String(++n).padStart(64, '0')}` as Descriptor['digest'], size: 1, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-  urls: [], kind: 'manifest', foreign: false, platform, ...(zstd ? { annotations: { 'io.containerd.image.compression': 'zstd' } } : {}),
+  digest: `sha256:${String(++n).padStart(64, '0')}` as Descriptor['digest'],
+  size: 1,
+  mediaType: 'application/vnd.oci.image.manifest.v1+json',
+  urls: [],
+  kind: 'manifest',
+  foreign: false,
+  platform,
+  ...(zstd ? { annotations: { 'io.containerd.image.compression': 'zstd' } } : {}),
 });
 const amd = entry({ os: 'linux', architecture: 'amd64' });
 const amdZ = entry({ os: 'linux', architecture: 'amd64' }, true);

@@ -7,7 +7,8 @@ const d256 = `sha256:${'a'.repeat(64)}`;
 
 test('names follow the distribution-spec grammar', () => {
   for (const ok of ['alpine', 'library/alpine', 'a/b/c', 'my-org/my_app', 'a__b', 'a.b-c', 'x/y---z']) assert.ok(isValidName(ok), ok);
-  for (const bad of ['', 'Alpine', '/a', 'a/', 'a//b', 'a/../b', '..', 'a_', '-a', 'a/.b', 'a%2fb', 'a:b', 'x'.repeat(256)]) assert.equal(isValidName(bad), false, bad);
+  for (const bad of ['', 'Alpine', '/a', 'a/', 'a//b', 'a/../b', '..', 'a_', '-a', 'a/.b', 'a%2fb', 'a:b', 'x'.repeat(256)])
+    assert.equal(isValidName(bad), false, bad);
 });
 
 test('tags and references', () => {

@@ -31,7 +31,10 @@ describe('BlobVerifier', () => {
     const v = new BlobVerifier(digest, data.length, 'https://m.test/x');
     for (const c of chunks(wrong, 8)) v.update(c);
     assert.equal(v.received, data.length);
-    assert.throws(() => v.finish(), (e: unknown) => e instanceof DigestMismatchError && e.message.includes('https://m.test/x') && e.message.includes(digestOf(wrong)));
+    assert.throws(
+      () => v.finish(),
+      (e: unknown) => e instanceof DigestMismatchError && e.message.includes('https://m.test/x') && e.message.includes(digestOf(wrong)),
+    );
     const unsized = new BlobVerifier(digest, undefined);
     unsized.update(wrong);
     assert.throws(() => unsized.finish(), DigestMismatchError);
@@ -40,14 +43,20 @@ describe('BlobVerifier', () => {
   test('too many bytes fail at the update that goes past the size, and are not counted', () => {
     const v = new BlobVerifier(digest, data.length - 1);
     v.update(data.subarray(0, data.length - 1));
-    assert.throws(() => v.update(data.subarray(data.length - 1)), (e: unknown) => e instanceof DigestMismatchError && /more than the 35 bytes/.test(e.message));
+    assert.throws(
+      () => v.update(data.subarray(data.length - 1)),
+      (e: unknown) => e instanceof DigestMismatchError && /more than the 35 bytes/.test(e.message),
+    );
     assert.equal(v.received, data.length - 1);
   });
 
   test('too few bytes fail at finish, even when the digest would not be checked yet', () => {
     const v = new BlobVerifier(digest, data.length);
     v.update(data.subarray(0, data.length - 1));
-    assert.throws(() => v.finish(), (e: unknown) => e instanceof DigestMismatchError && /size 35 != 36/.test(e.message));
+    assert.throws(
+      () => v.finish(),
+      (e: unknown) => e instanceof DigestMismatchError && /size 35 != 36/.test(e.message),
+    );
     const empty = new BlobVerifier(digest, data.length);
     assert.throws(() => empty.finish(), DigestMismatchError);
   });

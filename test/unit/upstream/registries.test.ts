@@ -8,7 +8,10 @@ import { loadConfig } from '../../../src/config/load.ts';
 import { OciError } from '../../../src/oci/errors.ts';
 import { Registries } from '../../../src/upstream/registries.ts';
 
-const isCode = (code: string) => (e: unknown): boolean => e instanceof OciError && e.code === code;
+const isCode =
+  (code: string) =>
+  (e: unknown): boolean =>
+    e instanceof OciError && e.code === code;
 
 describe('Registries.resolve', () => {
   const cfg = loadConfig({ upstream: ['localhost:5000=http://127.0.0.1:5000'] }, {});
@@ -41,7 +44,11 @@ describe('Registries.resolve', () => {
 
   test('unconfigured hosts are DENIED (403), bad names NAME_INVALID', () => {
     for (const [name, ns] of [['x/y', 'evil.example'], ['evil.example/x'], ['localhost/x'], ['127.0.0.1:9/x'], ['x', 'localhost:5001']] as const) {
-      assert.throws(() => reg.resolve(name, ns), (e) => isCode('DENIED')(e) && (e as OciError).status === 403, `${name} ns=${ns}`);
+      assert.throws(
+        () => reg.resolve(name, ns),
+        (e) => isCode('DENIED')(e) && (e as OciError).status === 403,
+        `${name} ns=${ns}`,
+      );
     }
     const noBuiltins = loadConfig({ upstream: ['http://127.0.0.1:5000'], config: yamlFile('builtinUpstreams: false') }, {});
     const only = new Registries(noBuiltins.upstreams, noBuiltins.defaultUpstream);

@@ -9,8 +9,26 @@ import { addressRefusal, FetchError, RefusedError, safeFetch, type SafeFetchOpti
 describe('address guard', () => {
   const none = cidrList([]);
   test('loopback, private, link-local, multicast, unspecified (also inside IPv6) are refused; public is not', () => {
-    for (const a of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '224.0.0.1', '0.0.0.0', '255.255.255.255',
-      '::1', '::', 'fe80::1', 'fc00::1', 'ff02::1', '::ffff:127.0.0.1', '::ffff:a9fe:a9fe', '64:ff9b::a9fe:a9fe', '2002:7f00:1::1']) {
+    for (const a of [
+      '127.0.0.1',
+      '10.1.2.3',
+      '172.16.0.1',
+      '192.168.1.1',
+      '169.254.169.254',
+      '100.64.0.1',
+      '224.0.0.1',
+      '0.0.0.0',
+      '255.255.255.255',
+      '::1',
+      '::',
+      'fe80::1',
+      'fc00::1',
+      'ff02::1',
+      '::ffff:127.0.0.1',
+      '::ffff:a9fe:a9fe',
+      '64:ff9b::a9fe:a9fe',
+      '2002:7f00:1::1',
+    ]) {
       assert.ok(addressRefusal(a, none), a);
     }
     for (const a of ['93.184.216.34', '8.8.8.8', '2606:4700:4700::1111', '::ffff:8.8.8.8']) assert.equal(addressRefusal(a, none), undefined, a);
@@ -77,13 +95,21 @@ describe('safeFetch against a local server', () => {
   test('every redirect hop is re-checked: a hop to a refused URL is never requested', async () => {
     seen.length = 0;
     const hop = encodeURIComponent(`http://127.0.0.1:${port}/denied/x`);
-    await assert.rejects(safeFetch(`http://127.0.0.1:${port}/to/${hop}`, opts(['127.0.0.1/32'])),
-      (e: Error) => e instanceof RefusedError && (e as RefusedError).url.endsWith('/denied/x'));
-    assert.deepEqual(seen.map((s) => s.url), [`/to/${hop}`]);
+    await assert.rejects(
+      safeFetch(`http://127.0.0.1:${port}/to/${hop}`, opts(['127.0.0.1/32'])),
+      (e: Error) => e instanceof RefusedError && (e as RefusedError).url.endsWith('/denied/x'),
+    );
+    assert.deepEqual(
+      seen.map((s) => s.url),
+      [`/to/${hop}`],
+    );
     const meta = encodeURIComponent('http://169.254.169.254/latest/meta-data/');
     await assert.rejects(safeFetch(`http://127.0.0.1:${port}/to/${meta}`, opts(['127.0.0.1/32'])), /169\.254\.169\.254/);
     await assert.rejects(safeFetch(`http://127.0.0.1:${port}/to/${encodeURIComponent('file:///etc/passwd')}`, opts(['127.0.0.1/32'])), RefusedError);
-    await assert.rejects(safeFetch(`http://127.0.0.1:${port}/loop`, opts(['127.0.0.1/32'])), (e: Error) => e instanceof FetchError && /redirects/.test(e.message));
+    await assert.rejects(
+      safeFetch(`http://127.0.0.1:${port}/loop`, opts(['127.0.0.1/32'])),
+      (e: Error) => e instanceof FetchError && /redirects/.test(e.message),
+    );
   });
 
   test('a server that never sends headers ends in a FetchError (header timeout), not a hang', async () => {

@@ -6,9 +6,14 @@ import { parseChallenge, realmAllowed, registrableDomain } from '../../../src/up
 describe('parseChallenge', () => {
   test('Bearer with quoted params, commas inside quotes, escapes, case-insensitive names', () => {
     assert.deepEqual(parseChallenge('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull,push"'), {
-      scheme: 'bearer', params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull,push' },
+      scheme: 'bearer',
+      params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/alpine:pull,push' },
     });
-    assert.deepEqual(parseChallenge('bearer Realm="https://a/t", SERVICE="s", error="insufficient_scope"')?.params, { realm: 'https://a/t', service: 's', error: 'insufficient_scope' });
+    assert.deepEqual(parseChallenge('bearer Realm="https://a/t", SERVICE="s", error="insufficient_scope"')?.params, {
+      realm: 'https://a/t',
+      service: 's',
+      error: 'insufficient_scope',
+    });
     assert.equal(parseChallenge('Bearer realm="a\\"b"')?.params.realm, 'a"b');
     assert.deepEqual(parseChallenge('Bearer realm=https://a/token,service=reg')?.params, { realm: 'https://a/token', service: 'reg' });
     assert.deepEqual(parseChallenge('Basic realm="Registry Realm"'), { scheme: 'basic', params: { realm: 'Registry Realm' } });

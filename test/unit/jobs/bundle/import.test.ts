@@ -42,26 +42,47 @@ function image(seed: string) {
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', seed, rootfs: { type: 'layers', diff_ids: [] } }));
   const layer = Buffer.concat([Buffer.from(seed), randomBytes(5000)]);
   const foreign = randomBytes(300);
-  const manifest = Buffer.from(`${JSON.stringify({
-    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
-    layers: [
-      { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(layer), size: layer.length },
-      { mediaType: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip', digest: sha(foreign), size: foreign.length, urls: ['https://foreign.example/l'] },
-    ],
-  }, null, 2)}\n`);
+  const manifest = Buffer.from(
+    `${JSON.stringify(
+      {
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+        layers: [
+          { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(layer), size: layer.length },
+          {
+            mediaType: 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip',
+            digest: sha(foreign),
+            size: foreign.length,
+            urls: ['https://foreign.example/l'],
+          },
+        ],
+      },
+      null,
+      2,
+    )}\n`,
+  );
   return { config, layer, foreign, manifest, digest: sha(manifest) };
 }
 type Image = ReturnType<typeof image>;
 
 const layoutFile: Entry = ['oci-layout', Buffer.from('{"imageLayoutVersion":"1.0.0"}')];
 function indexFile(img: Image, annotations?: Record<string, string>, size = img.manifest.length): Entry {
-  return ['index.json', Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.digest, size, ...(annotations ? { annotations } : {}) }],
-  }))];
+  return [
+    'index.json',
+    Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.digest, size, ...(annotations ? { annotations } : {}) }],
+      }),
+    ),
+  ];
 }
-const blobs = (img: Image): Entry[] => [[entryOf(sha(img.layer)), img.layer], [entryOf(sha(img.config)), img.config], [entryOf(img.digest), img.manifest]];
+const blobs = (img: Image): Entry[] => [
+  [entryOf(sha(img.layer)), img.layer],
+  [entryOf(sha(img.config)), img.config],
+  [entryOf(img.digest), img.manifest],
+];
 const named = (ref: string) => ({ 'org.opencontainers.image.ref.name': ref });
 
 describe('bundle import into a fresh offline data dir', () => {
@@ -81,12 +102,19 @@ describe('bundle import into a fresh offline data dir', () => {
   const run = async (entries: Entry[], opts: Omit<ImportOptions, 'file'> = {}) => {
     const file = path.join(tmp.path, `b${++n}.tar`);
     writeFileSync(file, await makeTar(entries));
-    return importBundle({ store: s.store, meta: s.meta, resolve: (name) => s.proxy.resolve(name, undefined), onManifest: s.foreign.onManifest }, { file, ...opts });
+    return importBundle(
+      { store: s.store, meta: s.meta, resolve: (name) => s.proxy.resolve(name, undefined), onManifest: s.foreign.onManifest },
+      { file, ...opts },
+    );
   };
   /** Everything an import could make visible, and what it could leave behind in tmp/. */
   const snapshot = () => {
     const q = (sql: string) => s.meta.db.prepare(sql).all();
-    const files = (dir: string): string[] => readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name)).sort();
+    const files = (dir: string): string[] =>
+      readdirSync(dir, { recursive: true, withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => path.join(e.parentPath, e.name))
+        .sort();
     return {
       blobs: q('SELECT digest, size, created_at FROM blobs ORDER BY digest'),
       manifests: q('SELECT digest, media_type, created_at FROM manifests ORDER BY digest'),
@@ -141,11 +169,17 @@ describe('bundle import into a fresh offline data dir', () => {
   test('--name gives the repository to roots named by a tag only, or not at all; a full --name tag wins', async () => {
     const a = image('tag-only');
     const ra = await run([layoutFile, indexFile(a, named('v7')), ...blobs(a)], { name: parseFullRef(`${HOST}/team/named`)! });
-    assert.deepEqual(ra.images.map((i) => i.ref), [`${HOST}/team/named:v7`]);
+    assert.deepEqual(
+      ra.images.map((i) => i.ref),
+      [`${HOST}/team/named:v7`],
+    );
     assert.equal(s.meta.getTag(HOST, 'team/named', 'v7')?.digest, a.digest);
     const b = image('unnamed');
     const rb = await run([layoutFile, indexFile(b), ...blobs(b)], { name: parseFullRef(`${HOST}/team/named:v8`)! });
-    assert.deepEqual(rb.images.map((i) => i.ref), [`${HOST}/team/named:v8`]);
+    assert.deepEqual(
+      rb.images.map((i) => i.ref),
+      [`${HOST}/team/named:v8`],
+    );
     assert.equal(s.meta.getTag(HOST, 'team/named', 'v8')?.digest, b.digest);
   });
 
@@ -155,17 +189,30 @@ describe('bundle import into a fresh offline data dir', () => {
     // The corrupt entry comes last, after every good blob was staged: those must not be committed either.
     const flipped = Buffer.from(img.layer);
     flipped.writeUInt8(flipped.readUInt8(100) ^ 0xff, 100);
-    await refused([layoutFile, idx, [entryOf(sha(img.config)), img.config], [entryOf(img.digest), img.manifest], [entryOf(sha(img.layer)), flipped]],
-      new RegExp(`^${entryOf(sha(img.layer))}: content hashes to sha256:`));
-    await refused([layoutFile, idx, [entryOf(sha(img.config)), img.config], [entryOf(img.digest), img.manifest]],
-      new RegExp(`^${entryOf(sha(img.layer))}: missing; manifest ${img.digest} references it`));
-    await refused([layoutFile, idx, [entryOf(sha(img.config)), img.config], [entryOf(img.digest), img.manifest], [entryOf(sha(img.layer)), { symlink: '/etc/passwd' }]],
-      new RegExp(`^${entryOf(sha(img.layer))}: a symlink entry, not a regular file`));
-    await refused([layoutFile, indexFile(img, named(`${HOST}/team/refused:v1`), img.manifest.length + 1), ...blobs(img)],
-      new RegExp(`^${entryOf(img.digest)}: ${img.manifest.length} bytes, but its descriptor says`));
-    await refused([layoutFile, idx, [entryOf(sha(img.layer)), img.layer], [entryOf(sha(img.config)), img.config]],
-      new RegExp(`^${entryOf(img.digest)}: missing; index.json names it for ${HOST}/team/refused:v1`));
-    await refused([layoutFile, indexFile(img, named('v1')), ...blobs(img)], /^index\.json: image sha256:\w+ is named "v1", without a registry host; give the destination with --name/);
+    await refused(
+      [layoutFile, idx, [entryOf(sha(img.config)), img.config], [entryOf(img.digest), img.manifest], [entryOf(sha(img.layer)), flipped]],
+      new RegExp(`^${entryOf(sha(img.layer))}: content hashes to sha256:`),
+    );
+    await refused(
+      [layoutFile, idx, [entryOf(sha(img.config)), img.config], [entryOf(img.digest), img.manifest]],
+      new RegExp(`^${entryOf(sha(img.layer))}: missing; manifest ${img.digest} references it`),
+    );
+    await refused(
+      [layoutFile, idx, [entryOf(sha(img.config)), img.config], [entryOf(img.digest), img.manifest], [entryOf(sha(img.layer)), { symlink: '/etc/passwd' }]],
+      new RegExp(`^${entryOf(sha(img.layer))}: a symlink entry, not a regular file`),
+    );
+    await refused(
+      [layoutFile, indexFile(img, named(`${HOST}/team/refused:v1`), img.manifest.length + 1), ...blobs(img)],
+      new RegExp(`^${entryOf(img.digest)}: ${img.manifest.length} bytes, but its descriptor says`),
+    );
+    await refused(
+      [layoutFile, idx, [entryOf(sha(img.layer)), img.layer], [entryOf(sha(img.config)), img.config]],
+      new RegExp(`^${entryOf(img.digest)}: missing; index.json names it for ${HOST}/team/refused:v1`),
+    );
+    await refused(
+      [layoutFile, indexFile(img, named('v1')), ...blobs(img)],
+      /^index\.json: image sha256:\w+ is named "v1", without a registry host; give the destination with --name/,
+    );
     await refused([layoutFile, indexFile(img, named('team/refused:v1')), ...blobs(img)], /without a registry host/);
     await refused([layoutFile, indexFile(img, named('other.example/x:v1')), ...blobs(img)], /^index\.json: other\.example\/x:v1: .*upstream not configured/);
     await refused([idx, ...blobs(img)], /^oci-layout: missing/);
@@ -174,7 +221,10 @@ describe('bundle import into a fresh offline data dir', () => {
     const file = path.join(tmp.path, 'truncated.tar');
     writeFileSync(file, whole.subarray(0, 2048 + 700));
     const before = snapshot();
-    await assert.rejects(importBundle({ store: s.store, meta: s.meta, resolve: (name) => s.proxy.resolve(name, undefined) }, { file }), /not a readable tar archive/);
+    await assert.rejects(
+      importBundle({ store: s.store, meta: s.meta, resolve: (name) => s.proxy.resolve(name, undefined) }, { file }),
+      /not a readable tar archive/,
+    );
     assert.deepEqual(snapshot(), before);
   });
 });

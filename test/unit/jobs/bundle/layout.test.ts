@@ -24,8 +24,10 @@ test('ref names: full refs keep host and repository; tags and short names need -
   assert.equal(parseFullRef('library/alpine'), undefined);
   assert.equal(parseFullRef('docker.io/Library/alpine'), undefined);
   // containerd's export: the tag in ref.name, the full name in io.containerd.image.name.
-  assert.deepEqual(destinationOf({ 'org.opencontainers.image.ref.name': '3.20', 'io.containerd.image.name': 'docker.io/library/alpine:3.20' }, undefined),
-    { name: 'docker.io/library/alpine', tag: '3.20' });
+  assert.deepEqual(destinationOf({ 'org.opencontainers.image.ref.name': '3.20', 'io.containerd.image.name': 'docker.io/library/alpine:3.20' }, undefined), {
+    name: 'docker.io/library/alpine',
+    tag: '3.20',
+  });
   assert.match(destinationOf(undefined, undefined) as string, /has no ref name annotation; give the destination with --name/);
   assert.deepEqual(destinationOf(named('alpine:3.20'), parseFullRef('docker.io/library/alpine')), { name: 'docker.io/library/alpine', tag: '3.20' });
 });
