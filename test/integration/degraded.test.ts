@@ -29,6 +29,9 @@ describe('degraded store', () => {
     freshDigest = fake.addBlob('app/x', fresh);
     sd = await startInProcess({ upstream: [fake.url] });
     assert.equal((await get(`${sd.url}/v2/app/x/blobs/${cachedDigest}`)).status, 200);
+    // The response ends at verification; the commit (fsync, rename, row) follows: wait for it before breaking the store.
+    await sd.proxy.blobs.fillSettled(cachedDigest as never);
+    assert.equal(sd.meta.blobSize(cachedDigest as never), cached.length);
     // Both ways a fill gets a file: a resumable partial (lock file first) and a plain temp file.
     sd.store.claimPartial = async () => {
       throw diskError('EROFS');
