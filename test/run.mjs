@@ -3,7 +3,15 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { sep } from 'node:path';
 
-const TOOLS = { 'docker-registry': 'docker-registry', skopeo: 'skopeo', containerd: 'containerd', ctr: 'containerd', nginx: 'nginx-light' };
+const TOOLS = {
+  'docker-registry': 'docker-registry',
+  skopeo: 'skopeo',
+  containerd: 'containerd',
+  ctr: 'containerd',
+  nginx: 'nginx-light',
+  htpasswd: 'apache2-utils',
+  openssl: 'openssl',
+};
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
 const missing = [
   ...new Set(

@@ -63,7 +63,10 @@ export class Manifests {
 
   private async byDigest(target: Target, digest: Digest, accept: string | undefined): Promise<ManifestResult> {
     const cached = this.row(digest);
-    if (cached && this.deps.meta.isLinked(target.upstream.name, target.repo, digest)) return { ...cached, outcome: 'hit' };
+    // Served from cache only when this upstream delivered it (no other upstream's copy) and linked it to this
+    // repository (its own manifest of it, or its answer for it); otherwise it must deliver it again, verified.
+    const { meta } = this.deps;
+    if (cached && meta.isLinked(target.upstream.name, target.repo, digest) && meta.isHolder(target.upstream.name, digest)) return { ...cached, outcome: 'hit' };
     const { row, joined } = await this.fetch(target, digest, accept, digest);
     return { ...row, outcome: joined ? 'coalesced' : 'miss' };
   }

@@ -19,7 +19,10 @@ export async function runCli(argv: string[]): Promise<void> {
   common(program.command('check-config').description('validate the configuration and print it (secrets redacted)')).action((flags: ConfigFlags) => {
     const config = build(flags);
     const upstreams = Object.fromEntries(
-      Object.values(config.upstreams).map((u) => [u.name, { url: u.url, credentials: u.credentials ? '[redacted]' : undefined }]),
+      Object.values(config.upstreams).map((u) => [
+        u.name,
+        { url: u.url, credentials: u.credentials ? '[redacted]' : undefined, realms: u.realms, allowPrivate: u.allowPrivate },
+      ]),
     );
     process.stdout.write(`${JSON.stringify({ ...config, upstreams, adminToken: config.adminToken ? '[redacted]' : undefined }, null, 2)}\n`);
   });

@@ -1,7 +1,7 @@
 // Loading the config: defaults < YAML file < STEVEDORE_* env < flags, validated once (schema.ts) and frozen.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { BUILTIN_UPSTREAMS, configSchema, type Config, type RawUpstream, type Upstream } from './schema.js';
+import { BUILTIN_REALMS, BUILTIN_UPSTREAMS, configSchema, type Config, type RawUpstream, type Upstream } from './schema.js';
 
 export type { Config, ConfigInput, Upstream } from './schema.js';
 export { configSchema } from './schema.js';
@@ -104,15 +104,26 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const c = result.data;
   const upstreams: Record<string, Upstream> = {};
   const all: Record<string, RawUpstream> = {};
-  if (c.builtinUpstreams) for (const [name, url] of Object.entries(BUILTIN_UPSTREAMS)) all[name] = { url };
-  Object.assign(all, c.upstreams);
+  if (c.builtinUpstreams) for (const [name, url] of Object.entries(BUILTIN_UPSTREAMS)) all[name] = { url, realms: BUILTIN_REALMS[name] };
+  for (const [name, u] of Object.entries(c.upstreams)) {
+    // Overriding a built-in's URL elsewhere drops its known realms (they belong to the built-in's host).
+    const builtin = all[name];
+    all[name] = { ...u, realms: u.realms ?? (builtin && builtin.url === u.url ? builtin.realms : undefined) };
+  }
   for (const [name, u] of Object.entries(all)) {
     const k = `STEVEDORE_UPSTREAM_${envKey(name)}`;
     const username = env[`${k}_USERNAME`] ?? u.username;
     const password = env[`${k}_PASSWORD`] ?? (u.passwordFile ? readSecretFile(u.passwordFile, `upstreams.${name}.passwordFile`) : u.password);
     const token = env[`${k}_TOKEN`] ?? (u.tokenFile ? readSecretFile(u.tokenFile, `upstreams.${name}.tokenFile`) : u.token);
     const credentials = username !== undefined || token !== undefined ? { username, password, token } : undefined;
-    upstreams[name] = Object.freeze({ name, url: u.url, libraryPrefix: name === 'docker.io', ...(credentials ? { credentials } : {}) });
+    upstreams[name] = Object.freeze({
+      name,
+      url: u.url,
+      libraryPrefix: name === 'docker.io',
+      ...(credentials ? { credentials } : {}),
+      ...(u.realms?.length ? { realms: Object.freeze([...u.realms]) } : {}),
+      ...(u.allowPrivate?.length ? { allowPrivate: Object.freeze([...u.allowPrivate]) } : {}),
+    });
   }
   if (!upstreams[c.defaultUpstream]) {
     throw new ConfigError(`invalid config: defaultUpstream: "${c.defaultUpstream}" is not a configured upstream`);
@@ -120,5 +131,10 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const m = /^(.*):(\d+)$/.exec(c.listen)!;
   const port = Number(m[2]);
   if (port > 65535) throw new ConfigError('invalid config: listen: port out of range');
-  return Object.freeze({ ...c, upstreams: Object.freeze(upstreams), host: m[1]!.replace(/^\[|\]$/g, ''), port });
+  return Object.freeze({
+    ...c,
+    upstreams: Object.freeze(upstreams),
+    host: m[1]!.replace(/^\[|\]$/g, ''),
+    port,
+  });
 }

@@ -1,5 +1,6 @@
 // The config's shape: every key, its default and its validation (zod); the types the rest of stevedore reads.
 import { z } from 'zod';
+import { parseCidr } from '../upstream/cidr.js';
 import type { Upstream } from '../upstream/types.js';
 import { foreignSchema } from './foreign.js';
 import { byteSize } from './units.js';
@@ -17,7 +18,11 @@ export const BUILTIN_UPSTREAMS: Record<string, string> = {
   'public.ecr.aws': 'https://public.ecr.aws',
 };
 
+/** Token realms the built-in upstreams use besides their own origin (see upstreams.<name>.realms). */
+export const BUILTIN_REALMS: Record<string, string[]> = { 'docker.io': ['https://auth.docker.io/token'] };
+
 const httpUrl = z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, ''));
+const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'expected a CIDR such as 10.0.0.0/8 or an address');
 
 const upstreamSchema = z.strictObject({
   url: httpUrl,
@@ -26,6 +31,10 @@ const upstreamSchema = z.strictObject({
   passwordFile: z.string().optional(),
   token: z.string().optional(),
   tokenFile: z.string().optional(),
+  /** Token realms (URL prefixes) besides the upstream's own origin that may receive its credentials. */
+  realms: z.array(z.url({ protocol: /^https?$/ })).optional(),
+  /** Private ranges its redirects may lead to (loopback, RFC 1918, link-local are refused otherwise). */
+  allowPrivate: z.array(cidr).optional(),
 });
 
 const listenSchema = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT');

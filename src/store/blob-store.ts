@@ -1,6 +1,6 @@
 // Content-addressed blob files: stat, open for reading, temp files, verified commit (fsync + rename), delete.
 import { randomUUID } from 'node:crypto';
-import { constants, createReadStream, mkdirSync, promises as fsp, rmSync } from 'node:fs';
+import { chmodSync, constants, createReadStream, mkdirSync, promises as fsp, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
@@ -26,14 +26,20 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Modes for everything under the data dir (the umask can only take bits away from these). */
+export const DIR_MODE = 0o700;
+export const FILE_MODE = 0o600;
+
 export class BlobStore {
   readonly paths: StorePaths;
   constructor(root: string) {
     this.paths = new StorePaths(root);
-    mkdirSync(this.paths.blobsDir, { recursive: true });
+    // Owner-only whatever the umask (private images live here): 0700 dirs, 0600 files, also for an existing dir.
+    mkdirSync(this.paths.blobsDir, { recursive: true, mode: DIR_MODE });
     try {
-      mkdirSync(this.paths.tmpDir, { recursive: true });
-      mkdirSync(this.paths.partialDir, { recursive: true });
+      chmodSync(root, DIR_MODE);
+      mkdirSync(this.paths.tmpDir, { recursive: true, mode: DIR_MODE });
+      mkdirSync(this.paths.partialDir, { recursive: true, mode: DIR_MODE });
     } catch {
       // A read-only data dir still serves what it holds; fills will pass through.
     }
@@ -46,7 +52,7 @@ export class BlobStore {
   removeLeftovers(): void {
     try {
       rmSync(this.paths.tmpDir, { recursive: true, force: true });
-      mkdirSync(this.paths.tmpDir, { recursive: true });
+      mkdirSync(this.paths.tmpDir, { recursive: true, mode: DIR_MODE });
     } catch {
       // read-only data dir
     }
@@ -85,7 +91,7 @@ export class BlobStore {
     const lock = `${path}.lock`;
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        await fsp.writeFile(lock, String(process.pid), { flag: 'wx' });
+        await fsp.writeFile(lock, String(process.pid), { flag: 'wx', mode: FILE_MODE });
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         const pid = Number(await fsp.readFile(lock, 'utf8').catch(() => ''));
@@ -93,7 +99,7 @@ export class BlobStore {
         await fsp.rm(lock, { force: true });
         continue;
       }
-      const handle = await fsp.open(path, constants.O_RDWR | constants.O_CREAT);
+      const handle = await fsp.open(path, constants.O_RDWR | constants.O_CREAT, FILE_MODE);
       const size = (await handle.stat()).size;
       let released = false;
       const release = async (): Promise<void> => {
@@ -118,14 +124,14 @@ export class BlobStore {
   /** A new temp file opened read+write, for a fill. */
   async createTemp(): Promise<{ path: string; handle: fsp.FileHandle }> {
     const path = this.paths.tmp(randomUUID());
-    return { path, handle: await fsp.open(path, 'w+') };
+    return { path, handle: await fsp.open(path, 'w+', FILE_MODE) };
   }
 
   /** fsync the temp file, rename it to its digest's path, fsync the directory. Call only after verifying. */
   async commit(tempPath: string, handle: fsp.FileHandle, digest: Digest): Promise<void> {
     await handle.sync();
     const final = this.paths.blob(digest);
-    await fsp.mkdir(dirname(final), { recursive: true });
+    await fsp.mkdir(dirname(final), { recursive: true, mode: DIR_MODE });
     await fsp.rename(tempPath, final);
     const dir = await fsp.open(dirname(final), 'r');
     try {

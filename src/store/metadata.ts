@@ -1,7 +1,9 @@
 // SQLite metadata (better-sqlite3, WAL): blob rows, repository links, manifests, tags. Synchronous and prepared.
+import { chmodSync, closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
 import type { Digest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/manifest.js';
 import { MIGRATIONS } from './schema.js';
 
 export interface ManifestRow {
@@ -9,6 +11,17 @@ export interface ManifestRow {
   mediaType: string;
   body: Buffer;
 }
+/** The holder name for bytes fetched and verified from an allowed foreign URL (not from any registry). */
+export const FOREIGN_HOLDER = ':foreign';
+
+/**
+ * Does a manifest's descriptor prove that its registry holds the digest in that repository? Only an ordinary one:
+ * registries check those exist on push, never foreign / urls-carrying layers, and a subject need not exist at all.
+ */
+export function provesHeld(d: Pick<Descriptor, 'foreign' | 'urls' | 'subject'>): boolean {
+  return !d.subject && !d.foreign && d.urls.length === 0;
+}
+
 export interface TagRow {
   digest: Digest;
   checkedAt: number;
@@ -18,11 +31,19 @@ export class Metadata {
   readonly db: Database.Database;
   private readonly q;
   private readonly knownLinks = new LRUCache<string, true>({ max: 100_000 });
+  private readonly knownHolders = new LRUCache<string, true>({ max: 100_000 });
 
   constructor(
     path: string,
     private readonly now: () => number = Date.now,
   ) {
+    // Created owner-only before SQLite opens it: its -wal and -shm files copy the database file's mode.
+    try {
+      closeSync(openSync(path, 'a', 0o600));
+      chmodSync(path, 0o600);
+    } catch {
+      // read-only data dir: SQLite says what it can do with the file
+    }
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
@@ -38,6 +59,8 @@ export class Metadata {
       delBlob: db.prepare('DELETE FROM blobs WHERE digest = ?'),
       isLinked: db.prepare<[string, string, string], { one: number }>('SELECT 1 AS one FROM links WHERE upstream = ? AND repo = ? AND digest = ?'),
       link: db.prepare('INSERT OR IGNORE INTO links (upstream, repo, digest) VALUES (?, ?, ?)'),
+      isHolder: db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM holders WHERE digest = ? AND upstream = ?'),
+      addHolder: db.prepare('INSERT OR IGNORE INTO holders (digest, upstream) VALUES (?, ?)'),
       getManifest: db.prepare<[string], { media_type: string; body: Buffer }>('SELECT media_type, body FROM manifests WHERE digest = ?'),
       putRef: db.prepare('INSERT OR IGNORE INTO manifest_refs (manifest, child) VALUES (?, ?)'),
       putManifest: db.prepare(
@@ -92,22 +115,37 @@ export class Metadata {
     })();
   }
 
+  /** Did `upstream` itself deliver these exact bytes (verified)? Only ever added, so positive answers are remembered. */
+  isHolder(upstream: string, digest: Digest): boolean {
+    const key = `${upstream}|${digest}`;
+    if (this.knownHolders.has(key)) return true;
+    const held = this.q.isHolder.get(digest, upstream) !== undefined;
+    if (held) this.knownHolders.set(key, true);
+    return held;
+  }
+
+  addHolder(upstream: string, digest: Digest): void {
+    this.q.addHolder.run(digest, upstream);
+  }
+
   getManifest(digest: Digest): ManifestRow | undefined {
     const r = this.q.getManifest.get(digest);
     return r ? { digest, mediaType: r.media_type, body: r.body } : undefined;
   }
 
   /**
-   * Stores a verified manifest and links it and everything it references to the repository, atomically.
-   * `children` (config, layers, index entries) are kept while this manifest is kept; a subject is only linked.
+   * Stores a verified manifest that `upstream` delivered for `repo` (so it holds it), links it to the repository,
+   * and links what it references only where that proves the registry holds it (provesHeld), atomically.
+   * Children (config, layers, index entries) are kept while this manifest is kept; a subject is neither.
    */
-  putManifest(upstream: string, repo: string, m: ManifestRow, references: Iterable<{ digest: Digest; subject?: boolean }>): void {
+  putManifest(upstream: string, repo: string, m: ManifestRow, references: Iterable<Pick<Descriptor, 'digest' | 'foreign' | 'urls' | 'subject'>>): void {
     const t = this.now();
     this.db.transaction(() => {
       this.q.putManifest.run(m.digest, m.mediaType, m.body, t, t);
       this.q.link.run(upstream, repo, m.digest);
+      this.q.addHolder.run(m.digest, upstream);
       for (const r of references) {
-        this.q.link.run(upstream, repo, r.digest);
+        if (provesHeld(r)) this.q.link.run(upstream, repo, r.digest);
         if (!r.subject) this.q.putRef.run(m.digest, r.digest);
       }
     })();

@@ -96,4 +96,17 @@ export const MIGRATIONS: readonly string[] = [
     last_error   TEXT
   ) WITHOUT ROWID;
   `,
+  // 4: holders. Which upstream delivered (verified) the bytes of a digest: cached bytes are served under another
+  // upstream only after that upstream delivered them itself. Foreign descriptors never prove the registry holds a
+  // blob, so links made from them (before this version) are dropped. Existing links become holders once.
+  `
+  CREATE TABLE IF NOT EXISTS holders (
+    digest   TEXT NOT NULL,
+    upstream TEXT NOT NULL,  -- an upstream name, or ':foreign' (fetched and verified from an allowed foreign URL)
+    PRIMARY KEY (digest, upstream)
+  ) WITHOUT ROWID;
+  DELETE FROM links WHERE digest IN (SELECT digest FROM foreign_layers);
+  INSERT OR IGNORE INTO holders (digest, upstream) SELECT DISTINCT digest, upstream FROM links;
+  INSERT OR IGNORE INTO holders (digest, upstream) SELECT digest, ':foreign' FROM foreign_layers WHERE status = 'cached';
+  `,
 ];

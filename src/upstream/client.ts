@@ -2,26 +2,25 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import type { Upstream } from './types.js';
+import type { Headers, Upstream, UpstreamResponse } from './types.js';
+import { guardHop } from './hop-guard.js';
+import { RefusedError } from './safe-fetch.js';
 import type { CircuitBreaker } from './breaker.js';
 import { AuthRefusedError, TokenAuth } from './token-auth.js';
 
 type Body = Dispatcher.ResponseData['body'];
-export type Headers = Record<string, string | string[] | undefined>;
-
-export interface UpstreamResponse {
-  status: number;
-  headers: Headers;
-  body: Body;
-}
+export type { Headers, UpstreamResponse } from './types.js';
 
 /** The upstream could not be reached, or answered with a status we treat as an upstream failure. */
 export class UpstreamError extends Error {
   override name = 'UpstreamError';
   constructor(
     message: string,
-    /** 'auth': our own refusal of the upstream's auth setup; says nothing about the upstream's health. */
-    readonly kind: 'network' | 'auth' = 'network',
+    /**
+     * 'auth': our own refusal of the upstream's auth setup; 'refused': of where it redirected us (address guard).
+     * Neither says anything about the upstream's health, and retrying cannot help.
+     */
+    readonly kind: 'network' | 'auth' | 'refused' = 'network',
   ) {
     super(message);
   }
@@ -101,7 +100,7 @@ export class UpstreamClient {
       }
       return res;
     } catch (e) {
-      if (!(e instanceof UpstreamError && e.kind === 'auth')) breaker?.failure(upstream.name);
+      if (!(e instanceof UpstreamError && e.kind !== 'network')) breaker?.failure(upstream.name);
       onError?.(upstream.name, 'network');
       throw e;
     }
@@ -116,12 +115,12 @@ export class UpstreamClient {
       const started = performance.now();
       const observe = (status: number | 'error') => this.opts.observe?.(upstream.name, method, status, (performance.now() - started) / 1000);
       try {
-        let res = await this.follow(url, method, headers, this.auth.cached(upstream, scope));
+        let res = await this.follow(upstream, url, method, headers, this.auth.cached(upstream, scope));
         const challenge = header(res.headers, 'www-authenticate');
         if (res.status === 401 && challenge) {
           await res.body.dump();
           const auth = await this.auth.answer(upstream, challenge, scope);
-          if (auth) res = await this.follow(url, method, headers, auth);
+          if (auth) res = await this.follow(upstream, url, method, headers, auth);
         }
         observe(res.status);
         if ((res.status >= 500 || res.status === 429) && canRetry) {
@@ -142,6 +141,7 @@ export class UpstreamClient {
           if (e.status !== undefined) return { status: e.status, headers: {}, body: emptyBody() };
           throw new UpstreamError(e.message, 'auth');
         }
+        if (e instanceof UpstreamError && e.kind === 'refused') throw e;
         if (!canRetry) break;
         await sleep(this.backoff(attempt));
       }
@@ -153,21 +153,54 @@ export class UpstreamClient {
     return this.baseBackoffMs * 2 ** attempt * (0.75 + Math.random() / 2);
   }
 
-  private async follow(start: string, method: 'GET' | 'HEAD', headers: Record<string, string>, auth: string | undefined): Promise<UpstreamResponse> {
+  /**
+   * Follows redirects by hand. The upstream's own origin is trusted as configured; every hop elsewhere (a CDN)
+   * goes through guardHop (the foreign-URL address guard: no loopback, private, link-local or metadata address
+   * unless the upstream's allowPrivate lists it), never gets credentials, and must announce its body's length
+   * (undici then refuses more bytes than that; the blob verifier caps and checks them).
+   */
+  private async follow(
+    upstream: Upstream,
+    start: string,
+    method: 'GET' | 'HEAD',
+    headers: Record<string, string>,
+    auth: string | undefined,
+  ): Promise<UpstreamResponse> {
     const origin = new URL(start).origin;
     let url = start;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const u = new URL(url);
+      const own = u.origin === origin;
       const h: Record<string, string> = { 'user-agent': 'stevedore/0.1', ...headers };
       // Docker Hub redirects blobs to a CDN: credentials go to the registry's origin only.
-      if (auth && new URL(url).origin === origin) h.authorization = auth;
-      const res = await request(url, { method, headers: h, dispatcher: this.agent });
+      if (auth && own) h.authorization = auth;
+      let dispatcher: Dispatcher = this.agent;
+      if (!own) {
+        try {
+          dispatcher = await guardHop(u, upstream, { timeouts: this.opts.timeouts });
+        } catch (e) {
+          if (e instanceof RefusedError) throw new UpstreamError(`upstream ${upstream.name} redirected to ${u.origin}: ${e.message}`, 'refused');
+          throw e;
+        }
+      }
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(url, { method, headers: h, dispatcher });
+      } finally {
+        // A hop's own agent serves this one response: close once its body is done (close waits for it).
+        if (dispatcher !== this.agent) void (dispatcher as Agent).close().catch(() => undefined);
+      }
       const location = header(res.headers, 'location');
       if (REDIRECTS.has(res.statusCode) && location) {
         await res.body.dump();
         const next = new URL(location, url);
-        if (next.protocol !== 'https:' && next.protocol !== 'http:') throw new UpstreamError(`redirect to ${next.protocol} refused`);
+        if (next.protocol !== 'https:' && next.protocol !== 'http:') throw new UpstreamError(`redirect to ${next.protocol} refused`, 'refused');
         url = next.toString();
         continue;
+      }
+      if (!own && method === 'GET' && res.statusCode < 300 && header(res.headers, 'content-length') === undefined) {
+        res.body.destroy();
+        throw new UpstreamError(`upstream ${upstream.name} redirected to ${u.origin}, which sent no Content-Length; refused (unbounded body)`, 'refused');
       }
       return { status: res.statusCode, headers: res.headers, body: res.body };
     }

@@ -3,7 +3,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import type { LookupAddress } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
 import { Agent, request } from 'undici';
-import type { UpstreamResponse } from './client.js';
+import type { UpstreamResponse } from './types.js';
 
 /** Not contacted: the rules or the address guard refused this URL (or a redirect hop to it). */
 export class RefusedError extends Error {
@@ -119,7 +119,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /** Resolves the host and checks EVERY address; the connection then uses exactly these (no second lookup to rebind). */
-async function resolveChecked(u: URL, allow: BlockList, o: SafeFetchOptions): Promise<LookupAddress[]> {
+export async function resolveChecked(u: URL, allow: BlockList, o: Pick<SafeFetchOptions, 'resolve' | 'timeouts'>): Promise<LookupAddress[]> {
   const host = u.hostname.replace(/^\[|\]$/g, '');
   let addrs: LookupAddress[];
   if (isIP(host) !== 0) addrs = [{ address: host, family: isIP(host) }];
@@ -141,7 +141,8 @@ async function resolveChecked(u: URL, allow: BlockList, o: SafeFetchOptions): Pr
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
-function pinnedLookup(addrs: LookupAddress[]) {
+/** A connect-time lookup that answers exactly these (already checked) addresses. */
+export function pinnedLookup(addrs: LookupAddress[]) {
   return (_host: string, options: { all?: boolean } | number | undefined, cb: LookupCallback): void => {
     if (typeof options === 'object' && options?.all) cb(null, addrs);
     else cb(null, addrs[0]!.address, addrs[0]!.family);

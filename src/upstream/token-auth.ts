@@ -1,6 +1,5 @@
 // Registry auth: WWW-Authenticate challenges, the bearer token flow, a per-scope token cache, realm validation.
 import { LRUCache } from 'lru-cache';
-import { getDomain } from 'tldts';
 import type { Upstream } from './types.js';
 
 export interface Challenge {
@@ -19,33 +18,31 @@ export function parseChallenge(header: string): Challenge | undefined {
 }
 
 /**
- * Registrable domain ("eTLD+1") of a host by the Public Suffix List, private suffixes included (github.io,
- * s3.amazonaws.com: every tenant is its own site); an IP address or single label is its own domain.
+ * A realm may only be the upstream's own origin (scheme, host and port) or one the operator listed in the
+ * upstream's `realms:` (built-ins carry their known ones, e.g. https://auth.docker.io for docker.io): otherwise a
+ * hostile or compromised upstream could make us send credentials anywhere (CVE-2026-33540 class), including
+ * another port of its own address or another tenant of a shared domain.
  */
-export function registrableDomain(hostname: string): string {
-  const h = hostname
-    .toLowerCase()
-    .replace(/\.$/, '')
-    .replace(/^\[|\]$/g, '');
-  return getDomain(h, { allowPrivateDomains: true }) ?? h;
-}
-
-/**
- * A realm may only be on the upstream's registrable domain, with https unless the upstream itself is http:
- * otherwise a hostile or compromised upstream could make us send credentials anywhere (CVE-2026-33540 class).
- */
-export function realmAllowed(upstreamUrl: string, realm: string): boolean {
+export function realmAllowed(upstream: Pick<Upstream, 'url' | 'realms'>, realm: string): boolean {
   let r: URL;
   let u: URL;
   try {
     r = new URL(realm);
-    u = new URL(upstreamUrl);
+    u = new URL(upstream.url);
   } catch {
     return false;
   }
   if (r.username || r.password) return false;
-  if (r.protocol !== 'https:' && !(r.protocol === 'http:' && u.protocol === 'http:')) return false;
-  return registrableDomain(r.hostname) === registrableDomain(u.hostname);
+  if (r.protocol !== 'https:' && r.protocol !== 'http:') return false;
+  if (r.origin === u.origin) return true;
+  return (upstream.realms ?? []).some((listed) => {
+    try {
+      const l = new URL(listed);
+      return l.origin === r.origin && r.pathname.startsWith(l.pathname);
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** The upstream's auth setup is refused (hostile realm), or its token endpoint refused our credentials: retrying cannot help. */
@@ -87,8 +84,8 @@ export class TokenAuth {
       return `Basic ${Buffer.from(`${creds.username}:${creds.password ?? ''}`).toString('base64')}`;
     }
     if (ch.scheme !== 'bearer' || !ch.params.realm) return undefined;
-    if (!realmAllowed(upstream.url, ch.params.realm)) {
-      throw new AuthRefusedError(`token realm ${ch.params.realm} is not on the registrable domain of ${upstream.url}; refused`);
+    if (!realmAllowed(upstream, ch.params.realm)) {
+      throw new AuthRefusedError(`token realm ${ch.params.realm} is neither ${upstream.url} itself nor listed in the upstream's realms; refused`);
     }
     const url = new URL(ch.params.realm);
     if (ch.params.service) url.searchParams.set('service', ch.params.service);

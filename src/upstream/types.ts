@@ -1,4 +1,13 @@
-// An upstream registry as the rest of stevedore sees it: its name, URL, naming rule and credentials.
+// An upstream registry as the rest of stevedore sees it: its name, URL, naming rule and credentials; an answer from it.
+import type { Dispatcher } from 'undici';
+
+export type Headers = Record<string, string | string[] | undefined>;
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Headers;
+  body: Dispatcher.ResponseData['body'];
+}
 
 export interface Upstream {
   readonly name: string;
@@ -6,4 +15,8 @@ export interface Upstream {
   /** docker.io's rule: single-component names mean library/<name>. */
   readonly libraryPrefix: boolean;
   readonly credentials?: { readonly username?: string; readonly password?: string; readonly token?: string };
+  /** Token realms besides the upstream's own origin (URL prefixes); only these ever see its credentials. */
+  readonly realms?: readonly string[];
+  /** Private ranges (CIDR) a redirect from this upstream may lead to; loopback/private/link-local are refused otherwise. */
+  readonly allowPrivate?: readonly string[];
 }

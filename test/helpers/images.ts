@@ -57,15 +57,28 @@ export function seedOf(s: string): number {
 
 // ---------- registry push API ----------
 
-const base = (u: string): string => u.replace(/\/+$/, '');
+const base = (u: string): string => {
+  const url = new URL(u);
+  url.username = '';
+  url.password = '';
+  return url.href.replace(/\/+$/, '');
+};
+/** A registry URL may carry user:password (an htpasswd registry): sent as Basic auth on every push request. */
+const authOf = (u: string): Record<string, string> => {
+  const url = new URL(u);
+  if (!url.username) return {};
+  const creds = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+  return { authorization: `Basic ${Buffer.from(creds).toString('base64')}` };
+};
 
 /** Upload one blob (monolithic POST+PUT) unless HEAD says it exists. */
 export async function pushBlob(registryUrl: string, repo: string, digest: string, body: Buffer | { path: string; size: number }): Promise<void> {
   const r = base(registryUrl);
-  const head = await request(`${r}/v2/${repo}/blobs/${digest}`, { method: 'HEAD' });
+  const auth = authOf(registryUrl);
+  const head = await request(`${r}/v2/${repo}/blobs/${digest}`, { method: 'HEAD', headers: auth });
   await head.body.dump();
   if (head.statusCode === 200) return;
-  const post = await request(`${r}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  const post = await request(`${r}/v2/${repo}/blobs/uploads/`, { method: 'POST', headers: auth });
   const postText = await post.body.text();
   const loc = post.headers.location;
   if (post.statusCode !== 202 || typeof loc !== 'string') throw new Error(`POST upload ${repo}: ${post.statusCode} ${postText}`);
@@ -74,7 +87,7 @@ export async function pushBlob(registryUrl: string, repo: string, digest: string
   const size = Buffer.isBuffer(body) ? body.length : body.size;
   const put = await request(url, {
     method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': String(size) },
     body: Buffer.isBuffer(body) ? body : createReadStream(body.path),
   });
   const putText = await put.body.text();
@@ -85,7 +98,7 @@ export async function pushBlob(registryUrl: string, repo: string, digest: string
 export async function pushManifest(registryUrl: string, repo: string, ref: string, bytes: Buffer, mediaType: string): Promise<string> {
   const res = await request(`${base(registryUrl)}/v2/${repo}/manifests/${ref}`, {
     method: 'PUT',
-    headers: { 'content-type': mediaType },
+    headers: { ...authOf(registryUrl), 'content-type': mediaType },
     body: bytes,
   });
   const text = await res.body.text();

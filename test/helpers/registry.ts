@@ -1,5 +1,5 @@
 // Starts and stops a real CNCF distribution registry (docker-registry 2.8) on loopback for tests.
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'undici';
@@ -36,18 +36,21 @@ export interface Registry {
 export interface StartRegistryOptions {
   /** accept manifests whose layers carry foreign `urls` (needed for pushForeignImage) */
   allowForeignUrls?: boolean;
+  /** private registry: `auth: htpasswd` with these users (bcrypt entries written by `htpasswd -B`) */
+  users?: Record<string, string>;
 }
 
 const BINARY = process.env.STEVEDORE_REGISTRY_BIN ?? 'docker-registry';
 
 /** Build the registry config object (exported for tests that want to inspect it). */
-export function registryConfig(dataDir: string, port: number, allowForeignUrls: boolean): Record<string, unknown> {
+export function registryConfig(dataDir: string, port: number, allowForeignUrls: boolean, htpasswdFile?: string): Record<string, unknown> {
   const cfg: Record<string, unknown> = {
     version: 0.1,
     log: { level: 'info', formatter: 'json', accesslog: { disabled: true } },
     storage: { filesystem: { rootdirectory: dataDir }, delete: { enabled: true } },
     http: { addr: `127.0.0.1:${port}`, secret: 'stevedore-test-secret' },
   };
+  if (htpasswdFile) cfg.auth = { htpasswd: { realm: 'test-registry', path: htpasswdFile } };
   if (allowForeignUrls) cfg.validation = { manifests: { urls: { allow: ['^https?://'] } } };
   return cfg;
 }
@@ -69,13 +72,31 @@ export function parseLogLine(line: string): RegistryRequest | undefined {
   return { method, uri, status };
 }
 
+/** `user:bcrypt` lines as `htpasswd -nbB` writes them (apache2-utils). */
+export function htpasswdLines(users: Record<string, string>): string {
+  return Object.entries(users)
+    .map(([u, p]) => execFileSync('htpasswd', ['-nbB', '-C', '5', u, p], { encoding: 'utf8' }).trim())
+    .join('\n')
+    .concat('\n');
+}
+
+export const basicAuth = (user: string, pass: string): Record<string, string> => ({
+  authorization: `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`,
+});
+
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Registry> {
   const tmp: TempDir = makeTempDir('stevedore-registry-');
   const dataDir = path.join(tmp.path, 'data');
   mkdirSync(dataDir, { recursive: true });
   const port = await freePort();
   const configPath = path.join(tmp.path, 'config.yml');
-  writeFileSync(configPath, YAML.stringify(registryConfig(dataDir, port, opts.allowForeignUrls ?? false)));
+  let htpasswdFile: string | undefined;
+  if (opts.users) {
+    htpasswdFile = path.join(tmp.path, 'htpasswd');
+    writeFileSync(htpasswdFile, htpasswdLines(opts.users));
+  }
+  writeFileSync(configPath, YAML.stringify(registryConfig(dataDir, port, opts.allowForeignUrls ?? false, htpasswdFile)));
+  const probeAuth = opts.users ? basicAuth(...(Object.entries(opts.users)[0] as [string, string])) : {};
 
   const host = `127.0.0.1:${port}`;
   const url = `http://${host}`;
@@ -117,7 +138,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Re
         async () => {
           if (spawnError) throw spawnError;
           if (proc.exitCode !== null) throw new Error(`registry exited with ${proc.exitCode}:\n${logText}`);
-          const res = await request(`${url}/v2/`, { headersTimeout: 1_000, bodyTimeout: 1_000 });
+          const res = await request(`${url}/v2/`, { headers: probeAuth, headersTimeout: 1_000, bodyTimeout: 1_000 });
           await res.body.dump();
           return res.statusCode === 200;
         },

@@ -27,6 +27,8 @@ export interface FillSource {
   partial?: PartialFile;
   /** Limits the upstream byte rate (shared by all fills). */
   throttle?: (bytes: number) => Promise<void>;
+  /** Who delivers these bytes (an upstream name, or FOREIGN_HOLDER): recorded as a holder once they are committed. */
+  holder?: string;
 }
 
 /** The store could not take a new blob; `source` is untouched so the caller can stream it through instead. */
@@ -90,6 +92,11 @@ export class BlobFill {
   }
 
   /** Still downloading or committing: a new reader should join it. */
+  /** Who delivers this fill's bytes (FillSource.holder). */
+  get holder(): string | undefined {
+    return this.source.holder;
+  }
+
   get active(): boolean {
     return this.state === 'filling' || this.state === 'verified';
   }
@@ -132,7 +139,10 @@ export class BlobFill {
       await this.drainWrites();
       await this.deps.store.commit(this.tempPath, this.handle, this.digest);
       // On disk: readers finish either way; without a row, startup reconciliation adopts the file.
-      bestEffort(this.deps.log, 'blob row', () => this.deps.meta.putBlob(this.digest, this.received));
+      bestEffort(this.deps.log, 'blob row', () => {
+        this.deps.meta.putBlob(this.digest, this.received);
+        if (this.source.holder) this.deps.meta.addHolder(this.source.holder, this.digest);
+      });
       this.state = 'done';
     } catch (e) {
       this.state = 'failed';

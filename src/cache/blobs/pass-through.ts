@@ -7,8 +7,11 @@ import { header } from '../../upstream/client.js';
 import type { FillSource } from './fill.js';
 import type { BlobHandle } from './handle.js';
 
-/** Streams an upstream response to one client, verified (last byte held back), without caching it. */
-export function passThroughHandle(source: FillSource, size: number | undefined, digest: Digest): BlobHandle {
+/**
+ * Streams an upstream response to one client, verified (last byte held back), without caching it.
+ * `onVerified` runs once the whole body checked out (the upstream proved it holds these bytes).
+ */
+export function passThroughHandle(source: FillSource, size: number | undefined, digest: Digest, onVerified?: () => void): BlobHandle {
   const cl = header(source.first.headers, 'content-length');
   const total = size ?? (cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined);
   return {
@@ -17,7 +20,9 @@ export function passThroughHandle(source: FillSource, size: number | undefined, 
     wholeOnly: true,
     open: () => {
       const out = new VerifyingStream(digest, total);
-      pipeline(source.first.body, out, () => undefined);
+      pipeline(source.first.body, out, (err) => {
+        if (!err) onVerified?.();
+      });
       return out;
     },
     discard: () => source.first.body.destroy(),

@@ -5,14 +5,14 @@ import type { Logger } from 'pino';
 import type { Digest } from '../../oci/digest.js';
 import type { BlobStore } from '../../store/blob-store.js';
 import { isDiskError } from '../../store/errors.js';
-import type { Metadata } from '../../store/metadata.js';
+import { FOREIGN_HOLDER, type Metadata } from '../../store/metadata.js';
 import { header, type UpstreamClient } from '../../upstream/client.js';
 import { UpstreamNotFound } from '../../upstream/outcomes.js';
 import type { Target } from '../../upstream/registries.js';
 import { bestEffort } from '../best-effort.js';
 import { StoreUnwritableError, type BlobFill, type FillDeps, type FillSource } from './fill.js';
 import { Fills } from './fills.js';
-import type { BlobHandle, BlobOutcome, ForeignHooks } from './handle.js';
+import type { BlobHandle, BlobOutcome, ForeignDescriptor, ForeignHooks } from './handle.js';
 import { Hits } from './hit.js';
 import { passThroughHandle } from './pass-through.js';
 import { UpstreamBlobs } from './source.js';
@@ -71,19 +71,33 @@ export class Blobs {
     this.hits.forget(digest);
   }
 
+  /**
+   * May cached bytes of `digest` be served under this target? 'yes': this upstream delivered these bytes itself
+   * and linked the digest to this repository, or a foreign resolution cached them for a descriptor recorded in
+   * this repository. 'confirm': this upstream delivered them, but for another repository (a HEAD for this one
+   * decides). 'prove': they came from elsewhere; this upstream must deliver them itself (verified).
+   */
+  private trust(target: Target, digest: Digest, fd: ForeignDescriptor | undefined): 'yes' | 'confirm' | 'prove' {
+    const { meta } = this.deps;
+    const up = target.upstream.name;
+    if (fd && meta.isHolder(FOREIGN_HOLDER, digest)) return 'yes';
+    if (!meta.isHolder(up, digest)) return 'prove';
+    return meta.isLinked(up, target.repo, digest) ? 'yes' : 'confirm';
+  }
+
   /** For HEAD: answers from metadata, a running fill, or an upstream HEAD. Never downloads a body. */
   async stat(target: Target, digest: Digest): Promise<{ size: number | undefined; outcome: BlobOutcome }> {
     const { meta } = this.deps;
     const size = meta.blobSize(digest);
     const fill = this.fills.get(digest);
-    if (meta.isLinked(target.upstream.name, target.repo, digest)) {
-      if (size !== undefined) {
-        this.deps.onAccess?.(digest);
-        return { size, outcome: 'hit' };
-      }
-      if (fill) return { size: fill.size, outcome: 'coalesced' };
+    const fd = this.deps.foreign?.lookup(target, digest);
+    const trust = this.trust(target, digest, fd);
+    if (trust === 'yes' && size !== undefined) {
+      this.deps.onAccess?.(digest);
+      return { size, outcome: 'hit' };
     }
-    const fd = size === undefined && !fill ? this.deps.foreign?.lookup(target, digest) : undefined;
+    const linked = meta.isLinked(target.upstream.name, target.repo, digest);
+    if (linked && fill?.active && fill.holder === target.upstream.name) return { size: fill.size, outcome: 'coalesced' };
     if (fd?.foreign) return this.deps.foreign!.stat(target, digest, fd);
     let res;
     try {
@@ -92,19 +106,30 @@ export class Blobs {
       if (fd && fd.urls.length > 0 && e instanceof UpstreamNotFound) return this.deps.foreign!.stat(target, digest, fd);
       throw e;
     }
-    if (size !== undefined) return { size, outcome: 'hit' };
-    if (fill) return { size: fill.size, outcome: 'coalesced' };
+    // A HEAD sends no bytes: the upstream's own answer is enough here, whoever delivered the cached copy.
+    if (size !== undefined && trust === 'confirm') return { size, outcome: 'hit' };
     const cl = header(res.headers, 'content-length');
-    return { size: cl !== undefined ? Number(cl) : undefined, outcome: 'miss' };
+    return { size: cl !== undefined ? Number(cl) : size, outcome: 'miss' };
   }
 
   async get(target: Target, digest: Digest): Promise<BlobHandle> {
     const { meta } = this.deps;
-    let linked = meta.isLinked(target.upstream.name, target.repo, digest);
+    const up = target.upstream.name;
+    const fd = this.deps.foreign?.lookup(target, digest);
+    const trust = this.trust(target, digest, fd);
+    const foreign = (): Promise<BlobHandle> => this.deps.foreign!.resolve(target, digest, fd!, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
+    // A foreign layer is never asked of the registry: its URLs (per the rules) deliver it, unless they did already.
+    if (fd?.foreign && trust !== 'yes') {
+      const other = this.fills.get(digest);
+      if (other?.active && other.holder !== FOREIGN_HOLDER) await other.settled;
+      return foreign();
+    }
+    let linked = trust === 'yes' || meta.isLinked(up, target.repo, digest);
     const size = meta.blobSize(digest);
     if (size !== undefined) {
+      if (trust === 'prove') return this.prove(target, digest, size, fd);
       // Another repository's copy is served here only once upstream confirms this repository has it.
-      if (!linked) await this.upstream.head(target, digest);
+      if (trust === 'confirm') await this.upstream.head(target, digest);
       const hit = await this.hits.open(digest, size);
       if (hit) return hit;
       // Row without file (evicted meanwhile, or removed by hand): forget it and fetch again.
@@ -113,15 +138,18 @@ export class Blobs {
     }
     const running = this.fills.get(digest);
     if (running?.active) {
+      // Someone else's download (another upstream, a foreign URL) proves nothing for this upstream.
+      const ours = running.holder === up || (fd !== undefined && running.holder === FOREIGN_HOLDER);
+      if (!ours) return this.prove(target, digest, undefined, fd);
+      if (running.holder === FOREIGN_HOLDER) return this.fills.follow(running, 'coalesced');
       if (!linked) await this.upstream.head(target, digest);
       return this.fills.follow(running, 'coalesced');
     }
-    const fd = this.deps.foreign?.lookup(target, digest);
-    if (fd?.foreign) return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
     const now = this.deps.now ?? Date.now;
     try {
       if (now() < this.passThroughUntil) return passThroughHandle(await this.upstream.source(target, digest, false), undefined, digest);
       const { fill, joined } = await this.fills.startOrJoin(digest, () => this.upstream.source(target, digest));
+      if (joined && fill.holder !== up) return this.prove(target, digest, undefined, fd);
       if (joined && !linked) await this.upstream.head(target, digest);
       if (fill.state === 'done') return this.get(target, digest);
       return this.fills.follow(fill, joined ? 'coalesced' : 'miss');
@@ -134,6 +162,21 @@ export class Blobs {
         return passThroughHandle(mine ? e.source : await this.upstream.source(target, digest, false), mine ? e.size : undefined, digest);
       }
       // An ordinary layer with urls: the upstream first, the allowed URLs when it does not have it.
+      if (fd && fd.urls.length > 0 && e instanceof UpstreamNotFound) return foreign();
+      throw e;
+    }
+  }
+
+  /**
+   * Bytes this process has (or is fetching) from somewhere else: this upstream must deliver them itself for this
+   * repository. They are streamed through verified, not stored again; once verified it counts as a holder.
+   */
+  private async prove(target: Target, digest: Digest, size: number | undefined, fd: ForeignDescriptor | undefined): Promise<BlobHandle> {
+    const up = target.upstream.name;
+    try {
+      const source = await this.upstream.source(target, digest, false);
+      return passThroughHandle(source, size, digest, () => bestEffort(this.deps.log, 'holder', () => this.deps.meta.addHolder(up, digest)));
+    } catch (e) {
       if (fd && fd.urls.length > 0 && e instanceof UpstreamNotFound)
         return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
       throw e;
@@ -152,7 +195,7 @@ export class Blobs {
   }
 
   private async fillFrom(digest: Digest, make: () => Promise<FillSource>, outcome: BlobOutcome): Promise<BlobHandle> {
-    const { fill, joined } = await this.fills.startOrJoin(digest, make);
+    const { fill, joined } = await this.fills.startOrJoin(digest, async () => ({ ...(await make()), holder: FOREIGN_HOLDER }));
     if (fill.state === 'done') {
       const size = this.deps.meta.blobSize(digest);
       const hit = size !== undefined ? await this.hits.open(digest, size) : undefined;

@@ -61,7 +61,13 @@ export class UpstreamBlobs {
     }
     // Upstream just served it for this repository: that is proof enough for the link.
     this.link(target, digest);
-    return { first: res, resume: get, ...(partial ? { partial } : {}), ...(this.deps.throttle ? { throttle: this.deps.throttle } : {}) };
+    return {
+      first: res,
+      resume: get,
+      holder: target.upstream.name,
+      ...(partial ? { partial } : {}),
+      ...(this.deps.throttle ? { throttle: this.deps.throttle } : {}),
+    };
   }
 
   /** Upstream HEAD for this repository (coalesced); links the digest on 200, throws BLOB_UNKNOWN (or 429/403) otherwise. */

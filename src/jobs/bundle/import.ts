@@ -8,7 +8,7 @@ import { OciError } from '../../oci/errors.js';
 import { MANIFEST_MAX_BYTES, parseManifest, type Descriptor, type ParsedManifest } from '../../oci/manifest.js';
 import { MANIFEST_MEDIA_TYPES, MT, baseMediaType } from '../../oci/media-types.js';
 import type { BlobStore } from '../../store/blob-store.js';
-import type { ManifestRow, Metadata } from '../../store/metadata.js';
+import { FOREIGN_HOLDER, provesHeld, type ManifestRow, type Metadata } from '../../store/metadata.js';
 import type { Target } from '../../upstream/registries.js';
 import { blobEntryName, classifyEntry, destinationOf, type BundleInfo, type FullRef } from './layout.js';
 
@@ -302,6 +302,8 @@ async function commit(deps: ImportDeps, plan: Plan, small: Map<string, Buffer>):
       if (existed && meta.isLinked(up, m.target.repo, m.row.digest)) continue;
       if (!existed) result.manifests.added++;
       meta.putManifest(up, m.target.repo, m.row, m.parsed.descriptors);
+      // The bundle's verified bytes stand for the upstream they were exported from (foreign ones for their URLs).
+      for (const d of m.parsed.descriptors) if (d.kind === 'blob' && plan.blobs.has(d.digest)) meta.addHolder(provesHeld(d) ? up : FOREIGN_HOLDER, d.digest);
       deps.onManifest?.(m.target, m.row.digest, m.parsed);
     }
     for (const i of plan.images) {
