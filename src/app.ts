@@ -18,6 +18,7 @@ import { adminRoutes } from './http/admin.js';
 import type { RequestInfo } from './http/middleware.js';
 import { opsRoutes } from './http/ops.js';
 import { createApp } from './http/routes.js';
+import { ClientAuth } from './http/client-auth.js';
 import { Metrics } from './obs/metrics.js';
 import { BlobStore } from './store/blob-store.js';
 import { ForeignStore } from './store/foreign.js';
@@ -176,7 +177,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
       return { contentType: m.registry.contentType, text: await m.registry.metrics() };
     },
   });
-  const app = createApp({ proxy, log, ops, onRequestDone });
+  const app = createApp({ proxy, log, ops, onRequestDone, ...(config.clientAuth ? { auth: new ClientAuth(config.clientAuth) } : {}) });
   if (config.adminToken) adminRoutes(app, { token: config.adminToken, foreign: foreignAdmin, foreignStats: () => foreign.stats() });
   const timers: NodeJS.Timeout[] = [];
   const runPrefetch = (items: PrefetchItem[], opts: PrefetchOptions) => prefetch(prefetchDeps, items, opts);

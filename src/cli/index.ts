@@ -24,7 +24,14 @@ export async function runCli(argv: string[]): Promise<void> {
         { url: u.url, credentials: u.credentials ? '[redacted]' : undefined, realms: u.realms, allowPrivate: u.allowPrivate },
       ]),
     );
-    process.stdout.write(`${JSON.stringify({ ...config, upstreams, adminToken: config.adminToken ? '[redacted]' : undefined }, null, 2)}\n`);
+    const { clientAuth, ...rest } = config;
+    // Names only: the hashes and tokens never leave the process.
+    const auth = clientAuth && {
+      ...config.auth,
+      users: [...clientAuth.users.keys()],
+      tokens: [...clientAuth.tokens.values()].map((name) => ({ name, token: '[redacted]' })),
+    };
+    process.stdout.write(`${JSON.stringify({ ...rest, upstreams, auth, adminToken: config.adminToken ? '[redacted]' : undefined }, null, 2)}\n`);
   });
   registerOpsCommands(program);
   registerForeignCommands(program);

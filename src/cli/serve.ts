@@ -23,6 +23,16 @@ export async function serve(config: Config): Promise<void> {
     { listen: `${config.host}:${config.port}`, data: config.data, defaultUpstream: config.defaultUpstream, upstreams: Object.keys(config.upstreams) },
     'stevedore listening',
   );
+  if (!config.clientAuth) {
+    const withCredentials = Object.values(config.upstreams)
+      .filter((u) => u.credentials)
+      .map((u) => u.name);
+    if (withCredentials.length > 0)
+      log.warn(
+        { upstreams: withCredentials, listen: `${config.host}:${config.port}` },
+        'no client authentication (auth:) is configured, yet these upstreams have credentials: anyone who can connect can pull what those credentials can read',
+      );
+  }
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -1,6 +1,7 @@
 // Loading the config: defaults < YAML file < STEVEDORE_* env < flags, validated once (schema.ts) and frozen.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { loadClientAuth } from './auth.js';
 import { BUILTIN_REALMS, BUILTIN_UPSTREAMS, configSchema, type Config, type RawUpstream, type Upstream } from './schema.js';
 
 export type { Config, ConfigInput, Upstream } from './schema.js';
@@ -128,12 +129,14 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   if (!upstreams[c.defaultUpstream]) {
     throw new ConfigError(`invalid config: defaultUpstream: "${c.defaultUpstream}" is not a configured upstream`);
   }
+  const clientAuth = c.auth ? loadClientAuth(c.auth, (msg) => new ConfigError(`invalid config: ${msg}`)) : undefined;
   const m = /^(.*):(\d+)$/.exec(c.listen)!;
   const port = Number(m[2]);
   if (port > 65535) throw new ConfigError('invalid config: listen: port out of range');
   return Object.freeze({
     ...c,
     upstreams: Object.freeze(upstreams),
+    ...(clientAuth ? { clientAuth } : {}),
     host: m[1]!.replace(/^\[|\]$/g, ''),
     port,
   });

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { parseCidr } from '../upstream/cidr.js';
 import type { Upstream } from '../upstream/types.js';
+import { authSchema, type ClientAuthData } from './auth.js';
 import { foreignSchema } from './foreign.js';
 import { byteSize } from './units.js';
 import { warmSchema } from './warm.js';
@@ -84,12 +85,16 @@ export const configSchema = z.strictObject({
   warm: warmSchema,
   /** Bearer token for the admin API under /-/admin/ (off when unset); env STEVEDORE_ADMIN_TOKEN. */
   adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
+  /** Client authentication (htpasswd, node tokens) and access rules; without it anyone who can connect pulls. */
+  auth: authSchema,
 });
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type RawUpstream = z.output<typeof upstreamSchema>;
 export interface Config extends Omit<z.output<typeof configSchema>, 'upstreams'> {
   readonly upstreams: Readonly<Record<string, Upstream>>;
+  /** The `auth:` section with its files loaded; undefined: no client authentication. */
+  readonly clientAuth?: ClientAuthData;
   readonly host: string;
   readonly port: number;
 }

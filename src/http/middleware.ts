@@ -8,6 +8,8 @@ export interface RequestInfo {
   route?: string;
   upstream?: string;
   repo?: string;
+  /** The authenticated client (never a credential). */
+  user?: string;
   digest?: string;
   reference?: string;
   outcome?: string;

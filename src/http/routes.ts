@@ -11,9 +11,17 @@ import { blobRoute } from './blobs.js';
 import { manifestRoute } from './manifests.js';
 import { tagsRoute } from './tags.js';
 import type { Context } from 'hono';
+import { CHALLENGE, type ClientAuth, type Identity } from './client-auth.js';
+
+/** The client's address as the socket sees it (the failed-attempt limit is per address). */
+function clientAddress(c: Context<Env>): string {
+  return (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress ?? 'unknown';
+}
 
 export interface AppOptions {
   proxy: Proxy;
+  /** Client authentication and access rules (config `auth:`); without it every client may pull everything. */
+  auth?: ClientAuth;
   log: Logger;
   onRequestDone?: (c: Context<Env>, status: number, info: RequestInfo) => void;
   ops?: (app: Hono<Env>) => void;
@@ -31,9 +39,15 @@ export function createApp(opts: AppOptions): Hono<Env> {
     const route = parseV2Path(c.get('rawPath'));
     c.get('info').route = route.kind;
     const readOnly = method === 'GET' || method === 'HEAD';
+    const auth = opts.auth;
+    const who: Identity = auth ? await auth.authenticate(c.req.header('authorization'), clientAddress(c)) : 'anonymous';
+    if (who !== 'anonymous') c.get('info').user = who.name;
     switch (route.kind) {
       case 'base':
         if (!readOnly) throw new OciError('UNSUPPORTED', { method });
+        // The ping `docker login` and friends use: with auth on, no credentials means "log in" (unless anonymous may pull).
+        if (auth && who === 'anonymous' && !auth.anonymousAllowed)
+          throw new OciError('UNAUTHORIZED', { reason: 'authentication required' }, undefined, CHALLENGE);
         return sendBytes(200, { 'content-type': 'application/json' }, method === 'HEAD' ? null : Buffer.from('{}'));
       case 'uploads':
         throw new OciError('UNSUPPORTED', { reason: 'stevedore is a read-only mirror; push to the upstream registry' });
@@ -43,6 +57,7 @@ export function createApp(opts: AppOptions): Hono<Env> {
         if (!readOnly) throw new OciError('UNSUPPORTED', { reason: `stevedore is a read-only mirror; ${method} is not supported` });
         const target = opts.proxy.resolve(route.name, c.req.query('ns'));
         Object.assign(c.get('info'), { upstream: target.upstream.name, repo: target.repo });
+        auth?.authorize(who, target.upstream.name, target.repo);
         if (route.kind === 'manifests') return manifestRoute(c, opts.proxy, target, route.reference);
         if (route.kind === 'blobs') return blobRoute(c, opts.proxy, target, route.reference);
         return tagsRoute(c, opts.proxy, target, route.name);
