@@ -6,6 +6,7 @@ import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { ParsedManifest } from '../oci/manifest.js';
 import type { ForeignStatus, ForeignStore, UrlHealth } from '../store/foreign.js';
+import { FOREIGN_HOLDER } from '../store/metadata.js';
 import { header } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { FetchError, RefusedError, safeFetch, type SafeFetchOptions, type SafeResponse } from '../upstream/safe-fetch.js';
@@ -216,7 +217,8 @@ export class ForeignLayers implements ForeignHooks {
   /** A fill source from url, its verdict recorded against the URL and the layer's status. */
   async source(url: string, digest: Digest, size: number): Promise<FillSource> {
     const first = await this.get(url, size);
-    return fillSource(first, this.verifier(digest, size, url, true), (range) => this.get(url, size, range));
+    // Held by the foreign resolution, not by any registry: served only for descriptors recorded in a repository.
+    return { ...fillSource(first, this.verifier(digest, size, url, true), (range) => this.get(url, size, range)), holder: FOREIGN_HOLDER };
   }
 
   verifier(digest: Digest, size: number, url: string, cache: boolean): Verifier {
