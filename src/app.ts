@@ -11,6 +11,7 @@ import { Manifests } from './cache/manifests.js';
 import { prefetch, type PrefetchItem, type PrefetchOptions, type PrefetchRun } from './jobs/prefetch.js';
 import { Warmer } from './jobs/warm.js';
 import { createProxy, type Proxy } from './cache/proxy.js';
+import { PassthroughGate } from './cache/passthrough.js';
 import { Tags } from './cache/tags.js';
 import type { Config } from './config/load.js';
 import type { Digest } from './oci/digest.js';
@@ -140,7 +141,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   });
   const sweep = () => eviction.sweep().catch((e: unknown) => log.error({ err: e }, 'eviction sweep failed'));
   const tags = new Tags({ client, meta, tagTtlMs: config.tagTtl * 1000 });
-  const proxy = createProxy(registries, blobs, manifests, tags);
+  const proxy = createProxy(registries, blobs, manifests, tags, new PassthroughGate(client));
   metrics = new Metrics({
     fillsInFlight: () => blobs.fillsInFlight,
     store: () => meta.blobTotals(),
@@ -177,7 +178,14 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
       return { contentType: m.registry.contentType, text: await m.registry.metrics() };
     },
   });
-  const app = createApp({ proxy, log, ops, onRequestDone, ...(config.clientAuth ? { auth: new ClientAuth(config.clientAuth) } : {}) });
+  const app = createApp({
+    proxy,
+    log,
+    ops,
+    onRequestDone,
+    passthroughUpstreams: Object.values(config.upstreams).some((u) => u.passthrough),
+    ...(config.clientAuth ? { auth: new ClientAuth(config.clientAuth) } : {}),
+  });
   if (config.adminToken) adminRoutes(app, { token: config.adminToken, foreign: foreignAdmin, foreignStats: () => foreign.stats() });
   const timers: NodeJS.Timeout[] = [];
   const runPrefetch = (items: PrefetchItem[], opts: PrefetchOptions) => prefetch(prefetchDeps, items, opts);

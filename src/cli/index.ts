@@ -21,7 +21,13 @@ export async function runCli(argv: string[]): Promise<void> {
     const upstreams = Object.fromEntries(
       Object.values(config.upstreams).map((u) => [
         u.name,
-        { url: u.url, credentials: u.credentials ? '[redacted]' : undefined, realms: u.realms, allowPrivate: u.allowPrivate },
+        {
+          url: u.url,
+          credentials: u.credentials ? '[redacted]' : undefined,
+          clientCredentials: u.passthrough ? 'passthrough' : undefined,
+          realms: u.realms,
+          allowPrivate: u.allowPrivate,
+        },
       ]),
     );
     const { clientAuth, ...rest } = config;

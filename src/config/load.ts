@@ -105,7 +105,8 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const c = result.data;
   const upstreams: Record<string, Upstream> = {};
   const all: Record<string, RawUpstream> = {};
-  if (c.builtinUpstreams) for (const [name, url] of Object.entries(BUILTIN_UPSTREAMS)) all[name] = { url, realms: BUILTIN_REALMS[name] };
+  if (c.builtinUpstreams)
+    for (const [name, url] of Object.entries(BUILTIN_UPSTREAMS)) all[name] = { url, realms: BUILTIN_REALMS[name], clientCredentials: 'config' };
   for (const [name, u] of Object.entries(c.upstreams)) {
     // Overriding a built-in's URL elsewhere drops its known realms (they belong to the built-in's host).
     const builtin = all[name];
@@ -117,6 +118,8 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     const password = env[`${k}_PASSWORD`] ?? (u.passwordFile ? readSecretFile(u.passwordFile, `upstreams.${name}.passwordFile`) : u.password);
     const token = env[`${k}_TOKEN`] ?? (u.tokenFile ? readSecretFile(u.tokenFile, `upstreams.${name}.tokenFile`) : u.token);
     const credentials = username !== undefined || token !== undefined ? { username, password, token } : undefined;
+    if (credentials && u.clientCredentials === 'passthrough')
+      throw new ConfigError(`invalid config: upstreams.${name}: clientCredentials: passthrough uses each client's credentials; remove its own`);
     upstreams[name] = Object.freeze({
       name,
       url: u.url,
@@ -124,6 +127,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
       ...(credentials ? { credentials } : {}),
       ...(u.realms?.length ? { realms: Object.freeze([...u.realms]) } : {}),
       ...(u.allowPrivate?.length ? { allowPrivate: Object.freeze([...u.allowPrivate]) } : {}),
+      ...(u.clientCredentials === 'passthrough' ? { passthrough: true } : {}),
     });
   }
   if (!upstreams[c.defaultUpstream]) {

@@ -36,6 +36,8 @@ const upstreamSchema = z.strictObject({
   realms: z.array(z.url({ protocol: /^https?$/ })).optional(),
   /** Private ranges its redirects may lead to (loopback, RFC 1918, link-local are refused otherwise). */
   allowPrivate: z.array(cidr).optional(),
+  /** passthrough: each client's own credentials are used upstream, and the upstream confirms every client's access. */
+  clientCredentials: z.enum(['config', 'passthrough']).default('config'),
 });
 
 const listenSchema = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT');

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import { LRUCache } from 'lru-cache';
-import { OciError } from '../oci/errors.js';
+import { BASIC_CHALLENGE, OciError } from '../oci/errors.js';
 
 export interface AccessRule {
   who: readonly string[];
@@ -27,7 +27,7 @@ export interface ClientAuthOptions {
 /** Who is asking: a user or token name with its groups, or nobody (no credentials). */
 export type Identity = { name: string; groups: readonly string[] } | 'anonymous';
 
-export const CHALLENGE = { 'www-authenticate': 'Basic realm="stevedore"' };
+export const CHALLENGE = BASIC_CHALLENGE;
 
 const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 

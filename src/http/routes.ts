@@ -22,6 +22,8 @@ export interface AppOptions {
   proxy: Proxy;
   /** Client authentication and access rules (config `auth:`); without it every client may pull everything. */
   auth?: ClientAuth;
+  /** Some upstream takes each client's own credentials (clientCredentials: passthrough). */
+  passthroughUpstreams?: boolean;
   log: Logger;
   onRequestDone?: (c: Context<Env>, status: number, info: RequestInfo) => void;
   ops?: (app: Hono<Env>) => void;
@@ -40,24 +42,42 @@ export function createApp(opts: AppOptions): Hono<Env> {
     c.get('info').route = route.kind;
     const readOnly = method === 'GET' || method === 'HEAD';
     const auth = opts.auth;
-    const who: Identity = auth ? await auth.authenticate(c.req.header('authorization'), clientAddress(c)) : 'anonymous';
-    if (who !== 'anonymous') c.get('info').user = who.name;
+    const authorization = c.req.header('authorization');
+    const identify = async (): Promise<Identity> => {
+      const who = auth ? await auth.authenticate(authorization, clientAddress(c)) : 'anonymous';
+      if (who !== 'anonymous') c.get('info').user = who.name;
+      return who;
+    };
     switch (route.kind) {
-      case 'base':
+      case 'base': {
         if (!readOnly) throw new OciError('UNSUPPORTED', { method });
-        // The ping `docker login` and friends use: with auth on, no credentials means "log in" (unless anonymous may pull).
-        if (auth && who === 'anonymous' && !auth.anonymousAllowed)
-          throw new OciError('UNAUTHORIZED', { reason: 'authentication required' }, undefined, CHALLENGE);
+        if (auth) {
+          // The ping `docker login` and friends use: with auth on, no credentials means "log in" (unless anonymous
+          // may pull). Credentials meant for a passthrough upstream are checked there, per repository.
+          let who: Identity | undefined;
+          try {
+            who = await identify();
+          } catch (e) {
+            if (!(opts.passthroughUpstreams && e instanceof OciError && e.code === 'UNAUTHORIZED')) throw e;
+          }
+          if (who === 'anonymous' && !auth.anonymousAllowed) throw new OciError('UNAUTHORIZED', { reason: 'authentication required' }, undefined, CHALLENGE);
+        }
         return sendBytes(200, { 'content-type': 'application/json' }, method === 'HEAD' ? null : Buffer.from('{}'));
+      }
       case 'uploads':
         throw new OciError('UNSUPPORTED', { reason: 'stevedore is a read-only mirror; push to the upstream registry' });
       case 'manifests':
       case 'blobs':
       case 'tags': {
         if (!readOnly) throw new OciError('UNSUPPORTED', { reason: `stevedore is a read-only mirror; ${method} is not supported` });
-        const target = opts.proxy.resolve(route.name, c.req.query('ns'));
+        let target = opts.proxy.resolve(route.name, c.req.query('ns'));
         Object.assign(c.get('info'), { upstream: target.upstream.name, repo: target.repo });
-        auth?.authorize(who, target.upstream.name, target.repo);
+        if (target.upstream.passthrough) {
+          // The upstream is the authority: it confirms this client's own credentials for this repository.
+          const path = route.kind === 'tags' ? '/tags/list' : `/${route.kind}/${route.reference}`;
+          const kind = route.kind === 'manifests' ? 'manifest' : route.kind === 'blobs' ? 'blob' : 'tags';
+          target = await opts.proxy.admit(target, path, authorization, kind);
+        } else if (auth) auth.authorize(await identify(), target.upstream.name, target.repo);
         if (route.kind === 'manifests') return manifestRoute(c, opts.proxy, target, route.reference);
         if (route.kind === 'blobs') return blobRoute(c, opts.proxy, target, route.reference);
         return tagsRoute(c, opts.proxy, target, route.name);

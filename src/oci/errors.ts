@@ -39,6 +39,9 @@ const MESSAGES: Record<OciCode, string> = {
   UNKNOWN: 'unknown error',
 };
 
+/** The challenge stevedore answers 401 with, so clients (docker login, skopeo --creds, containerd) send credentials. */
+export const BASIC_CHALLENGE: Readonly<Record<string, string>> = { 'www-authenticate': 'Basic realm="stevedore"' };
+
 export class OciError extends Error {
   readonly status: number;
   constructor(

@@ -68,7 +68,7 @@ export class TokenAuth {
 
   /** The Authorization header to send before any challenge (cached token, or a static token). */
   cached(upstream: Upstream, scope: string): string | undefined {
-    const t = this.tokens.get(`${upstream.name}|${scope}`);
+    const t = this.tokens.get(`${upstream.tokenKey ?? upstream.name}|${scope}`);
     if (t && t.expiresAt > this.now()) return t.header;
     if (upstream.credentials?.token) return `Bearer ${upstream.credentials.token}`;
     return undefined;
@@ -103,7 +103,7 @@ export class TokenAuth {
     // The spec's default lifetime is 60 s; renew a little early.
     const ttl = typeof j.expires_in === 'number' && j.expires_in > 0 ? j.expires_in : 60;
     const header = `Bearer ${token}`;
-    this.tokens.set(`${upstream.name}|${scope}`, { header, expiresAt: this.now() + ttl * 900 });
+    this.tokens.set(`${upstream.tokenKey ?? upstream.name}|${scope}`, { header, expiresAt: this.now() + ttl * 900 });
     return header;
   }
 }

@@ -19,4 +19,8 @@ export interface Upstream {
   readonly realms?: readonly string[];
   /** Private ranges (CIDR) a redirect from this upstream may lead to; loopback/private/link-local are refused otherwise. */
   readonly allowPrivate?: readonly string[];
+  /** `clientCredentials: passthrough`: each client's own credentials are used upstream, and the upstream decides. */
+  readonly passthrough?: boolean;
+  /** Token cache key when credentials differ per client (passthrough); default the name. */
+  readonly tokenKey?: string;
 }
