@@ -34,7 +34,9 @@ export function common(cmd: Command): Command {
     .option('--offline', 'air-gapped: never contact an upstream; serve only what is cached (env STEVEDORE_OFFLINE=1)')
     .option('--max-size <bytes>', 'storage budget, e.g. 200GB or 50GiB; least recently used content is evicted (env STEVEDORE_MAX_SIZE)')
     .option('--min-free-disk <bytes>', 'evict until the data file system has this much free (env STEVEDORE_MIN_FREE_DISK)')
-    .option('--upstream-rate <rate>', 'limit bytes per second fetched from all upstreams together, e.g. 20MB/s (env STEVEDORE_UPSTREAM_RATE)');
+    .option('--upstream-rate <rate>', 'limit bytes per second fetched from all upstreams together, e.g. 20MB/s (env STEVEDORE_UPSTREAM_RATE)')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain); re-read on SIGHUP (env STEVEDORE_TLS_CERT)')
+    .option('--tls-key <file>', 'the PEM private key for --tls-cert; re-read on SIGHUP (env STEVEDORE_TLS_KEY)');
 }
 
 /** The validated config, or one line and exit code 2. */

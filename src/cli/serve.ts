@@ -1,6 +1,8 @@
 // `stevedore serve`: listen, and on SIGTERM/SIGINT stop accepting, let in-flight responses finish, close SQLite.
 import { serve as listen } from '@hono/node-server';
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { buildApp } from '../app.js';
 import type { Config } from '../config/load.js';
 import { createLogger } from '../obs/log.js';
@@ -11,7 +13,24 @@ export async function serve(config: Config): Promise<void> {
   const log = createLogger(config.logLevel);
   const s = buildApp(config, log);
   await s.start();
-  const server = listen({ fetch: s.app.fetch, hostname: config.host, port: config.port }) as Server;
+  const tls = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
+  const readTls = (t: { cert: string; key: string }) => ({ cert: readFileSync(t.cert), key: readFileSync(t.key) });
+  const server = (
+    tls
+      ? listen({ fetch: s.app.fetch, hostname: config.host, port: config.port, createServer: createHttpsServer, serverOptions: readTls(tls) })
+      : listen({ fetch: s.app.fetch, hostname: config.host, port: config.port })
+  ) as Server;
+  if (tls) {
+    // Renewed certificates (cert-manager, certbot) take effect without a restart: new connections use them.
+    process.on('SIGHUP', () => {
+      try {
+        (server as unknown as HttpsServer).setSecureContext(readTls(tls));
+        log.info({ cert: tls.cert }, 'TLS certificate reloaded');
+      } catch (e) {
+        log.error({ err: (e as Error).message, cert: tls.cert }, 'TLS certificate reload failed; keeping the previous one');
+      }
+    });
+  }
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 0; // large blobs stream for a long time
@@ -20,7 +39,12 @@ export async function serve(config: Config): Promise<void> {
     server.once('error', reject);
   });
   log.info(
-    { listen: `${config.host}:${config.port}`, data: config.data, defaultUpstream: config.defaultUpstream, upstreams: Object.keys(config.upstreams) },
+    {
+      listen: `${tls ? 'https' : 'http'}://${config.host}:${config.port}`,
+      data: config.data,
+      defaultUpstream: config.defaultUpstream,
+      upstreams: Object.keys(config.upstreams),
+    },
     'stevedore listening',
   );
   if (!config.clientAuth) {

@@ -24,6 +24,8 @@ export interface ConfigFlags {
   maxSize?: string;
   minFreeDisk?: string;
   upstreamRate?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 /** `URL` -> named by host[:port], becomes the default; `NAME=URL` -> named upstream. */
@@ -78,12 +80,16 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   set('maxSize', env.STEVEDORE_MAX_SIZE);
   set('minFreeDisk', env.STEVEDORE_MIN_FREE_DISK);
   set('upstreamRate', env.STEVEDORE_UPSTREAM_RATE);
+  set('tlsCert', env.STEVEDORE_TLS_CERT);
+  set('tlsKey', env.STEVEDORE_TLS_KEY);
   set('adminToken', env.STEVEDORE_ADMIN_TOKEN);
   if (env.STEVEDORE_OFFLINE !== undefined) raw.offline = /^(1|true|yes)$/i.test(env.STEVEDORE_OFFLINE);
   set('listen', flags.listen);
   set('maxSize', flags.maxSize);
   set('minFreeDisk', flags.minFreeDisk);
   set('upstreamRate', flags.upstreamRate);
+  set('tlsCert', flags.tlsCert);
+  set('tlsKey', flags.tlsKey);
   if (flags.offline) raw.offline = true;
   set('data', flags.data);
   set('tagTtl', num(flags.tagTtl));
@@ -133,6 +139,12 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   if (!upstreams[c.defaultUpstream]) {
     throw new ConfigError(`invalid config: defaultUpstream: "${c.defaultUpstream}" is not a configured upstream`);
   }
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) throw new ConfigError('invalid config: tlsCert and tlsKey go together (--tls-cert, --tls-key)');
+  for (const [key, file] of [
+    ['tlsCert', c.tlsCert],
+    ['tlsKey', c.tlsKey],
+  ] as const)
+    if (file !== undefined) readSecretFile(file, key);
   const clientAuth = c.auth ? loadClientAuth(c.auth, (msg) => new ConfigError(`invalid config: ${msg}`)) : undefined;
   const m = /^(.*):(\d+)$/.exec(c.listen)!;
   const port = Number(m[2]);

@@ -87,6 +87,9 @@ export const configSchema = z.strictObject({
   warm: warmSchema,
   /** Bearer token for the admin API under /-/admin/ (off when unset); env STEVEDORE_ADMIN_TOKEN. */
   adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
+  /** TLS: PEM certificate (chain) and key files; both or neither; re-read on SIGHUP. */
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
   /** Client authentication (htpasswd, node tokens) and access rules; without it anyone who can connect pulls. */
   auth: authSchema,
 });

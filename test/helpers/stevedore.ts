@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { serve } from '@hono/node-server';
 import type { Server } from 'node:http';
+import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
 import { buildApp, type Stevedore } from '../../src/app.ts';
 import { loadConfig, type ConfigFlags } from '../../src/config/load.ts';
@@ -12,7 +13,9 @@ import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor } from './tmp
 const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
 
 export interface StevedoreProcess {
+  /** http://, or https:// when started with tlsCa */
   url: string;
+  pid: number;
   host: string;
   port: number;
   dataDir: string;
@@ -30,6 +33,8 @@ export interface StartOptions {
   config?: Record<string, unknown>;
   extraArgs?: string[];
   env?: Record<string, string>;
+  /** The server serves TLS (--tls-cert/--tls-key in extraArgs or config): trust this CA (PEM) for the readiness probe. */
+  tlsCa?: string;
 }
 
 /** Starts `node dist/main.js serve` (run `npm run build` first; `npm test` does). */
@@ -49,21 +54,26 @@ export async function startStevedore(opts: StartOptions = {}): Promise<Stevedore
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${opts.tlsCa ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const dispatcher = opts.tlsCa ? new Agent({ connect: { ca: opts.tlsCa } }) : undefined;
   await waitFor(
     'stevedore /healthz',
     async () => {
       if (child.exitCode !== null) throw new Error(`stevedore exited ${child.exitCode}: ${output}`);
       try {
-        return (await fetch(`${url}/healthz`)).ok || undefined;
+        const res = await request(`${url}/healthz`, dispatcher ? { dispatcher } : {});
+        await res.body.dump();
+        return res.statusCode === 200 || undefined;
       } catch {
         return undefined;
       }
     },
     15_000,
   );
+  await dispatcher?.close();
   return {
     url,
+    pid: child.pid!,
     host: `127.0.0.1:${port}`,
     port,
     dataDir,
