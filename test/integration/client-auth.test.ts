@@ -1,7 +1,7 @@
 // Client authentication and access rules: htpasswd users and node tokens, skopeo and containerd with and without
 // credentials (401 -> login -> 200), 403 for a repository the rules refuse, the failed-attempt limit, check-config.
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
@@ -107,6 +107,13 @@ describe('client authentication and access rules', () => {
     await ctd.clearContent();
     const node = await ctd.pull(ref, { hostsDir: hosts, extraArgs: ['--user', `node-1:${NODE_TOKEN}`] });
     assert.equal(node.code, 0, node.stderr);
+    // A node's hosts.toml can carry its token as a header (README "Security model"): no --user needed.
+    await ctd.clearContent();
+    const withHeader = path.join(tmp.path, 'hosts-header');
+    const file = writeHostsToml(withHeader, sd.host, sd.url);
+    writeFileSync(file, `${readFileSync(file, 'utf8')}\n[host.${JSON.stringify(sd.url)}.header]\n  authorization = "Bearer ${NODE_TOKEN}"\n`);
+    const viaHeader = await ctd.pull(ref, { hostsDir: withHeader });
+    assert.equal(viaHeader.code, 0, viaHeader.stderr);
   });
 
   test('failed attempts are limited per source address: then 429 with Retry-After, even with the right password', async () => {
