@@ -119,7 +119,8 @@ describe('crash safety and store reconciliation', () => {
       const after = await settled(layer.digest, before + 2);
       assert.equal(after.length, before + 2, 'fetched again, once');
       assert.equal(after.at(-1)!.status, 206, 'the rest only, with Range');
-      assert.equal(existsSync(partial), false, 'the partial became the cached blob');
+      // The response ends at verification; the commit (fsync + rename of 128 MiB) follows, slower under load.
+      await waitFor('the partial to become the cached blob', () => (!existsSync(partial) && existsSync(blobFile(dir, layer.digest))) || undefined, 20_000, 20);
       assert.equal(sha256File(blobFile(dir, layer.digest)), layer.digest);
       await sd.stop();
       sd = undefined;
@@ -150,6 +151,7 @@ describe('crash safety and store reconciliation', () => {
       [206, 200],
       'resumed, found wrong, then from the first byte',
     );
+    await waitFor('the commit', () => existsSync(blobFile(dir, layer.digest)) || undefined, 20_000, 20);
     assert.equal(sha256File(blobFile(dir, layer.digest)), layer.digest);
     await sd.stop();
     sd = undefined;
