@@ -4,14 +4,14 @@ import type { Logger } from 'pino';
 import { digestOf, parseDigest, type Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { parseManifest, MANIFEST_MAX_BYTES, type ParsedManifest } from '../oci/manifest.js';
-import { DEFAULT_ACCEPT, MT, accepts, baseMediaType } from '../oci/media-types.js';
+import { MT, accepts, baseMediaType, upstreamAccept } from '../oci/media-types.js';
 import type { Reference } from '../oci/reference.js';
 import type { Metadata, ManifestRow } from '../store/metadata.js';
 import { header, readCapped, type UpstreamClient } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { bestEffort } from './best-effort.js';
 import { Coalescer } from './coalesce.js';
-import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure, UpstreamNotFound } from '../upstream/outcomes.js';
+import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure, UpstreamNotFound, upstreamErrors } from '../upstream/outcomes.js';
 
 export type ManifestOutcome = 'hit' | 'miss' | 'revalidated' | 'stale' | 'coalesced';
 
@@ -81,7 +81,7 @@ export class Manifests {
     if (usable) {
       // Past the TTL: a HEAD tells whether the tag moved (cheap; Docker Hub does not count HEADs).
       try {
-        const res = await this.deps.client.send(target.upstream, target.repo, `/manifests/${tag}`, 'HEAD', { accept: accept ?? DEFAULT_ACCEPT });
+        const res = await this.deps.client.send(target.upstream, target.repo, `/manifests/${tag}`, 'HEAD', { accept: upstreamAccept(accept) });
         await res.body.dump().catch(() => undefined);
         if (res.status === 200 && header(res.headers, 'docker-content-digest') === usable.digest) {
           bestEffort(this.deps.log, 'tag', () => meta.putTag(up, target.repo, tag, usable.digest));
@@ -118,7 +118,7 @@ export class Manifests {
 
   /** GET from upstream, coalesced per (repo, reference, accept); verified, stored and linked. */
   private async fetch(target: Target, reference: string, accept: string | undefined, expected: Digest | undefined) {
-    const key = `${target.upstream.name}|${target.repo}|${reference}|${accept ?? ''}`;
+    const key = `${target.upstream.name}|${target.repo}|${reference}|${upstreamAccept(accept)}`;
     const { promise, joined } = this.fetches.run(key, () => this.fetchOnce(target, reference, accept, expected));
     return { row: await promise, joined };
   }
@@ -127,14 +127,11 @@ export class Manifests {
     const what = { repo: target.repo, reference, upstream: target.upstream.name };
     let res;
     try {
-      res = await this.deps.client.send(target.upstream, target.repo, `/manifests/${reference}`, 'GET', { accept: accept ?? DEFAULT_ACCEPT });
+      res = await this.deps.client.send(target.upstream, target.repo, `/manifests/${reference}`, 'GET', { accept: upstreamAccept(accept) });
     } catch (e) {
       throw fromUnreachable(e, 'MANIFEST_UNKNOWN', what);
     }
-    if (res.status !== 200) {
-      await res.body.dump().catch(() => undefined);
-      throw fromUpstreamStatus(res, 'MANIFEST_UNKNOWN', what);
-    }
+    if (res.status !== 200) throw fromUpstreamStatus(res, 'MANIFEST_UNKNOWN', what, await upstreamErrors(res));
     let body: Buffer;
     try {
       body = await readCapped(res.body, MANIFEST_MAX_BYTES);

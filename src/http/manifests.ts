@@ -9,7 +9,11 @@ import { sendBytes } from './respond.js';
 export async function manifestRoute(c: Context<Env>, proxy: Proxy, target: Target, reference: string): Promise<Response> {
   const ref = parseReference(reference);
   if (!ref) {
-    throw reference.includes(':') ? new OciError('DIGEST_INVALID', { reference }) : new OciError('MANIFEST_INVALID', { reason: 'invalid tag', reference });
+    // A malformed digest is a bad request; anything else that is not a tag names no manifest (the spec and
+    // distribution answer 404 MANIFEST_UNKNOWN), and the upstream is never asked.
+    throw reference.includes(':')
+      ? new OciError('DIGEST_INVALID', { reference })
+      : new OciError('MANIFEST_UNKNOWN', { reason: 'neither a valid tag nor a digest', reference });
   }
   const m = await proxy.manifests.get(target, ref, c.req.header('accept'));
   Object.assign(c.get('info'), { reference, digest: m.digest, outcome: m.outcome, bytes: c.req.method === 'HEAD' ? 0 : m.body.length });

@@ -14,6 +14,18 @@ export const MANIFEST_MEDIA_TYPES: readonly string[] = [MT.ociIndex, MT.ociManif
 /** Sent upstream when the client sends no Accept (e.g. curl), so upstream does not fall back to schema1. */
 export const DEFAULT_ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
 
+/**
+ * The Accept to send upstream for a client's Accept: absent or containing a wildcard (curl's default "*\/*")
+ * means "anything", which registries read as "schema1 only" (distribution 2.8 converts or answers 400/404):
+ * send the full list instead, so the client gets the manifest as stored.
+ */
+export function upstreamAccept(accept: string | undefined): string {
+  if (!accept) return DEFAULT_ACCEPT;
+  const wanted = accept.split(',').map((p) => baseMediaType(p));
+  if (wanted.every((w) => w === '')) return DEFAULT_ACCEPT;
+  return wanted.some((w) => w === '*/*' || w === 'application/*') ? DEFAULT_ACCEPT : accept;
+}
+
 export function isIndexType(mediaType: string): boolean {
   return mediaType === MT.ociIndex || mediaType === MT.dockerList;
 }

@@ -1,6 +1,8 @@
 // Maps what an upstream said or failed to say into typed outcomes: UpstreamNotFound for a 404, else the OciError a client should see.
 import { OciError, type OciCode } from '../oci/errors.js';
-import { header, UpstreamError, type Headers } from './client.js';
+import { header, readCapped, UpstreamError, type Headers, type UpstreamResponse } from './client.js';
+
+const ERROR_BODY_MAX = 16 << 10;
 
 /** The upstream answered 404: it does not hold this for this repository (an answer, not a failure). */
 export class UpstreamNotFound extends OciError {
@@ -10,8 +12,44 @@ export class UpstreamNotFound extends OciError {
   }
 }
 
-/** For a non-2xx upstream answer (body already consumed). `notFound` is the code for a real upstream 404. */
-export function fromUpstreamStatus(res: { status: number; headers: Headers }, notFound: OciCode, what: Record<string, unknown>): OciError {
+/** The upstream refused the request with a 4xx that is neither "not found" nor "not allowed": a bad gateway answer. */
+export class UpstreamRefused extends OciError {
+  override readonly status = 502;
+  constructor(detail: Record<string, unknown>) {
+    super('UNKNOWN', detail, 'the upstream registry refused the request');
+    this.name = 'UpstreamRefused';
+  }
+}
+
+/**
+ * Consumes a non-2xx answer's body: the upstream's OCI `errors` (or the start of its text) for a 4xx that is
+ * passed on in a detail, nothing otherwise. Bounded; never throws.
+ */
+export async function upstreamErrors(res: UpstreamResponse): Promise<unknown> {
+  const passedOn = res.status >= 400 && res.status < 500 && ![401, 403, 404, 429].includes(res.status);
+  if (!passedOn) {
+    await res.body.dump().catch(() => undefined);
+    return undefined;
+  }
+  try {
+    const text = (await readCapped(res.body, ERROR_BODY_MAX)).toString('utf8');
+    try {
+      const errors = (JSON.parse(text) as { errors?: unknown }).errors;
+      if (Array.isArray(errors)) return errors.slice(0, 10);
+    } catch {
+      // not JSON: the text itself, shortened
+    }
+    return text.slice(0, 512);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * For a non-2xx upstream answer (body consumed; `errors` from upstreamErrors). `notFound` is the code for a real
+ * upstream 404; any other 4xx than 401/403/404/429 is a 502 carrying the upstream's status and errors.
+ */
+export function fromUpstreamStatus(res: { status: number; headers: Headers }, notFound: OciCode, what: Record<string, unknown>, errors?: unknown): OciError {
   const upstreamStatus = res.status;
   if (upstreamStatus === 404) return new UpstreamNotFound(notFound, { ...what, upstreamStatus });
   if (upstreamStatus === 429) {
@@ -20,6 +58,14 @@ export function fromUpstreamStatus(res: { status: number; headers: Headers }, no
   }
   if (upstreamStatus === 401 || upstreamStatus === 403) {
     return new OciError('DENIED', { ...what, upstreamStatus, reason: 'upstream refused access (credentials missing or wrong?)' });
+  }
+  if (upstreamStatus >= 400 && upstreamStatus < 500) {
+    return new UpstreamRefused({
+      ...what,
+      upstreamStatus,
+      ...(errors !== undefined ? { upstreamErrors: errors } : {}),
+      reason: `upstream answered ${upstreamStatus}`,
+    });
   }
   return new OciError(notFound, { ...what, upstreamStatus, reason: 'upstream failed and nothing is cached' });
 }

@@ -1,7 +1,7 @@
 // Unit tests of src/oci/media-types.ts: foreign/non-distributable layer detection and Accept matching.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { accepts, isForeignMediaType, MT } from '../../../src/oci/media-types.ts';
+import { accepts, DEFAULT_ACCEPT, isForeignMediaType, MT, upstreamAccept } from '../../../src/oci/media-types.ts';
 
 test('media types: foreign/non-distributable detection and Accept matching', () => {
   assert.ok(isForeignMediaType(MT.dockerForeignLayer));
@@ -11,4 +11,10 @@ test('media types: foreign/non-distributable detection and Accept matching', () 
   assert.ok(accepts(`${MT.dockerManifest}, ${MT.ociIndex};q=0.5`, MT.ociIndex));
   assert.equal(accepts(MT.dockerManifest, MT.ociIndex), false);
   assert.ok(accepts('*/*', MT.ociIndex));
+});
+
+test('upstreamAccept: absent or wildcard Accept becomes the full manifest list; a specific list is kept', () => {
+  for (const a of [undefined, '', '*/*', 'application/*', `${MT.dockerManifest}, */*;q=0.1`]) assert.equal(upstreamAccept(a), DEFAULT_ACCEPT, String(a));
+  for (const t of [MT.ociIndex, MT.ociManifest, MT.dockerList, MT.dockerManifest]) assert.ok(DEFAULT_ACCEPT.includes(t));
+  assert.equal(upstreamAccept(MT.dockerManifest), MT.dockerManifest);
 });
