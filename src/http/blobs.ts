@@ -1,9 +1,10 @@
-// GET/HEAD /v2/<name>/blobs/<digest>: HEAD from metadata only; GET streams (Range honoured) from cache or a fill.
+// GET/HEAD /v2/<name>/blobs/<digest>: HEAD from metadata only; GET streams (Range, multi-range too) from cache or a fill.
 import type { Context } from 'hono';
 import type { Proxy, Target } from '../cache/proxy.js';
 import { requireDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { Env } from './middleware.js';
+import { multipartBody, planRange } from './ranges.js';
 import { parseRange, sendBytes, sendStream } from './respond.js';
 
 export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, reference: string): Promise<Response> {
@@ -26,15 +27,22 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
   info.outcome = blob.outcome;
   base['x-stevedore-cache'] = blob.outcome;
   if (blob.redirect) return sendBytes(302, { location: blob.redirect, 'docker-content-digest': digest, 'content-length': '0' }, null);
-  const range = blob.wholeOnly ? undefined : parseRange(c.req.header('range'), blob.size);
-  if (range === 'invalid') {
+  const header = blob.wholeOnly ? undefined : c.req.header('range');
+  // Anything but one well-formed range goes through ranges.ts (multipart, ignored, or 416); one range stays on the fast path.
+  const plan = header === undefined ? undefined : planRange(header, blob.size);
+  const range = plan?.kind === 'single' ? parseRange(plan.header, blob.size) : undefined;
+  if (range === 'invalid' || plan?.kind === 'unsatisfiable') {
     blob.discard?.();
-    throw new OciError('RANGE_INVALID', { range: c.req.header('range'), size: blob.size });
+    throw new OciError('RANGE_INVALID', { range: header, size: blob.size });
   }
   info.bytes = 0;
   const onEnd = (n: number): void => {
     info.bytes! += n;
   };
+  if (plan?.kind === 'multi') {
+    const mp = multipartBody((s, e) => blob.open(s, e), plan.parts, blob.size!, base['content-type']!);
+    return sendStream(c, 206, { ...base, ...mp.headers }, mp.body, onEnd);
+  }
   if (range) {
     const headers = { ...base, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${blob.size}` };
     return sendStream(c, 206, headers, blob.open(range.start, range.end), onEnd);
