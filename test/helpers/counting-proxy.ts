@@ -7,6 +7,8 @@ export interface ProxiedRequest {
   path: string;
   status: number;
   range?: string;
+  /** The response's Content-Type. */
+  contentType?: string;
   /** Response body bytes sent to the client (so far, for a response still streaming). */
   bytes: number;
 }
@@ -37,6 +39,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     const headers: IncomingHttpHeaders = { ...req.headers, host: to.host };
     const up = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers }, (ur) => {
       entry.status = ur.statusCode ?? 0;
+      if (typeof ur.headers['content-type'] === 'string') entry.contentType = ur.headers['content-type'];
       // A Location pointing at the registry itself must keep going through the proxy.
       const h = { ...ur.headers };
       if (typeof h.location === 'string') h.location = h.location.replace(to.origin, `http://${req.headers.host}`);
