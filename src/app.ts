@@ -12,6 +12,7 @@ import { prefetch, type PrefetchItem, type PrefetchOptions, type PrefetchRun } f
 import { Warmer } from './jobs/warm.js';
 import { createProxy, type Proxy } from './cache/proxy.js';
 import { PassthroughGate } from './cache/passthrough.js';
+import { Referrers } from './cache/referrers.js';
 import { Tags } from './cache/tags.js';
 import type { Config } from './config/load.js';
 import type { Digest } from './oci/digest.js';
@@ -23,6 +24,7 @@ import { ClientAuth } from './http/client-auth.js';
 import { Metrics } from './obs/metrics.js';
 import { BlobStore } from './store/blob-store.js';
 import { ForeignStore } from './store/foreign.js';
+import { ReferrersStore } from './store/referrers.js';
 import { Metadata } from './store/metadata.js';
 import { reconcile } from './store/reconcile.js';
 import { Usage } from './store/usage.js';
@@ -141,7 +143,17 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   });
   const sweep = () => eviction.sweep().catch((e: unknown) => log.error({ err: e }, 'eviction sweep failed'));
   const tags = new Tags({ client, meta, tagTtlMs: config.tagTtl * 1000 });
-  const proxy = createProxy(registries, blobs, manifests, tags, new PassthroughGate(client));
+  const referrers = new Referrers({
+    client,
+    store: new ReferrersStore(meta.db),
+    manifests,
+    log,
+    now,
+    tagTtlMs: config.tagTtl * 1000,
+    offline: config.offline,
+    onUpstreamBytes: (n: number) => metrics?.upstreamBytes.inc({ kind: 'manifest' }, n),
+  });
+  const proxy = createProxy(registries, blobs, manifests, tags, new PassthroughGate(client), referrers);
   metrics = new Metrics({
     fillsInFlight: () => blobs.fillsInFlight,
     store: () => meta.blobTotals(),

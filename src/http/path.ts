@@ -5,6 +5,7 @@ export type Route =
   | { kind: 'base' }
   | { kind: 'manifests' | 'blobs'; name: string; reference: string }
   | { kind: 'tags'; name: string }
+  | { kind: 'referrers'; name: string; digest: string }
   | { kind: 'uploads'; name: string }
   | { kind: 'other'; name?: string };
 
@@ -33,6 +34,7 @@ export function parseV2Path(rawPath: string): Route {
   const up = decoded.lastIndexOf('uploads');
   if (up >= 2 && decoded[up - 1] === 'blobs') return { kind: 'uploads', name: decoded.slice(0, up - 1).join('/') };
   if (n >= 3 && decoded[n - 2] === 'blobs') return { kind: 'blobs', name: decoded.slice(0, n - 2).join('/'), reference: decoded[n - 1]! };
+  if (n >= 3 && decoded[n - 2] === 'referrers') return { kind: 'referrers', name: decoded.slice(0, n - 2).join('/'), digest: decoded[n - 1]! };
   if (n >= 3 && decoded[n - 2] === 'tags' && decoded[n - 1] === 'list') return { kind: 'tags', name: decoded.slice(0, n - 2).join('/') };
   return { kind: 'other', name: decoded.join('/') };
 }

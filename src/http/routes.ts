@@ -2,6 +2,7 @@
 import { Hono } from 'hono';
 import type { Logger } from 'pino';
 import type { Proxy } from '../cache/proxy.js';
+import { requireDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { errorResponse } from './errors.js';
 import { requestContext, type Env, type RequestInfo } from './middleware.js';
@@ -9,6 +10,7 @@ import { parseV2Path } from './path.js';
 import { sendBytes } from './respond.js';
 import { blobRoute } from './blobs.js';
 import { manifestRoute } from './manifests.js';
+import { referrersRoute } from './referrers.js';
 import { tagsRoute } from './tags.js';
 import type { Context } from 'hono';
 import { CHALLENGE, type ClientAuth, type Identity } from './client-auth.js';
@@ -68,18 +70,26 @@ export function createApp(opts: AppOptions): Hono<Env> {
         throw new OciError('UNSUPPORTED', { reason: 'stevedore is a read-only mirror; push to the upstream registry' });
       case 'manifests':
       case 'blobs':
+      case 'referrers':
       case 'tags': {
         if (!readOnly) throw new OciError('UNSUPPORTED', { reason: `stevedore is a read-only mirror; ${method} is not supported` });
         let target = opts.proxy.resolve(route.name, c.req.query('ns'));
         Object.assign(c.get('info'), { upstream: target.upstream.name, repo: target.repo });
         if (target.upstream.passthrough) {
           // The upstream is the authority: it confirms this client's own credentials for this repository.
-          const path = route.kind === 'tags' ? '/tags/list' : `/${route.kind}/${route.reference}`;
-          const kind = route.kind === 'manifests' ? 'manifest' : route.kind === 'blobs' ? 'blob' : 'tags';
+          // Referrers: whoever may read the subject manifest may read what refers to it.
+          const path =
+            route.kind === 'tags'
+              ? '/tags/list'
+              : route.kind === 'referrers'
+                ? `/manifests/${requireDigest(route.digest)}`
+                : `/${route.kind}/${route.reference}`;
+          const kind = route.kind === 'manifests' || route.kind === 'referrers' ? 'manifest' : route.kind === 'blobs' ? 'blob' : 'tags';
           target = await opts.proxy.admit(target, path, authorization, kind);
         } else if (auth) auth.authorize(await identify(), target.upstream.name, target.repo);
         if (route.kind === 'manifests') return manifestRoute(c, opts.proxy, target, route.reference);
         if (route.kind === 'blobs') return blobRoute(c, opts.proxy, target, route.reference);
+        if (route.kind === 'referrers') return referrersRoute(c, opts.proxy, target, route.digest);
         return tagsRoute(c, opts.proxy, target, route.name);
       }
       default:

@@ -109,4 +109,18 @@ export const MIGRATIONS: readonly string[] = [
   INSERT OR IGNORE INTO holders (digest, upstream) SELECT DISTINCT digest, upstream FROM links;
   INSERT OR IGNORE INTO holders (digest, upstream) SELECT digest, ':foreign' FROM foreign_layers WHERE status = 'cached';
   `,
+  // 5: referrers lists (distribution-spec 1.1), cached like tags: the answer served for a subject (and filter).
+  `
+  CREATE TABLE IF NOT EXISTS referrers (
+    upstream      TEXT NOT NULL,
+    repo          TEXT NOT NULL,
+    subject       TEXT NOT NULL,
+    artifact_type TEXT NOT NULL,            -- '' = unfiltered
+    body          BLOB NOT NULL,            -- an image index, as served
+    source        TEXT NOT NULL,            -- api | fallback-tag | empty
+    filters       TEXT NOT NULL,            -- OCI-Filters-Applied, '' when none
+    checked_at    INTEGER NOT NULL,
+    PRIMARY KEY (upstream, repo, subject, artifact_type)
+  ) WITHOUT ROWID;
+  `,
 ];

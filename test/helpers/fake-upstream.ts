@@ -29,6 +29,12 @@ export interface FakeUpstream {
    * Docker-Content-Digest) a digest that is NOT the bytes' sha256: a lying upstream.
    */
   addManifest(repo: string, ref: string, bytes: Buffer, mediaType: string, opts?: { digest?: string }): string;
+  /**
+   * Serve the referrers API for repo/digest with exactly these bytes (an image index). `filters`: the upstream
+   * applies ?artifactType= itself (and says so in OCI-Filters-Applied); otherwise it ignores the filter.
+   * Digests without a list get an empty index (a registry with the API never answers 404).
+   */
+  setReferrers(repo: string, digest: string, body: Buffer, opts?: { filters?: boolean }): void;
   /** require bearer tokens on every /v2/ request from now on (undefined: back to anonymous) */
   requireAuth(opts: AuthOptions | undefined): void;
   setTagListing(listing: TagListing): void;
@@ -88,6 +94,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     if (!r) repos.set(name, (r = { blobs: new Map(), manifests: new Map(), tags: new Map() }));
     return r;
   };
+  const referrers = new Map<string, { body: Buffer; filters: boolean }>();
   const auth = new FakeAuth();
   let listing: TagListing = {};
   const sentBytes = new Map<string, number>();
@@ -154,6 +161,21 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       if (!blob) return ociError(res, 404, 'BLOB_UNKNOWN', `blob unknown: ${ref}`);
       return send(req, res, blob, { 'content-type': 'application/octet-stream', 'docker-content-digest': ref }, fault);
     }
+    m = /^\/v2\/(.+)\/referrers\/([^/]+)$/.exec(p);
+    if (m && method === 'GET') {
+      const fault = takeFault(method, p);
+      if (fault?.kind === 'status') return void statusFault(res, fault);
+      const list = referrers.get(`${m[1]}|${m[2]}`);
+      const headers: Record<string, string> = { 'content-type': 'application/vnd.oci.image.index.v1+json' };
+      let body = list?.body ?? Buffer.from('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}');
+      const at = url.searchParams.get('artifactType');
+      if (list?.filters && at !== null) {
+        const idx = JSON.parse(body.toString()) as { manifests: { artifactType?: string }[] };
+        body = Buffer.from(JSON.stringify({ ...idx, manifests: idx.manifests.filter((d) => d.artifactType === at) }));
+        headers['oci-filters-applied'] = 'artifactType';
+      }
+      return send(req, res, { bytes: body }, headers, fault);
+    }
     m = /^\/v2\/(.+)\/tags\/list$/.exec(p);
     if (m && method === 'GET') {
       const fault = takeFault(method, p);
@@ -214,6 +236,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     },
     addBlobFile: (name, file, digest) => void repo(name).blobs.set(digest, { file, size: statSync(file).size }),
     addManifest,
+    setReferrers: (name, digest, body, opts) => void referrers.set(`${name}|${digest}`, { body, filters: opts?.filters ?? false }),
     requireAuth: (opts) => auth.require(opts),
     releaseHeld: () => {
       const all = [...held];

@@ -16,6 +16,7 @@ describe('parseV2Path', () => {
     assert.deepEqual(parseV2Path('/v2/a/b/manifests/v1'), { kind: 'manifests', name: 'a/b', reference: 'v1' });
     assert.deepEqual(parseV2Path('/v2/a/blobs/sha256:00'), { kind: 'blobs', name: 'a', reference: 'sha256:00' });
     assert.deepEqual(parseV2Path('/v2/a/b/tags/list'), { kind: 'tags', name: 'a/b' });
+    assert.deepEqual(parseV2Path('/v2/a/b/referrers/sha256:x'), { kind: 'referrers', name: 'a/b', digest: 'sha256:x' });
     assert.deepEqual(parseV2Path('/v2/a/b/blobs/uploads/1234'), { kind: 'uploads', name: 'a/b' });
     assert.deepEqual(parseV2Path('/healthz'), { kind: 'other' });
   });
