@@ -117,9 +117,20 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     onManifest: foreign.onManifest,
   };
   const manifests = new Manifests(manifestDeps);
+  const referrers = new Referrers({
+    client,
+    store: new ReferrersStore(meta.db),
+    manifests,
+    log,
+    now,
+    tagTtlMs: config.tagTtl * 1000,
+    offline: config.offline,
+    onUpstreamBytes: (n: number) => metrics?.upstreamBytes.inc({ kind: 'manifest' }, n),
+  });
   const prefetchDeps = {
     manifests,
     blobs,
+    referrers,
     resolve: (name: string) => registries.resolve(name, undefined),
     isCached: (d: Digest) => meta.blobSize(d) !== undefined,
   };
@@ -143,16 +154,6 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   });
   const sweep = () => eviction.sweep().catch((e: unknown) => log.error({ err: e }, 'eviction sweep failed'));
   const tags = new Tags({ client, meta, tagTtlMs: config.tagTtl * 1000 });
-  const referrers = new Referrers({
-    client,
-    store: new ReferrersStore(meta.db),
-    manifests,
-    log,
-    now,
-    tagTtlMs: config.tagTtl * 1000,
-    offline: config.offline,
-    onUpstreamBytes: (n: number) => metrics?.upstreamBytes.inc({ kind: 'manifest' }, n),
-  });
   const proxy = createProxy(registries, blobs, manifests, tags, new PassthroughGate(client), referrers);
   metrics = new Metrics({
     fillsInFlight: () => blobs.fillsInFlight,

@@ -10,7 +10,7 @@ import { OciError } from '../oci/errors.js';
 import { humanBytes } from './format.js';
 import { build, common, runCommand, UsageError } from './run.js';
 
-type ExportFlags = ConfigFlags & { output: string; platform?: string[]; compression: Compression };
+type ExportFlags = ConfigFlags & { output: string; platform?: string[]; compression: Compression; referrers?: boolean };
 type ImportFlags = ConfigFlags & { name?: string };
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
@@ -33,6 +33,7 @@ export function registerBundleCommands(program: Command): void {
         .choices(['any', 'gzip', 'zstd'])
         .default('any'),
     )
+    .option('--referrers', "also carry the referrers of each image's manifests (signatures, SBOMs), each list as its sha256-<hex> tag")
     .action((refs: string[], flags: ExportFlags) => {
       const config = build(flags);
       return runCommand('export', config, async (s) => {
@@ -51,6 +52,7 @@ export function registerBundleCommands(program: Command): void {
           images,
           out: flags.output,
           offline: config.offline,
+          referrers: flags.referrers === true,
           selection: { compression: flags.compression, ...(platforms ? { platforms } : {}) },
         });
         for (const i of info.images) {

@@ -17,6 +17,7 @@ interface PrefetchFlags extends ConfigFlags {
   concurrency: string;
   rate?: string;
   json?: boolean;
+  referrers?: boolean;
 }
 
 const usage = (msg: string): never => fail('prefetch', new UsageError(`prefetch: ${msg}`));
@@ -114,6 +115,7 @@ function jsonProgress(run: PrefetchRun, write: (o: object) => void): { onEvent: 
           repo: img.repo,
           digest: img.digest,
           manifests: img.manifests,
+          ...(img.referrers !== undefined ? { referrers: img.referrers } : {}),
           blobs: img.blobs.length,
           bytes: img.blobs.reduce((a, b) => a + b.size, 0),
         });
@@ -167,6 +169,7 @@ export function registerPrefetchCommand(program: Command): void {
         .choices(['gzip', 'zstd', 'any'])
         .default('gzip'),
     )
+    .option('--referrers', "also fetch the referrers of each image's manifests (signatures, SBOMs) and their blobs")
     .option('--pin', 'pin each prefetched image (keep it out of eviction)')
     .option('--concurrency <n>', 'blobs downloaded at once', '4')
     .option('--rate <rate>', 'limit upstream bytes per second for this process, e.g. 20MB/s (as --upstream-rate)')
@@ -197,7 +200,7 @@ export function registerPrefetchCommand(program: Command): void {
       await runCommand('prefetch', config, async (s) => {
         let json: ReturnType<typeof jsonProgress> | undefined;
         const run = s.prefetch(
-          refs.map((ref) => ({ ref, selection: selection! })),
+          refs.map((ref) => ({ ref, selection: selection!, ...(flags.referrers ? { referrers: true } : {}) })),
           { concurrency, onEvent: (e) => json?.onEvent(e) },
         );
         json = tty ? undefined : jsonProgress(run, write);

@@ -10,10 +10,14 @@ import type { Blobs } from '../cache/blobs/service.js';
 import { platformMatches, type Selection } from '../oci/platform.js';
 import { walkImage } from './dag.js';
 import type { Manifests } from '../cache/manifests.js';
+import type { Referrers } from '../cache/referrers.js';
+import { walkReferrers } from './referrers.js';
 
 export interface PrefetchItem {
   ref: string;
   selection: Selection;
+  /** Also fetch the referrers (signatures, SBOMs) of the image's manifests, and their blobs. */
+  referrers?: boolean;
 }
 
 export type BlobStatus = 'pending' | 'fetching' | 'fetched' | 'cached' | 'skipped' | 'failed';
@@ -39,6 +43,8 @@ export interface ImageState {
   /** Manifests walked (root + selected children), and how many of them came from the upstream. */
   manifests: number;
   manifestsFetched: number;
+  /** Artifacts listed as referrers of the image's manifests (with `referrers`). */
+  referrers?: number;
   blobs: BlobState[];
 }
 
@@ -69,6 +75,7 @@ export interface PrefetchDeps {
   resolve(name: string): Target;
   manifests: Manifests;
   blobs: Blobs;
+  referrers?: Referrers;
   /** Whether the CAS holds the digest now (metadata row). */
   isCached(digest: Digest): boolean;
 }
@@ -193,7 +200,18 @@ export class PrefetchRun {
       // The platforms that are there are still fetched; the image fails at the end, naming the missing ones.
       const missing = this.missingPlatforms(dag.root, item.selection);
       if (missing.length > 0) this.problems.set(img, `no manifest for platform ${missing.join(', ')} in the index`);
-      img.blobs = dag.blobs.map((d) => this.blob(target, d.digest, d.size));
+      const blobs = new Map(dag.blobs.map((d) => [d.digest, d]));
+      if (item.referrers && this.deps.referrers) {
+        const sets = await walkReferrers(
+          { manifests: this.deps.manifests, referrers: this.deps.referrers },
+          target,
+          dag.manifests.map((m) => m.digest),
+        );
+        img.referrers = sets.reduce((n, r) => n + r.artifacts, 0);
+        img.manifests += sets.reduce((n, r) => n + r.dag.manifests.length, 0);
+        for (const r of sets) for (const d of r.dag.blobs) blobs.set(d.digest, d);
+      }
+      img.blobs = [...blobs.values()].map((d) => this.blob(target, d.digest, d.size));
       img.status = 'fetching';
       this.emit({ type: 'image', image: img });
       const fills = Promise.all(img.blobs.map((b) => this.digests.get(b.digest)!.done.then(() => this.emit({ type: 'blob', image: img, blob: b }))));

@@ -1,13 +1,14 @@
 // stevedore export: writes an OCI image layout archive of exactly the cached bytes of some images (no
 // recompression, no manifest change), fetching what is not cached yet through the cache unless offline.
-import { createWriteStream, promises as fsp } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
+import { promises as fsp } from 'node:fs';
 import type { Blobs } from '../../cache/blobs/service.js';
 import type { Selection } from '../../oci/platform.js';
-import { walkImage } from '../dag.js';
+import { walkImage, type ImageDag } from '../dag.js';
+import { walkReferrers } from '../referrers.js';
+import type { Referrers } from '../../cache/referrers.js';
+import { referrersTag } from '../../oci/referrers.js';
 import type { ManifestResult, Manifests } from '../../cache/manifests.js';
-import { Hasher, parseDigest, type Digest } from '../../oci/digest.js';
+import type { Digest } from '../../oci/digest.js';
 import { OciError } from '../../oci/errors.js';
 import { parseManifest, type Descriptor } from '../../oci/manifest.js';
 import { MT, isIndexType } from '../../oci/media-types.js';
@@ -23,15 +24,17 @@ import {
   OCI_LAYOUT,
   OCI_LAYOUT_FILE,
   REF_NAME,
-  blobEntryName,
   formatRef,
   stevedoreVersion,
   type BundleImage,
   type BundleInfo,
 } from './layout.js';
+import { ExportError, partialOf, writeArchive } from './archive.js';
+
+export { ExportError };
 
 export interface ExportDeps {
-  proxy: { manifests: Manifests; blobs: Blobs };
+  proxy: { manifests: Manifests; blobs: Blobs; referrers: Referrers };
   store: BlobStore;
   meta: Metadata;
 }
@@ -42,11 +45,10 @@ export interface ExportOptions {
   selection: Selection;
   /** Never fetch: a ref or blob that is not cached is an error (foreign layers are simply left out). */
   offline: boolean;
+  /** Also carry the referrers (signatures, SBOMs) of each image's manifests, each list as its referrers tag. */
+  referrers?: boolean;
   now?: () => number;
 }
-
-/** An export that cannot be completed; the message names the ref or blob. Nothing is left at the output path. */
-export class ExportError extends Error {}
 
 /** One line for an OciError from the cache: its reason, not just "manifest unknown". */
 export function explain(e: unknown): string {
@@ -57,8 +59,6 @@ export function explain(e: unknown): string {
   return (e as Error).message;
 }
 
-type Sink = ReturnType<tar.Pack['entry']>;
-
 interface Planned {
   info: BundleImage;
   manifests: ManifestResult[];
@@ -67,8 +67,6 @@ interface Planned {
 
 const platformText = (p: { os?: string; architecture?: string; variant?: string }) =>
   [p.os ?? '?', p.architecture ?? '?', ...(p.variant ? [p.variant] : [])].join('/');
-
-const partialOf = (out: string) => `${out}.partial-${process.pid}`;
 
 export async function exportBundle(deps: ExportDeps, opts: ExportOptions): Promise<BundleInfo> {
   try {
@@ -91,7 +89,30 @@ async function exportTo(deps: ExportDeps, opts: ExportOptions): Promise<BundleIn
   for (const { target, reference } of opts.images) {
     const ref = formatRef(target.upstream.name, target.repo, reference);
     if (planned.has(ref)) continue;
-    planned.set(ref, await plan(deps, opts, target, reference, ref));
+    let dag: ImageDag;
+    try {
+      dag = await walkImage(deps.proxy.manifests, target, reference, opts.selection);
+    } catch (e) {
+      throw new ExportError(`${ref}: ${explain(e)}${opts.offline ? ' (offline: only cached images can be exported)' : ''}`);
+    }
+    planned.set(ref, await plan(deps, opts, target, dag, ref));
+    if (!opts.referrers) continue;
+    // Each referrers list becomes one more root, named by the referrers tag schema (<alg>-<hex>): an importing
+    // stevedore serves it as that tag, which is where its referrers API looks when no upstream answers.
+    let sets;
+    try {
+      sets = await walkReferrers(
+        deps.proxy,
+        target,
+        dag.manifests.map((m) => m.digest),
+      );
+    } catch (e) {
+      throw new ExportError(`${ref}: referrers: ${explain(e)}`);
+    }
+    for (const set of sets) {
+      const listRef = formatRef(target.upstream.name, target.repo, { kind: 'tag', tag: referrersTag(set.subject) });
+      if (!planned.has(listRef)) planned.set(listRef, await plan(deps, opts, target, set.dag, listRef));
+    }
   }
   const images = [...planned.values()];
   const manifests = new Map<Digest, ManifestResult>();
@@ -139,14 +160,8 @@ const FETCH_CONCURRENCY = 4;
 
 const json = (v: unknown, indent?: number): Buffer => Buffer.from(`${JSON.stringify(v, null, indent)}\n`);
 
-/** Resolves one image through the cache and makes sure every blob it needs is on disk (or foreign and absent). */
-async function plan(deps: ExportDeps, opts: ExportOptions, target: Target, reference: Reference, ref: string): Promise<Planned> {
-  let dag;
-  try {
-    dag = await walkImage(deps.proxy.manifests, target, reference, opts.selection);
-  } catch (e) {
-    throw new ExportError(`${ref}: ${explain(e)}${opts.offline ? ' (offline: only cached images can be exported)' : ''}`);
-  }
+/** Makes sure every blob it needs is on disk (or foreign and absent). */
+async function plan(deps: ExportDeps, opts: ExportOptions, target: Target, dag: ImageDag, ref: string): Promise<Planned> {
   const foreignNotIncluded: Digest[] = [];
   const missing: Descriptor[] = [];
   for (const d of dag.blobs) {
@@ -232,99 +247,4 @@ async function platformsOf(deps: ExportDeps, root: ManifestResult, manifests: Ma
     // Not an image config (an artifact): no platform to report.
   }
   return [...out];
-}
-
-/**
- * Streams the archive into `<out>.partial-<pid>`, then fsyncs and renames it: a failed export leaves nothing
- * at `out`. Every blob is read from an open handle (eviction cannot cut it) and re-hashed on the way.
- */
-async function writeArchive(
-  store: BlobStore,
-  out: string,
-  mtime: Date,
-  files: [string, Buffer][],
-  manifests: ManifestResult[],
-  blobs: Descriptor[],
-): Promise<void> {
-  const tmp = partialOf(out);
-  const pack = tar.pack();
-  const written = pipeline(pack, createWriteStream(tmp, { highWaterMark: 1 << 20 }));
-  written.catch(() => undefined);
-  /** An entry whose errors surface through its callback (and the archive's), never as an unhandled 'error'. */
-  const entry = (header: Parameters<tar.Pack['entry']>[0], body?: Buffer) =>
-    new Promise<void>((resolve, reject) => {
-      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-      (body ? pack.entry(header, body, cb) : pack.entry(header, cb)).on('error', () => undefined);
-    });
-  try {
-    for (const [name, body] of files) await entry({ name, size: body.length, mtime, mode: 0o644 }, body);
-    const dirs = new Set(['blobs/', ...[...manifests.map((m) => m.digest), ...blobs.map((b) => b.digest)].map((d) => `blobs/${parseDigest(d)!.algorithm}/`)]);
-    for (const name of dirs) await entry({ name, type: 'directory', mtime, mode: 0o755 });
-    for (const m of manifests) await entry({ name: blobEntryName(m.digest), size: m.body.length, mtime, mode: 0o644 }, m.body);
-    for (const b of blobs) await addBlob(store, pack, b.digest, b.size, mtime);
-    pack.finalize();
-    await written;
-    const file = await fsp.open(tmp, 'r+');
-    try {
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await fsp.rename(tmp, out);
-  } catch (e) {
-    pack.destroy(e as Error);
-    await written.catch(() => undefined);
-    throw e instanceof ExportError ? e : new ExportError(`${out}: ${(e as Error).message}`);
-  }
-}
-
-async function addBlob(store: BlobStore, pack: tar.Pack, digest: Digest, size: number, mtime: Date): Promise<void> {
-  const fh = await store.openHandle(digest);
-  if (!fh) throw new ExportError(`blob ${digest} disappeared from the cache during the export (evicted?); run the export again`);
-  try {
-    let entry!: Sink;
-    const entryDone = new Promise<void>((ok, fail) => {
-      entry = pack.entry({ name: blobEntryName(digest), size, mtime, mode: 0o644 }, (err) => (err ? fail(err) : ok()));
-    });
-    entry.on('error', () => undefined);
-    entryDone.catch(() => undefined);
-    const h = new Hasher(parseDigest(digest)!.algorithm);
-    let n = 0;
-    for await (const chunk of fh.createReadStream({ highWaterMark: 1 << 20, autoClose: false })) {
-      const buf = chunk as Buffer;
-      n += buf.length;
-      if (n > size) break;
-      h.update(buf);
-      if (!entry.write(buf)) await drained(entry);
-    }
-    const got = n === size ? h.digest() : undefined;
-    if (got !== digest) {
-      throw new ExportError(
-        `cached blob ${digest} is corrupt (${got ? `hashes to ${got}` : `${n} bytes, expected ${size}`}); run \`stevedore verify --repair\` and export again`,
-      );
-    }
-    entry.end(undefined);
-    await entryDone;
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Waits for a tar entry to accept more bytes; rejects if the archive fails meanwhile (never waits forever). */
-function drained(s: Sink): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error) => {
-      s.off('drain', onDrain);
-      s.off('error', onError);
-      s.off('close', onClose);
-      if (err) reject(err);
-      else resolve();
-    };
-    const onDrain = () => done();
-    const onError = (e: Error) => done(e);
-    const onClose = () => done(new Error('the archive was closed'));
-    s.on('drain', onDrain);
-    s.on('error', onError);
-    s.on('close', onClose);
-  });
 }
