@@ -6,7 +6,7 @@ import { MANIFEST_MAX_BYTES, parseManifest } from '../oci/manifest.js';
 import { MT } from '../oci/media-types.js';
 import { EMPTY_REFERRERS, filterReferrers, isMediaType, referrersTag } from '../oci/referrers.js';
 import type { ReferrersRow, ReferrersSource, ReferrersStore } from '../store/referrers.js';
-import { header, readCapped, type UpstreamClient } from '../upstream/client.js';
+import { header, readCapped, type Headers, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js';
 import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure, UpstreamNotFound, upstreamErrors } from '../upstream/outcomes.js';
 import type { Target } from '../upstream/registries.js';
 import { bestEffort } from './best-effort.js';
@@ -36,6 +36,14 @@ export interface ReferrersDeps {
 }
 
 type Answer = Omit<ReferrersRow, 'checkedAt'>;
+
+const MAX_PAGES = 16;
+
+/** The query of a Link rel="next" to more of a referrers list (the path is ours to build: same repo, same subject). */
+function nextPage(headers: Headers): string | undefined {
+  const m = /<[^>?]*\/referrers\/[^>?]*\?([^>]*)>\s*;\s*rel="?next"?/.exec(header(headers, 'link') ?? '');
+  return m ? m[1] : undefined;
+}
 
 /** An upstream answer that stale content may cover (unreachable, 5xx, 429), as opposed to a refusal. */
 class Unavailable extends Error {}
@@ -102,23 +110,64 @@ export class Referrers {
       throw new Unavailable(`upstream answered ${res.status}`);
     }
     if (res.status !== 200) throw fromUpstreamStatus(res, 'NAME_UNKNOWN', what, await upstreamErrors(res));
+    let body = await this.readPage(res.body, what);
+    const applied = (header(res.headers, 'oci-filters-applied') ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .includes('artifactType');
+    const next = nextPage(res.headers);
+    if (next !== undefined) body = await this.morePages(target, subject, body, next, what);
+    if (at && applied) return { body, source: 'api', filters: 'artifactType' };
+    return this.filtered(body, at, 'api');
+  }
+
+  /** One page of a referrers answer: at most MANIFEST_MAX_BYTES, and an image index, else it is not served. */
+  private async readPage(stream: UpstreamResponse['body'], what: Record<string, unknown>): Promise<Buffer> {
     let body: Buffer;
     try {
-      body = await readCapped(res.body, MANIFEST_MAX_BYTES);
+      body = await readCapped(stream, MANIFEST_MAX_BYTES);
     } catch (e) {
       if (e instanceof RangeError) throw new OciError('MANIFEST_INVALID', { ...what, reason: `referrers list larger than ${MANIFEST_MAX_BYTES} bytes` });
       throw new Unavailable((e as Error).message);
     }
     this.deps.onUpstreamBytes?.(body.length);
-    // An index, or it is not served (parseManifest never changes the bytes; it throws MANIFEST_INVALID).
+    // parseManifest never changes the bytes; it throws MANIFEST_INVALID for what is not a valid document.
     if (parseManifest(body, MT.ociIndex).mediaType !== MT.ociIndex)
       throw new OciError('MANIFEST_INVALID', { ...what, reason: 'referrers answer is not an image index' });
-    const applied = (header(res.headers, 'oci-filters-applied') ?? '')
-      .split(',')
-      .map((s) => s.trim())
-      .includes('artifactType');
-    if (at && applied) return { body, source: 'api', filters: 'artifactType' };
-    return this.filtered(body, at, 'api');
+    return body;
+  }
+
+  /**
+   * A list the upstream paginates (Link rel="next"): every page is fetched (at most MAX_PAGES, MANIFEST_MAX_BYTES in
+   * all) and the descriptors merged into the first page's index, so a client never misses a signature on page 2.
+   * The only case where the bytes served are not one upstream answer.
+   */
+  private async morePages(target: Target, subject: Digest, first: Buffer, query: string, what: Record<string, unknown>): Promise<Buffer> {
+    const index = JSON.parse(first.toString('utf8')) as { manifests: unknown[] };
+    const manifests = [...index.manifests];
+    let total = first.length;
+    for (let page = 1, next: string | undefined = query; next !== undefined; page++) {
+      if (page >= MAX_PAGES) throw new OciError('MANIFEST_INVALID', { ...what, reason: `referrers list longer than ${MAX_PAGES} pages` });
+      let res: UpstreamResponse;
+      try {
+        res = await this.deps.client.send(target.upstream, target.repo, `/referrers/${subject}?${next}`, 'GET', { accept: MT.ociIndex });
+      } catch (e) {
+        throw isUpstreamFailure(e) ? new Unavailable((e as Error).message) : e;
+      }
+      if (res.status !== 200) {
+        if (res.status >= 500 || res.status === 429 || res.status === 404) {
+          await res.body.dump().catch(() => undefined);
+          throw new Unavailable(`upstream answered ${res.status} for page ${page + 1} of the referrers list`);
+        }
+        throw fromUpstreamStatus(res, 'NAME_UNKNOWN', what, await upstreamErrors(res));
+      }
+      const body = await this.readPage(res.body, what);
+      total += body.length;
+      if (total > MANIFEST_MAX_BYTES) throw new OciError('MANIFEST_INVALID', { ...what, reason: `referrers list larger than ${MANIFEST_MAX_BYTES} bytes` });
+      manifests.push(...(JSON.parse(body.toString('utf8')) as { manifests: unknown[] }).manifests);
+      next = nextPage(res.headers);
+    }
+    return Buffer.from(JSON.stringify({ ...index, manifests }));
   }
 
   private async fallback(target: Target, subject: Digest, at: string): Promise<Answer> {

@@ -32,9 +32,9 @@ export interface FakeUpstream {
   /**
    * Serve the referrers API for repo/digest with exactly these bytes (an image index). `filters`: the upstream
    * applies ?artifactType= itself (and says so in OCI-Filters-Applied); otherwise it ignores the filter.
-   * Digests without a list get an empty index (a registry with the API never answers 404).
+   * `pageSize`: the list is paginated (?page=N, Link rel="next"). Digests without a list get an empty index.
    */
-  setReferrers(repo: string, digest: string, body: Buffer, opts?: { filters?: boolean }): void;
+  setReferrers(repo: string, digest: string, body: Buffer, opts?: { filters?: boolean; pageSize?: number }): void;
   /** require bearer tokens on every /v2/ request from now on (undefined: back to anonymous) */
   requireAuth(opts: AuthOptions | undefined): void;
   setTagListing(listing: TagListing): void;
@@ -94,7 +94,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     if (!r) repos.set(name, (r = { blobs: new Map(), manifests: new Map(), tags: new Map() }));
     return r;
   };
-  const referrers = new Map<string, { body: Buffer; filters: boolean }>();
+  const referrers = new Map<string, { body: Buffer; filters: boolean; pageSize?: number }>();
   const auth = new FakeAuth();
   let listing: TagListing = {};
   const sentBytes = new Map<string, number>();
@@ -174,6 +174,13 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
         body = Buffer.from(JSON.stringify({ ...idx, manifests: idx.manifests.filter((d) => d.artifactType === at) }));
         headers['oci-filters-applied'] = 'artifactType';
       }
+      if (list?.pageSize) {
+        const idx = JSON.parse(body.toString()) as { manifests: unknown[] };
+        const page = Number(url.searchParams.get('page') ?? '1');
+        const from = (page - 1) * list.pageSize;
+        body = Buffer.from(JSON.stringify({ ...idx, manifests: idx.manifests.slice(from, from + list.pageSize) }));
+        if (from + list.pageSize < idx.manifests.length) headers.link = `<${url.pathname}?page=${page + 1}>; rel="next"`;
+      }
       return send(req, res, { bytes: body }, headers, fault);
     }
     m = /^\/v2\/(.+)\/tags\/list$/.exec(p);
@@ -236,7 +243,8 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     },
     addBlobFile: (name, file, digest) => void repo(name).blobs.set(digest, { file, size: statSync(file).size }),
     addManifest,
-    setReferrers: (name, digest, body, opts) => void referrers.set(`${name}|${digest}`, { body, filters: opts?.filters ?? false }),
+    setReferrers: (name, digest, body, opts) =>
+      void referrers.set(`${name}|${digest}`, { body, filters: opts?.filters ?? false, ...(opts?.pageSize ? { pageSize: opts.pageSize } : {}) }),
     requireAuth: (opts) => auth.require(opts),
     releaseHeld: () => {
       const all = [...held];

@@ -92,6 +92,22 @@ describe('referrers API served by the upstream (fake upstream)', () => {
     assert.ok(all.body.equals(referrersIndex([cosignSignature(t, 'x/api/g'), doc])));
   });
 
+  test('a list the upstream paginates (Link rel="next") is served whole: every page fetched, descriptors merged', async () => {
+    const s = subject('api/p');
+    const arts = [cosignSignature(s, 'a'), cosignSignature(s, 'b'), sbom(s), cosignSignature(s, 'c'), cosignSignature(s, 'd')];
+    fake.setReferrers('api/p', s.digest, referrersIndex(arts), { pageSize: 2 });
+    const r = await get(`${sd.url}/v2/api/p/referrers/${s.digest}`);
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal(r.headers.link, undefined);
+    const j = JSON.parse(r.body.toString()) as { mediaType: string; manifests: { digest: string }[] };
+    assert.equal(j.mediaType, OCI_INDEX);
+    assert.deepEqual(
+      j.manifests.map((m) => m.digest),
+      arts.map((a) => a.digest),
+    );
+    assert.equal(fake.count('GET', `/v2/api/p/referrers/${s.digest}`), 3);
+  });
+
   test('an upstream 401/403 is DENIED and an upstream 400 a 502, not an empty list', async () => {
     const s = subject('api/e');
     const path = `/v2/api/e/referrers/${s.digest}`;

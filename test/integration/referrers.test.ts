@@ -95,16 +95,16 @@ describe('referrers through stevedore, real registry without the referrers API',
   });
 
   test('artifact manifests and their blobs are served byte-exact; a cosign-style signature pulls with skopeo', async () => {
-    const m = await get(`${sd.url}/v2/sig/app/manifests/${sig.digest}`);
+    const m = await get(`${sd.url}/v2/sig/app/manifests/${doc.digest}`);
     assert.equal(m.status, 200);
-    assert.ok(m.body.equals(sig.bytes));
-    for (const b of sig.blobs) assert.ok((await get(`${sd.url}/v2/sig/app/blobs/${b.digest}`)).body.equals(b.bytes));
+    assert.ok(m.body.equals(doc.bytes));
+    for (const b of doc.blobs) assert.ok((await get(`${sd.url}/v2/sig/app/blobs/${b.digest}`)).body.equals(b.bytes));
     const dir = path.join(tmp.path, 'sig-oci');
-    const r = await copyToOciDir(`docker://${new URL(sd.url).host}/sig/app@${doc.digest}`, dir);
+    const r = await copyToOciDir(`docker://${new URL(sd.url).host}/sig/app@${sig.digest}`, dir);
     assert.equal(r.code, 0, r.stderr);
-    for (const d of [doc.digest, ...doc.blobs.map((b) => b.digest)]) {
+    for (const d of [sig.digest, ...sig.blobs.map((b) => b.digest)]) {
       const file = path.join(dir, 'blobs', 'sha256', d.slice(7));
-      assert.ok(readFileSync(file).equals(d === doc.digest ? doc.bytes : doc.blobs.find((b) => b.digest === d)!.bytes), d);
+      assert.ok(readFileSync(file).equals(d === sig.digest ? sig.bytes : sig.blobs.find((b) => b.digest === d)!.bytes), d);
     }
   });
 
