@@ -122,5 +122,6 @@ export const MIGRATIONS: readonly string[] = [
     checked_at    INTEGER NOT NULL,
     PRIMARY KEY (upstream, repo, subject, artifact_type)
   ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS referrers_checked_at ON referrers (checked_at);
   `,
 ];
