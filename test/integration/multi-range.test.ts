@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
+import type { Digest } from '../../src/oci/digest.ts';
 import { pushImage, type PushedLayer } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
@@ -104,6 +105,9 @@ describe('multi-range blob reads (real registry, curl)', () => {
 
   test('cached blobs (on disk and in memory): 206 multipart for several ranges, suffix and open-ended included', async () => {
     await curl(url(small.digest), 'bytes=0-0'); // caches the small one
+    // A response ends at verification; the commit follows: wait for both fills to be in the store.
+    await sd.proxy.blobs.fillSettled(big.digest as Digest);
+    await sd.proxy.blobs.fillSettled(small.digest as Digest);
     for (const [layer, bytes] of [
       [big, bigBytes],
       [small, smallBytes],
