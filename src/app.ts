@@ -28,6 +28,7 @@ import { reconcile } from './store/reconcile.js';
 import { Usage } from './store/usage.js';
 import { CircuitBreaker } from './upstream/breaker.js';
 import { RateLimiter } from './upstream/rate-limit.js';
+import { MirrorChain } from './upstream/chain.js';
 import { UpstreamClient } from './upstream/client.js';
 import { Registries } from './upstream/registries.js';
 
@@ -65,6 +66,8 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     observe: (upstream, method, status, seconds) => metrics?.upstreamSeconds.observe({ upstream, method, status: String(status) }, seconds),
     onError: (upstream, reason) => metrics?.upstreamErrors.inc({ upstream, reason }),
   });
+  // Every cache-layer request goes through the upstream's endpoints in order (upstreams.<name>.endpoints).
+  const upstream = new MirrorChain(client);
   const registries = new Registries(config.upstreams, config.defaultUpstream);
   const usage = new Usage(meta.db);
   const access = new AccessTracker(meta, now);
@@ -91,7 +94,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const limiter = config.upstreamRate !== undefined ? new RateLimiter(config.upstreamRate) : undefined;
   const blobs = new Blobs({
     ...(limiter ? { throttle: (n: number) => limiter.take(n) } : {}),
-    client,
+    client: upstream,
     store,
     meta,
     log,
@@ -104,7 +107,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     onStoreFull: () => sweepShortly(),
   });
   const manifestDeps = {
-    client,
+    client: upstream,
     meta,
     log,
     now,
@@ -140,12 +143,13 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     },
   });
   const sweep = () => eviction.sweep().catch((e: unknown) => log.error({ err: e }, 'eviction sweep failed'));
-  const tags = new Tags({ client, meta, tagTtlMs: config.tagTtl * 1000 });
+  const tags = new Tags({ client: upstream, meta, tagTtlMs: config.tagTtl * 1000 });
+  // Passthrough upstreams are single-url (the schema refuses endpoints with passthrough): the gate asks the client.
   const proxy = createProxy(registries, blobs, manifests, tags, new PassthroughGate(client));
   metrics = new Metrics({
     fillsInFlight: () => blobs.fillsInFlight,
     store: () => meta.blobTotals(),
-    circuits: () => registries.list().map((u) => ({ upstream: u.name, open: breaker.isOpen(u.name) })),
+    circuits: () => registries.list().flatMap((u) => (u.endpoints ?? [u]).map((e) => ({ upstream: e.name, open: breaker.isOpen(e.name) }))),
     foreign: () => foreign.stats(),
   });
   const m = metrics;
