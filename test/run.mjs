@@ -11,6 +11,7 @@ const TOOLS = {
   nginx: 'nginx-light',
   htpasswd: 'apache2-utils',
   openssl: 'openssl',
+  haproxy: 'haproxy',
 };
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
 const missing = [
