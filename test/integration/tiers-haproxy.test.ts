@@ -11,6 +11,7 @@ import { pushBigLayer, pushMultiLayer, seedOf, type PushedImage } from '../helpe
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { copyToOciDir } from '../helpers/skopeo.ts';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
+import { pacedRelay } from '../helpers/paced-relay.ts';
 import { makeTempDir, sleep, waitFor, type TempDir } from '../helpers/tmp.ts';
 
 const blobsOf = (img: PushedImage): string[] => [img.configDigest, ...img.layers.map((l) => l.digest)];
@@ -27,6 +28,7 @@ describe('tiers: node stevedore -> haproxy (shipped config) -> 3 site replicas -
   let multi: PushedImage;
   let shared: PushedImage;
   let third: PushedImage;
+  let ctrImage: PushedImage;
 
   const originBlobGets = (digest: string): number => reg.requests().filter((r) => r.method === 'GET' && r.uri.endsWith(`/blobs/${digest}`)).length;
   /** Which replicas hold a digest, once every commit has landed (a replica commits just after it verified). */
@@ -56,6 +58,7 @@ describe('tiers: node stevedore -> haproxy (shipped config) -> 3 site replicas -
     // The same layers under another repository: their digests hash to the same replicas.
     shared = await pushMultiLayer(reg.url, 'tiers/shared', 'v1', 9, { seed: seedOf('tiers/multi:v1') });
     third = await pushMultiLayer(reg.url, 'tiers/third', 'v1', 3);
+    ctrImage = await pushMultiLayer(reg.url, 'tiers/ctr', 'v1', 3);
     replicas = await Promise.all([0, 1, 2].map(() => startStevedore({ upstreams: [reg.url], tagTtl: 300 })));
     lb = await startHaproxy(replicas.map((r) => r.host));
     node = await nodeTier();
@@ -119,31 +122,62 @@ describe('tiers: node stevedore -> haproxy (shipped config) -> 3 site replicas -
     }
   });
 
-  test('containerd (hosts.toml mirror -> node tier) pulls and unpacks through the chain', async () => {
+  test('containerd (hosts.toml mirror -> node tier) pulls and unpacks a cold image through the chain, each blob fetched once', async () => {
     const hostsDir = path.join(tmp.path, 'certs.d');
     writeHostsToml(hostsDir, reg.host, node.url, { server: 'http://127.0.0.1:9' });
-    const r = await ctd.pull(`${reg.host}/tiers/multi:v1`, { hostsDir });
+    reg.clearRequests();
+    const r = await ctd.pull(`${reg.host}/tiers/ctr:v1`, { hostsDir });
     assert.equal(r.code, 0, r.stderr);
     const content = await ctd.contentDigests();
-    for (const d of [multi.manifestDigest, ...blobsOf(multi)]) assert.ok(content.includes(d), d);
+    for (const d of [ctrImage.manifestDigest, ...blobsOf(ctrImage)]) assert.ok(content.includes(d), d);
+    await sleep(300);
+    for (const d of blobsOf(ctrImage)) {
+      assert.equal(originBlobGets(d), 1, d);
+      assert.equal((await holders(d)).length, 1, `${d} on one replica`);
+    }
   });
 
-  test('one replica stopped: pulls keep working and only its share is fetched from the origin again, once', async () => {
-    const where = new Map<string, number>();
-    for (const d of blobsOf(multi)) where.set(d, (await holders(d))[0]!);
-    const counts = [0, 1, 2].map((i) => [...where.values()].filter((v) => v === i).length);
-    const victim = counts.indexOf(Math.max(...counts));
-    await replicas[victim]!.stop();
-    // A fresh node tier (empty cache), so every blob is asked of the site tier again.
-    const node2 = await nodeTier();
+  test('one replica killed mid-download: the download completes verified, pulls keep working, its share is fetched again once', async () => {
+    const layer = big.layers[0]!;
+    const victim = (await holders(layer.digest))[0]!;
+    const share = blobsOf(multi).filter((d) => stored(replicas[victim]!, d));
+    // A fresh node tier (empty cache) whose link to haproxy is paced, so the kill lands mid-body.
+    const link = await pacedRelay(Number(new URL(lb.url).port), 40 * 1024 * 1024);
+    const node2 = await nodeTier({ upstreams: { [reg.host]: { endpoints: [{ url: link.url, mirror: true }, { url: reg.url }] } } });
     try {
+      const m = await request(`${node2.url}/v2/tiers/big/manifests/v1`, { headers: { accept: big.manifestMediaType } });
+      await m.body.dump();
       reg.clearRequests();
-      const pulls = await Promise.all([0, 1].map((i) => copyToOciDir(`docker://${node2.host}/tiers/multi:v1`, path.join(tmp.path, `after-stop-${i}`))));
+      const res = await request(`${node2.url}/v2/tiers/big/blobs/${layer.digest}`);
+      assert.equal(res.statusCode, 200);
+      const h = createHash('sha256');
+      let received = 0;
+      let atKill: number | undefined;
+      for await (const chunk of res.body) {
+        h.update(chunk as Buffer);
+        received += (chunk as Buffer).length;
+        if (atKill === undefined && received >= 16 * 1024 * 1024) {
+          atKill = received;
+          await replicas[victim]!.kill9();
+        }
+      }
+      assert.ok(atKill !== undefined && atKill < layer.size, 'the replica died while the blob was streaming');
+      assert.equal(received, layer.size);
+      assert.equal(`sha256:${h.digest('hex')}`, layer.digest);
+      // haproxy sent the node tier's Range resume to another replica (redispatch), which filled it from the origin once.
+      const resumed = lb.requests().filter((q) => q.uri.includes(`/blobs/${layer.digest}`) && q.status === 206);
+      assert.ok(resumed.length > 0 && resumed.every((q) => q.server !== `site-${victim}`), JSON.stringify(resumed));
+      await sleep(300);
+      assert.equal(originBlobGets(layer.digest), 1);
+      // A whole image through the same node tier: the dead replica's share is fetched once more, the rest not at all.
+      reg.clearRequests();
+      const pulls = await Promise.all([0, 1].map((i) => copyToOciDir(`docker://${node2.host}/tiers/multi:v1`, path.join(tmp.path, `after-kill-${i}`))));
       for (const p of pulls) assert.equal(p.code, 0, p.stderr);
       await sleep(300);
-      for (const [d, on] of where) assert.equal(originBlobGets(d), on === victim ? 1 : 0, `${d} (was on replica ${on}, stopped ${victim})`);
+      for (const d of blobsOf(multi)) assert.equal(originBlobGets(d), share.includes(d) ? 1 : 0, `${d} (on the killed replica: ${share.includes(d)})`);
     } finally {
       await node2.stop();
+      await link.close();
     }
   });
 
