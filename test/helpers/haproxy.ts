@@ -1,11 +1,10 @@
 // Runs Debian's haproxy on 127.0.0.1 with a copy of deploy/haproxy/haproxy.cfg: only the bind port and server addresses swapped.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ROOT } from './deploy.ts';
 import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor } from './tmp.ts';
 
 const BINARY = process.env.STEVEDORE_HAPROXY_BIN ?? 'haproxy';
-export const SHIPPED_CFG = path.join(ROOT, 'deploy/haproxy/haproxy.cfg');
+export const SHIPPED_CFG = path.resolve(import.meta.dirname, '../../deploy/haproxy/haproxy.cfg');
 const SERVER_ADDRESS = /stevedore-site-(\d+)\.stevedore-site\.stevedore\.svc\.cluster\.local:5000/g;
 
 export interface HaproxyLogLine {
