@@ -7,8 +7,8 @@ import { pushMultiLayer, sha256, type PushedImage } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { copyToOciDir } from '../helpers/skopeo.ts';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
-import { makeTempDir, sleep, type TempDir } from '../helpers/tmp.ts';
-import { readdirSync, readFileSync } from 'node:fs';
+import { makeTempDir, runCommand, sleep, type TempDir } from '../helpers/tmp.ts';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 /** GETs the origin registry answered for this image's blobs and manifests, by path. */
 function originGets(reg: Registry, img: PushedImage): Record<string, number> {
@@ -117,5 +117,23 @@ describe('mirror chain: node-tier stevedore -> site-tier stevedore -> real regis
     const byName = Object.fromEntries(ready.upstreams.map((u) => [u.upstream, u.open]));
     assert.equal(byName[`${reg.host}@${site.host}`], true);
     assert.equal(byName[`${reg.host}@${reg.host}`], false);
+  });
+
+  test('check-config prints each endpoint with its credentials redacted', async () => {
+    const file = path.join(tmp.path, 'chain.yaml');
+    writeFileSync(
+      file,
+      `upstreams:\n  docker.io:\n    endpoints:\n      - url: ${site.url}\n        mirror: true\n      - url: ${reg.url}\n        username: robot\n        password: s3cret-origin\n`,
+    );
+    const r = await runCommand(process.execPath, [path.resolve(import.meta.dirname, '../../dist/main.js'), 'check-config', '--config', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!r.stdout.includes('s3cret-origin'));
+    const printed = JSON.parse(r.stdout) as { upstreams: Record<string, unknown> };
+    assert.deepEqual(printed.upstreams['docker.io'], {
+      endpoints: [
+        { url: site.url, mirror: true },
+        { url: reg.url, mirror: false, credentials: '[redacted]' },
+      ],
+    });
   });
 });
