@@ -117,6 +117,9 @@ describe('mirror chain: node-tier stevedore -> site-tier stevedore -> real regis
     const byName = Object.fromEntries(ready.upstreams.map((u) => [u.upstream, u.open]));
     assert.equal(byName[`${reg.host}@${site.host}`], true);
     assert.equal(byName[`${reg.host}@${reg.host}`], false);
+    const metrics = await (await fetch(`${node.url}/metrics`)).text();
+    assert.ok(metrics.includes(`stevedore_upstream_circuit_open{upstream="${reg.host}@${site.host}"} 1`), metrics);
+    assert.ok(metrics.includes(`stevedore_upstream_circuit_open{upstream="${reg.host}@${reg.host}"} 0`));
   });
 
   test('check-config prints each endpoint with its credentials redacted', async () => {
