@@ -11,6 +11,7 @@ import { coldOverLink } from './link.ts';
 import { manyConnections } from './many.ts';
 import { maxSeries, minSeries, printTable, TARGETS, writeJson, type Results } from './report.ts';
 import { procCpuMs, procStatusBytes, sampleRss, startNginx, startStevedore, type Server } from './servers.ts';
+import { printTiers, tiers, type TiersResult } from './tiers.ts';
 
 const BIG_MIB = 512;
 const SMALL_MIB = 64;
@@ -269,7 +270,8 @@ async function main(): Promise<void> {
     const c = await stage('2. cold pull', () => cold(registry, big));
     const link = await stage('2b. cold pull over a 100 MB/s link', () => coldOverLink(registry, big, started, TARGETS.coldVsDirect));
     const k = await stage('3. coalescing', () => coalescing(registry, small));
-    const results: Results = {
+    const t = await stage('7. tiers: node -> haproxy -> 3 replicas', () => tiers(registry, big));
+    const results: Results & { tiers: TiersResult } = {
       meta: {
         date: new Date().toISOString(),
         node: process.version,
@@ -288,8 +290,10 @@ async function main(): Promise<void> {
       manifests: m,
       rss: r,
       many,
+      tiers: t,
     };
     printTable(results);
+    printTiers(t);
     writeJson(RESULTS, results);
     log(`wrote ${path.relative(process.cwd(), RESULTS)}`);
   } finally {

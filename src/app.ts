@@ -30,6 +30,7 @@ import { reconcile } from './store/reconcile.js';
 import { Usage } from './store/usage.js';
 import { CircuitBreaker } from './upstream/breaker.js';
 import { RateLimiter } from './upstream/rate-limit.js';
+import { MirrorChain } from './upstream/chain.js';
 import { UpstreamClient } from './upstream/client.js';
 import { Registries } from './upstream/registries.js';
 
@@ -67,6 +68,8 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     observe: (upstream, method, status, seconds) => metrics?.upstreamSeconds.observe({ upstream, method, status: String(status) }, seconds),
     onError: (upstream, reason) => metrics?.upstreamErrors.inc({ upstream, reason }),
   });
+  // Every cache-layer request goes through the upstream's endpoints in order (upstreams.<name>.endpoints).
+  const upstream = new MirrorChain(client);
   const registries = new Registries(config.upstreams, config.defaultUpstream);
   const usage = new Usage(meta.db);
   const access = new AccessTracker(meta, now);
@@ -93,7 +96,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const limiter = config.upstreamRate !== undefined ? new RateLimiter(config.upstreamRate) : undefined;
   const blobs = new Blobs({
     ...(limiter ? { throttle: (n: number) => limiter.take(n) } : {}),
-    client,
+    client: upstream,
     store,
     meta,
     log,
@@ -106,7 +109,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     onStoreFull: () => sweepShortly(),
   });
   const manifestDeps = {
-    client,
+    client: upstream,
     meta,
     log,
     now,
@@ -118,7 +121,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   };
   const manifests = new Manifests(manifestDeps);
   const referrers = new Referrers({
-    client,
+    client: upstream,
     store: new ReferrersStore(meta.db),
     manifests,
     log,
@@ -153,12 +156,13 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     },
   });
   const sweep = () => eviction.sweep().catch((e: unknown) => log.error({ err: e }, 'eviction sweep failed'));
-  const tags = new Tags({ client, meta, tagTtlMs: config.tagTtl * 1000 });
+  const tags = new Tags({ client: upstream, meta, tagTtlMs: config.tagTtl * 1000 });
+  // Passthrough upstreams are single-url (the schema refuses endpoints with passthrough): the gate asks the client.
   const proxy = createProxy(registries, blobs, manifests, tags, new PassthroughGate(client), referrers);
   metrics = new Metrics({
     fillsInFlight: () => blobs.fillsInFlight,
     store: () => meta.blobTotals(),
-    circuits: () => registries.list().map((u) => ({ upstream: u.name, open: breaker.isOpen(u.name) })),
+    circuits: () => registries.list().flatMap((u) => (u.endpoints ?? [u]).map((e) => ({ upstream: e.name, open: breaker.isOpen(e.name) }))),
     foreign: () => foreign.stats(),
   });
   const m = metrics;

@@ -12,6 +12,7 @@ const TOOLS = {
   htpasswd: 'apache2-utils',
   openssl: 'openssl',
   podman: 'podman',
+  haproxy: 'haproxy',
 };
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
 const missing = [

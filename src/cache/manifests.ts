@@ -7,7 +7,8 @@ import { parseManifest, MANIFEST_MAX_BYTES, type ParsedManifest } from '../oci/m
 import { MT, accepts, baseMediaType, upstreamAccept } from '../oci/media-types.js';
 import type { Reference } from '../oci/reference.js';
 import type { Metadata, ManifestRow } from '../store/metadata.js';
-import { header, readCapped, type UpstreamClient } from '../upstream/client.js';
+import type { UpstreamSender } from '../upstream/chain.js';
+import { header, readCapped } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { bestEffort } from './best-effort.js';
 import { Coalescer } from './coalesce.js';
@@ -20,7 +21,7 @@ export interface ManifestResult extends ManifestRow {
 }
 
 export interface ManifestsDeps {
-  client: UpstreamClient;
+  client: UpstreamSender;
   meta: Metadata;
   log: Logger;
   tagTtlMs: number;

@@ -6,7 +6,8 @@ import { MANIFEST_MAX_BYTES, parseManifest } from '../oci/manifest.js';
 import { MT } from '../oci/media-types.js';
 import { EMPTY_REFERRERS, filterReferrers, isMediaType, referrersTag } from '../oci/referrers.js';
 import type { ReferrersRow, ReferrersSource, ReferrersStore } from '../store/referrers.js';
-import { header, readCapped, type Headers, type UpstreamClient, type UpstreamResponse } from '../upstream/client.js';
+import type { UpstreamSender } from '../upstream/chain.js';
+import { header, readCapped, type Headers, type UpstreamResponse } from '../upstream/client.js';
 import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure, UpstreamNotFound, upstreamErrors } from '../upstream/outcomes.js';
 import type { Target } from '../upstream/registries.js';
 import { bestEffort } from './best-effort.js';
@@ -25,7 +26,7 @@ export interface ReferrersResult {
 }
 
 export interface ReferrersDeps {
-  client: UpstreamClient;
+  client: UpstreamSender;
   store: ReferrersStore;
   manifests: Manifests;
   log: Logger;

@@ -2,7 +2,8 @@
 import { LRUCache } from 'lru-cache';
 import { OciError } from '../oci/errors.js';
 import type { Metadata } from '../store/metadata.js';
-import { header, readCapped, type UpstreamClient } from '../upstream/client.js';
+import type { UpstreamSender } from '../upstream/chain.js';
+import { header, readCapped } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { Coalescer } from './coalesce.js';
 import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure } from '../upstream/outcomes.js';
@@ -19,7 +20,7 @@ export class Tags {
   private readonly lists: LRUCache<string, string[]>;
   private readonly fetches = new Coalescer<string[]>();
 
-  constructor(private readonly deps: { client: UpstreamClient; meta: Metadata; tagTtlMs: number }) {
+  constructor(private readonly deps: { client: UpstreamSender; meta: Metadata; tagTtlMs: number }) {
     this.lists = new LRUCache({ max: 1000, ttl: Math.max(deps.tagTtlMs, 1) });
   }
 

@@ -21,13 +21,23 @@ export async function runCli(argv: string[]): Promise<void> {
     const upstreams = Object.fromEntries(
       Object.values(config.upstreams).map((u) => [
         u.name,
-        {
-          url: u.url,
-          credentials: u.credentials ? '[redacted]' : undefined,
-          clientCredentials: u.passthrough ? 'passthrough' : undefined,
-          realms: u.realms,
-          allowPrivate: u.allowPrivate,
-        },
+        u.endpoints
+          ? {
+              endpoints: u.endpoints.map((e) => ({
+                url: e.url,
+                mirror: e.mirror,
+                credentials: e.credentials ? '[redacted]' : undefined,
+                realms: e.realms,
+                allowPrivate: e.allowPrivate,
+              })),
+            }
+          : {
+              url: u.url,
+              credentials: u.credentials ? '[redacted]' : undefined,
+              clientCredentials: u.passthrough ? 'passthrough' : undefined,
+              realms: u.realms,
+              allowPrivate: u.allowPrivate,
+            },
       ]),
     );
     const { clientAuth, ...rest } = config;

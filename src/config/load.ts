@@ -1,8 +1,9 @@
 // Loading the config: defaults < YAML file < STEVEDORE_* env < flags, validated once (schema.ts) and frozen.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import type { Credentials, Endpoint } from '../upstream/types.js';
 import { loadClientAuth } from './auth.js';
-import { BUILTIN_REALMS, BUILTIN_UPSTREAMS, configSchema, type Config, type RawUpstream, type Upstream } from './schema.js';
+import { BUILTIN_REALMS, BUILTIN_UPSTREAMS, configSchema, type Config, type RawEndpoint, type RawUpstream, type Upstream } from './schema.js';
 
 export type { Config, ConfigInput, Upstream } from './schema.js';
 export { configSchema } from './schema.js';
@@ -98,7 +99,9 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const ups = { ...((raw.upstreams as Record<string, unknown> | undefined) ?? {}) };
   for (const arg of upstreamArgs) {
     const u = parseUpstreamFlag(arg.trim());
-    ups[u.name] = { ...(ups[u.name] as object | undefined), url: u.url };
+    const before = ups[u.name] as { endpoints?: unknown } | undefined;
+    // A flag replaces a chain from the file (its credentials belonged to its endpoints); else keeps the credentials.
+    ups[u.name] = before?.endpoints !== undefined ? { url: u.url } : { ...before, url: u.url };
     if (u.isDefault) raw.defaultUpstream = u.name;
   }
   raw.upstreams = ups;
@@ -113,29 +116,8 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   const all: Record<string, RawUpstream> = {};
   if (c.builtinUpstreams)
     for (const [name, url] of Object.entries(BUILTIN_UPSTREAMS)) all[name] = { url, realms: BUILTIN_REALMS[name], clientCredentials: 'config' };
-  for (const [name, u] of Object.entries(c.upstreams)) {
-    // Overriding a built-in's URL elsewhere drops its known realms (they belong to the built-in's host).
-    const builtin = all[name];
-    all[name] = { ...u, realms: u.realms ?? (builtin && builtin.url === u.url ? builtin.realms : undefined) };
-  }
-  for (const [name, u] of Object.entries(all)) {
-    const k = `STEVEDORE_UPSTREAM_${envKey(name)}`;
-    const username = env[`${k}_USERNAME`] ?? u.username;
-    const password = env[`${k}_PASSWORD`] ?? (u.passwordFile ? readSecretFile(u.passwordFile, `upstreams.${name}.passwordFile`) : u.password);
-    const token = env[`${k}_TOKEN`] ?? (u.tokenFile ? readSecretFile(u.tokenFile, `upstreams.${name}.tokenFile`) : u.token);
-    const credentials = username !== undefined || token !== undefined ? { username, password, token } : undefined;
-    if (credentials && u.clientCredentials === 'passthrough')
-      throw new ConfigError(`invalid config: upstreams.${name}: clientCredentials: passthrough uses each client's credentials; remove its own`);
-    upstreams[name] = Object.freeze({
-      name,
-      url: u.url,
-      libraryPrefix: name === 'docker.io',
-      ...(credentials ? { credentials } : {}),
-      ...(u.realms?.length ? { realms: Object.freeze([...u.realms]) } : {}),
-      ...(u.allowPrivate?.length ? { allowPrivate: Object.freeze([...u.allowPrivate]) } : {}),
-      ...(u.clientCredentials === 'passthrough' ? { passthrough: true } : {}),
-    });
-  }
+  for (const [name, u] of Object.entries(c.upstreams)) all[name] = u;
+  for (const [name, u] of Object.entries(all)) upstreams[name] = buildUpstream(name, u, env);
   if (!upstreams[c.defaultUpstream]) {
     throw new ConfigError(`invalid config: defaultUpstream: "${c.defaultUpstream}" is not a configured upstream`);
   }
@@ -156,4 +138,73 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     host: m[1]!.replace(/^\[|\]$/g, ''),
     port,
   });
+}
+
+/** One endpoint's credentials: env (STEVEDORE_UPSTREAM_<NAME>_*, origin endpoints only) over files over the config. */
+function credentialsOf(e: Omit<RawEndpoint, 'url' | 'mirror'>, key: string, env: Record<string, string | undefined>): Credentials | undefined {
+  const username = env.USERNAME ?? e.username;
+  const password = env.PASSWORD ?? (e.passwordFile ? readSecretFile(e.passwordFile, `${key}.passwordFile`) : e.password);
+  const token = env.TOKEN ?? (e.tokenFile ? readSecretFile(e.tokenFile, `${key}.tokenFile`) : e.token);
+  return username !== undefined || token !== undefined ? { username, password, token } : undefined;
+}
+
+/** The key of one endpoint of a chain (circuit breaker, token cache, metrics): docker.io@site-cache:5000. */
+function endpointName(name: string, url: string): string {
+  const u = new URL(url);
+  return `${name}@${u.host}${u.pathname === '/' ? '' : u.pathname}`;
+}
+
+/**
+ * Realms and private ranges of one URL: as configured; a built-in's known realms only while its own URL is used
+ * (they belong to the built-in's host).
+ */
+function guards(name: string, url: string, e: Pick<RawEndpoint, 'realms' | 'allowPrivate'>): Pick<Upstream, 'realms' | 'allowPrivate'> {
+  const realms = e.realms ?? (BUILTIN_UPSTREAMS[name] === url ? BUILTIN_REALMS[name] : undefined);
+  return {
+    ...(realms?.length ? { realms: Object.freeze([...realms]) } : {}),
+    ...(e.allowPrivate?.length ? { allowPrivate: Object.freeze([...e.allowPrivate]) } : {}),
+  };
+}
+
+/**
+ * `url:` is one endpoint named like the upstream (so breaker, token cache and metrics keep the upstream's name);
+ * `endpoints:` is a chain, each endpoint its own key, credentials and realms. Environment credentials go to the
+ * origin endpoints (those without mirror: true), never to a mirror.
+ */
+function buildUpstream(name: string, u: RawUpstream, environ: NodeJS.ProcessEnv): Upstream {
+  const k = `STEVEDORE_UPSTREAM_${envKey(name)}`;
+  const env = { USERNAME: environ[`${k}_USERNAME`], PASSWORD: environ[`${k}_PASSWORD`], TOKEN: environ[`${k}_TOKEN`] };
+  const libraryPrefix = name === 'docker.io';
+  if (!u.endpoints) {
+    const credentials = credentialsOf(u, `upstreams.${name}`, env);
+    if (credentials && u.clientCredentials === 'passthrough')
+      throw new ConfigError(`invalid config: upstreams.${name}: clientCredentials: passthrough uses each client's credentials; remove its own`);
+    return Object.freeze({
+      name,
+      url: u.url!,
+      libraryPrefix,
+      ...(credentials ? { credentials } : {}),
+      ...guards(name, u.url!, u),
+      ...(u.clientCredentials === 'passthrough' ? { passthrough: true } : {}),
+    });
+  }
+  if ((env.USERNAME ?? env.TOKEN) !== undefined && u.endpoints.every((e) => e.mirror)) {
+    throw new ConfigError(
+      `invalid config: upstreams.${name}: ${k}_* credentials are set but every endpoint is a mirror (credentials go to origin endpoints only)`,
+    );
+  }
+  const endpoints: Endpoint[] = u.endpoints.map((e, i) => {
+    const credentials = credentialsOf(e, `upstreams.${name}.endpoints.${i}`, e.mirror ? {} : env);
+    return Object.freeze({
+      name: endpointName(name, e.url),
+      url: e.url,
+      libraryPrefix,
+      mirror: e.mirror,
+      ...(credentials ? { credentials } : {}),
+      ...guards(name, e.url, e),
+    });
+  });
+  // The upstream's own url is its first origin endpoint (for display); it carries no credentials of its own.
+  const origin = endpoints.find((e) => !e.mirror) ?? endpoints[0]!;
+  return Object.freeze({ name, url: origin.url, libraryPrefix, endpoints: Object.freeze(endpoints) });
 }

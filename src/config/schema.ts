@@ -25,20 +25,56 @@ export const BUILTIN_REALMS: Record<string, string[]> = { 'docker.io': ['https:/
 const httpUrl = z.url({ protocol: /^https?$/ }).transform((u) => u.replace(/\/+$/, ''));
 const cidr = z.string().refine((v) => parseCidr(v) !== undefined, 'expected a CIDR such as 10.0.0.0/8 or an address');
 
-const upstreamSchema = z.strictObject({
-  url: httpUrl,
+/** Credentials for one endpoint: sent to its URL (and a token realm on its registrable domain) only. */
+const credentialKeys = {
   username: z.string().min(1).optional(),
   password: z.string().optional(),
   passwordFile: z.string().optional(),
   token: z.string().optional(),
   tokenFile: z.string().optional(),
-  /** Token realms (URL prefixes) besides the upstream's own origin that may receive its credentials. */
+  /** Token realms (URL prefixes) besides the endpoint's own origin that may receive its credentials. */
   realms: z.array(z.url({ protocol: /^https?$/ })).optional(),
   /** Private ranges its redirects may lead to (loopback, RFC 1918, link-local are refused otherwise). */
   allowPrivate: z.array(cidr).optional(),
-  /** passthrough: each client's own credentials are used upstream, and the upstream confirms every client's access. */
-  clientCredentials: z.enum(['config', 'passthrough']).default('config'),
-});
+};
+/** Keys that belong to one endpoint: with `endpoints:`, they go under the endpoint, never beside the list. */
+const ENDPOINT_KEYS = Object.keys(credentialKeys);
+
+/** One place to ask, in a chain: `mirror: true` for another stevedore (or any mirror honouring ?ns=). */
+const endpointSchema = z.strictObject({ url: httpUrl, mirror: z.boolean().default(false), ...credentialKeys });
+
+/**
+ * An upstream is either one URL (`url:` with its credentials) or an ordered chain (`endpoints:`, each entry with
+ * its own credentials): never both, and no credentials beside `endpoints`, so credentials belong to one endpoint.
+ */
+const upstreamSchema = z
+  .strictObject({
+    url: httpUrl.optional(),
+    endpoints: z.array(endpointSchema).min(1).max(8).optional(),
+    ...credentialKeys,
+    /** passthrough: each client's own credentials are used upstream, and the upstream confirms every client's access. */
+    clientCredentials: z.enum(['config', 'passthrough']).default('config'),
+  })
+  .superRefine((u, ctx) => {
+    if ((u.url === undefined) === (u.endpoints === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'give either url or endpoints (one of them)', path: [u.url === undefined ? 'url' : 'endpoints'] });
+    }
+    if (u.endpoints) {
+      for (const k of ENDPOINT_KEYS) {
+        if (u[k as keyof typeof u] !== undefined) {
+          ctx.addIssue({ code: 'custom', message: `credentials belong to one endpoint: move ${k} under that entry of endpoints`, path: [k] });
+        }
+      }
+      if (u.clientCredentials === 'passthrough') {
+        ctx.addIssue({ code: 'custom', message: 'passthrough is for a single url, not for endpoints', path: ['clientCredentials'] });
+      }
+      const seen = new Set<string>();
+      u.endpoints.forEach((e, i) => {
+        if (seen.has(e.url)) ctx.addIssue({ code: 'custom', message: `endpoint ${e.url} is listed twice`, path: ['endpoints', i, 'url'] });
+        seen.add(e.url);
+      });
+    }
+  });
 
 const listenSchema = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected HOST:PORT');
 
@@ -96,6 +132,7 @@ export const configSchema = z.strictObject({
 
 export type ConfigInput = z.input<typeof configSchema>;
 export type RawUpstream = z.output<typeof upstreamSchema>;
+export type RawEndpoint = z.output<typeof endpointSchema>;
 export interface Config extends Omit<z.output<typeof configSchema>, 'upstreams'> {
   readonly upstreams: Readonly<Record<string, Upstream>>;
   /** The `auth:` section with its files loaded; undefined: no client authentication. */

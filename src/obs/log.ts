@@ -18,6 +18,8 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
           '*.credentials',
           'credentials',
           'upstreams.*.credentials',
+          'upstreams.*.endpoints[*].credentials',
+          'endpoints[*].credentials',
         ],
         censor: '[redacted]',
       },

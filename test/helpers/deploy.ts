@@ -1,5 +1,6 @@
 // Shared by the deploy/ and Dockerfile tests: the deploy/ file list, per-format parsing, the real config loader, mutations.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,7 +36,7 @@ function walk(dir: string): string[] {
 }
 
 /** How each file under deploy/ is checked; a file with no handler fails the suite (nothing ships unchecked). */
-export type Kind = 'yaml' | 'json' | 'toml' | 'systemd' | 'markdown';
+export type Kind = 'yaml' | 'json' | 'toml' | 'systemd' | 'markdown' | 'haproxy';
 export function kindOf(file: string): Kind | undefined {
   const base = path.basename(file);
   if (/\.ya?ml$/.test(base)) return 'yaml';
@@ -43,7 +44,18 @@ export function kindOf(file: string): Kind | undefined {
   if (base.endsWith('.toml') || base === 'registries.conf') return 'toml';
   if (/\.(service|sysusers)$/.test(base)) return 'systemd';
   if (base.endsWith('.md')) return 'markdown';
+  if (base === 'haproxy.cfg') return 'haproxy';
   return undefined;
+}
+
+/** Debian's haproxy checks the config (`haproxy -c`): unresolvable server names are warnings, not errors. */
+function haproxyProblems(text: string): string[] {
+  const r = spawnSync(process.env.STEVEDORE_HAPROXY_BIN ?? 'haproxy', ['-c', '-f', tmpFile('haproxy.cfg', text)], { encoding: 'utf8', timeout: 30_000 });
+  if (r.error) return [`haproxy -c: ${r.error.message}`];
+  if (r.status === 0) return [];
+  const out = `${r.stderr}${r.stdout}`;
+  const alerts = out.split('\n').filter((l) => l.includes('[ALERT]'));
+  return alerts.length > 0 ? alerts : [out.trim() || `haproxy -c exited ${r.status}`];
 }
 
 /** Parse errors of one file's text ([] when it parses); YAML files may hold several documents. */
@@ -52,6 +64,7 @@ export function parseProblems(kind: Kind, text: string): string[] {
     if (kind === 'yaml') return parseAllDocuments(text).flatMap((d) => ('errors' in d ? d.errors.map((e) => e.message) : []));
     if (kind === 'json') JSON.parse(text);
     if (kind === 'toml') parseToml(text);
+    if (kind === 'haproxy') return haproxyProblems(text);
     return [];
   } catch (e) {
     return [(e as Error).message];

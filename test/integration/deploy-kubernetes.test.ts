@@ -5,6 +5,8 @@ import { describe, test } from 'node:test';
 import type { Config } from '../../src/config/load.ts';
 import { assertRejects, DEPLOY, FILES, kindOf, loadText, mutate, worstShutdownSeconds, yamlDocs, type Obj } from '../helpers/deploy.ts';
 
+const WORKLOADS = ['Deployment', 'DaemonSet', 'StatefulSet'];
+
 interface Workload {
   dir: string;
   docs: Obj[];
@@ -20,8 +22,9 @@ function portOf(container: Obj, port: unknown): number | undefined {
 function kubernetesProblems({ dir, docs }: Workload, graceSeconds: number): string[] {
   const problems: string[] = [];
   const byKind = (kind: string): Obj[] => docs.filter((d) => d.kind === kind);
-  const workloads = docs.filter((d) => d.kind === 'Deployment' || d.kind === 'DaemonSet');
-  if (workloads.length !== 1) return [`${dir}: expected one Deployment or DaemonSet, found ${workloads.length}`];
+  // The stevedore workload (a sharded site also has haproxy's Deployment, checked in deploy-sharded.test.ts).
+  const workloads = docs.filter((d) => WORKLOADS.includes(d.kind) && ((d.spec?.template?.spec?.containers ?? []) as Obj[]).some((c) => c.name === 'stevedore'));
+  if (workloads.length !== 1) return [`${dir}: expected one Deployment, DaemonSet or StatefulSet running stevedore, found ${workloads.length}`];
   const w = workloads[0]!;
   const pod = (w.spec?.template?.spec ?? {}) as Obj;
   const labels = (w.spec?.template?.metadata?.labels ?? {}) as Obj;
@@ -62,9 +65,14 @@ function kubernetesProblems({ dir, docs }: Workload, graceSeconds: number): stri
     if (config) {
       if (!((c.ports ?? []) as Obj[]).some((p) => p.containerPort === config.port)) problems.push(`listen port ${config.port} is not a containerPort`);
       const dataMount = mounts.find((m) => m.mountPath === config.data);
+      const claimTemplate = ((w.spec?.volumeClaimTemplates ?? []) as Obj[]).find((t) => t.metadata?.name === dataMount?.name);
       const dataVolume = volumes.find((v) => v.name === dataMount?.name);
-      if (!dataVolume) problems.push(`data ${config.data} is not a mounted volume`);
-      if (w.kind === 'Deployment') {
+      if (!dataVolume && !claimTemplate) problems.push(`data ${config.data} is not a mounted volume`);
+      if (w.kind === 'StatefulSet') {
+        // Each replica its own volume.
+        if (!claimTemplate) problems.push('data volume is not one of the volumeClaimTemplates (each replica its own volume)');
+        else if (!(claimTemplate.spec?.accessModes ?? []).includes('ReadWriteOnce')) problems.push('volumeClaimTemplate is not ReadWriteOnce');
+      } else if (w.kind === 'Deployment') {
         const claim = dataVolume?.persistentVolumeClaim?.claimName as string | undefined;
         const pvc = byKind('PersistentVolumeClaim').find((p) => p.metadata?.name === claim);
         if (!pvc) problems.push(`data volume is not a PersistentVolumeClaim defined in ${dir}`);
@@ -103,6 +111,16 @@ function kubernetesProblems({ dir, docs }: Workload, graceSeconds: number): stri
       for (const p of (svc.spec?.ports ?? []) as Obj[])
         if (portOf(c, p.targetPort) === undefined) problems.push(`Service targetPort ${p.targetPort} is not a container port`);
     }
+  } else if (w.kind === 'StatefulSet') {
+    const svc = byKind('Service').find((s) => s.metadata?.name === w.spec?.serviceName);
+    if (!svc) problems.push(`no Service named serviceName ${w.spec?.serviceName} in ${dir}`);
+    else {
+      if (svc.spec?.clusterIP !== 'None') problems.push(`Service ${svc.metadata.name} is not headless (clusterIP: None)`);
+      const sel = (svc.spec?.selector ?? {}) as Obj;
+      if (Object.keys(sel).length === 0 || Object.entries(sel).some(([k, v]) => labels[k] !== v))
+        problems.push('headless Service selector does not match the pod labels');
+    }
+    if (!(Number(w.spec?.replicas) >= 2)) problems.push(`replicas is ${w.spec?.replicas}: a sharded site has several`);
   } else if (!((c.ports ?? []) as Obj[]).some((p) => p.hostPort === 5000)) {
     problems.push('DaemonSet has no hostPort 5000');
   }
@@ -118,9 +136,10 @@ describe('deploy/kubernetes', () => {
   };
   const site = load('site');
   const node = load('node-local');
+  const sharded = load('site-sharded');
 
   test('every object has apiVersion, kind and metadata.name', () => {
-    for (const d of [...site.docs, ...node.docs]) {
+    for (const d of [...site.docs, ...node.docs, ...sharded.docs]) {
       assert.ok(typeof d.apiVersion === 'string' && typeof d.kind === 'string' && typeof d.metadata?.name === 'string', JSON.stringify(d).slice(0, 200));
     }
   });
@@ -135,9 +154,14 @@ describe('deploy/kubernetes', () => {
     assert.deepEqual(kubernetesProblems(node, grace), []);
   });
 
+  test('site-sharded: StatefulSet (volumeClaimTemplates) + headless Service, whose stevedore config.yaml loads', () => {
+    assert.deepEqual(sharded.docs.map((d) => d.kind).sort(), ['ConfigMap', 'ConfigMap', 'Deployment', 'Service', 'Service', 'StatefulSet']);
+    assert.deepEqual(kubernetesProblems(sharded, grace), []);
+  });
+
   test('each ConfigMap config.yaml, broken, is rejected naming the key', () => {
-    for (const w of [site, node]) {
-      const text = w.docs.find((d) => d.kind === 'ConfigMap')!.data['config.yaml'] as string;
+    for (const w of [site, node, sharded]) {
+      const text = w.docs.find((d) => d.kind === 'ConfigMap' && d.data['config.yaml'])!.data['config.yaml'] as string;
       assertRejects(mutate(text, /^tagTtl: 30$/m, 'tagTtl: -5'), 'tagTtl');
       assertRejects(mutate(text, /^maxSize: .*$/m, 'maxSize: lots'), 'maxSize');
       assertRejects(mutate(text, /^logLevel: info$/m, 'loglevel: info'), 'loglevel');
@@ -150,7 +174,8 @@ describe('deploy/kubernetes', () => {
       edit(docs);
       return kubernetesProblems({ dir: w.dir, docs }, grace);
     };
-    const container = (docs: Obj[]): Obj => docs.find((d) => d.kind === 'Deployment' || d.kind === 'DaemonSet')!.spec.template.spec.containers[0];
+    const container = (docs: Obj[]): Obj =>
+      docs.find((d) => WORKLOADS.includes(d.kind) && d.spec.template.spec.containers[0].name === 'stevedore')!.spec.template.spec.containers[0];
     const cases: [Workload, (docs: Obj[]) => void][] = [
       [site, (d) => void (container(d).readinessProbe.httpGet.path = '/healthz')],
       [site, (d) => void (container(d).livenessProbe.httpGet.path = '/readyz')],
@@ -165,6 +190,10 @@ describe('deploy/kubernetes', () => {
       [site, (d) => void (container(d).securityContext.readOnlyRootFilesystem = false)],
       [site, (d) => void (container(d).securityContext.capabilities.drop = ['NET_RAW'])],
       [node, (d) => void (container(d).ports[0].hostPort = 5001)],
+      [sharded, (d) => void (d.find((x) => x.kind === 'StatefulSet')!.spec.volumeClaimTemplates[0].metadata.name = 'cache')],
+      [sharded, (d) => void (d.find((x) => x.kind === 'StatefulSet')!.spec.serviceName = 'stevedore')],
+      [sharded, (d) => void delete d.find((x) => x.kind === 'Service' && x.metadata.name === 'stevedore-site')!.spec.clusterIP],
+      [sharded, (d) => void (d.find((x) => x.kind === 'StatefulSet')!.spec.replicas = 1)],
       [node, (d) => void (container(d).args = ['serve'])],
       [node, (d) => void (d.find((x) => x.kind === 'DaemonSet')!.spec.template.spec.securityContext.runAsNonRoot = false)],
     ];

@@ -19,6 +19,8 @@ describe('every file under deploy/ parses', () => {
       'systemd/stevedore.service',
       'kubernetes/site/deployment.yaml',
       'kubernetes/node-local/daemonset.yaml',
+      'kubernetes/site-sharded/statefulset.yaml',
+      'haproxy/haproxy.cfg',
       'README.md',
     ]) {
       assert.ok(FILES.includes(path.join(DEPLOY, f)), `deploy/${f} exists`);
@@ -42,6 +44,7 @@ describe('every file under deploy/ parses', () => {
     assert.notDeepEqual(parseProblems('json', '{"registry-mirrors": ["x",]}'), []);
     assert.notDeepEqual(parseProblems('toml', '[host."http://x:5000"]\n  capabilities = ["pull", "resolve"\n'), []);
     assert.notDeepEqual(parseProblems('toml', 'server = "a"\nserver = "b"\n'), []);
+    assert.notDeepEqual(parseProblems('haproxy', 'defaults\n  mode http\nbackend b\n  balance nonsense\n'), []);
   });
 });
 

@@ -6,7 +6,8 @@ import type { Digest } from '../../oci/digest.js';
 import type { BlobStore } from '../../store/blob-store.js';
 import { isDiskError } from '../../store/errors.js';
 import { FOREIGN_HOLDER, type Metadata } from '../../store/metadata.js';
-import { header, type UpstreamClient } from '../../upstream/client.js';
+import type { UpstreamSender } from '../../upstream/chain.js';
+import { header } from '../../upstream/client.js';
 import { UpstreamNotFound } from '../../upstream/outcomes.js';
 import type { Target } from '../../upstream/registries.js';
 import { bestEffort } from '../best-effort.js';
@@ -21,7 +22,7 @@ export interface BlobsDeps extends FillDeps {
   store: BlobStore;
   meta: Metadata;
   log: Logger;
-  client: UpstreamClient;
+  client: UpstreamSender;
   foreign?: ForeignHooks;
   /** A cached blob was used (batched into last_access for eviction). */
   onAccess?: (digest: Digest) => void;

@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import type { Digest } from '../../oci/digest.js';
 import type { BlobStore } from '../../store/blob-store.js';
 import type { Metadata } from '../../store/metadata.js';
-import type { Headers, UpstreamClient } from '../../upstream/client.js';
+import type { UpstreamSender } from '../../upstream/chain.js';
+import type { Headers } from '../../upstream/client.js';
 import { fromUnreachable, fromUpstreamStatus } from '../../upstream/outcomes.js';
 import type { Target } from '../../upstream/registries.js';
 import { bestEffort } from '../best-effort.js';
@@ -14,7 +15,7 @@ import type { FillSource } from './fill.js';
 export type HeadResult = { status: number; headers: Headers };
 
 export interface SourceDeps {
-  client: UpstreamClient;
+  client: UpstreamSender;
   store: BlobStore;
   meta: Metadata;
   log: Logger;

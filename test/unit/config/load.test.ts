@@ -55,4 +55,49 @@ describe('config', () => {
     assert.equal(c.upstreams['docker.io']?.credentials?.token, 'tok');
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.upstreams));
   });
+  test('upstreams.<name>.endpoints: a chain, credentials per endpoint, never beside endpoints; the url form still works', () => {
+    const chain =
+      'upstreams:\n  docker.io:\n    endpoints:\n      - url: http://site-cache:5000/\n        mirror: true\n      - url: https://registry-1.docker.io\n        username: u\n        password: p\n';
+    const c = loadConfig({ config: yamlFile(chain) }, {});
+    const d = c.upstreams['docker.io']!;
+    assert.equal(d.url, 'https://registry-1.docker.io');
+    assert.equal(d.credentials, undefined, 'the chain itself carries no credentials');
+    assert.deepEqual(
+      d.endpoints?.map((e) => ({ name: e.name, url: e.url, mirror: e.mirror, credentials: e.credentials })),
+      [
+        { name: 'docker.io@site-cache:5000', url: 'http://site-cache:5000', mirror: true, credentials: undefined },
+        {
+          name: 'docker.io@registry-1.docker.io',
+          url: 'https://registry-1.docker.io',
+          mirror: false,
+          credentials: { username: 'u', password: 'p', token: undefined },
+        },
+      ],
+    );
+    assert.equal(c.upstreams['ghcr.io']?.endpoints, undefined, 'the url form is one endpoint, as before');
+    const bad: [string, string][] = [
+      ['upstreams.x.io.url: give either url or endpoints', 'upstreams:\n  x.io:\n    username: u\n'],
+      ['upstreams.x.io.endpoints: give either url or endpoints', 'upstreams:\n  x.io:\n    url: https://x\n    endpoints:\n      - url: https://y\n'],
+      ['upstreams.x.io.username: credentials belong to one endpoint', 'upstreams:\n  x.io:\n    username: u\n    endpoints:\n      - url: https://y\n'],
+      [
+        'upstreams.x.io.endpoints.1.url: endpoint https://y is listed twice',
+        'upstreams:\n  x.io:\n    endpoints:\n      - url: https://y\n      - url: https://y\n',
+      ],
+      ['upstreams.x.io.endpoints', 'upstreams:\n  x.io:\n    endpoints: []\n'],
+      ['upstreams.x.io.endpoints.0: Unrecognized key: "mirorr"', 'upstreams:\n  x.io:\n    endpoints:\n      - url: https://y\n        mirorr: true\n'],
+    ];
+    for (const [msg, yaml] of bad)
+      assert.throws(
+        () => loadConfig({ config: yamlFile(yaml) }, {}),
+        (e) => e instanceof ConfigError && e.message.includes(msg),
+        msg,
+      );
+    // Environment credentials need an origin endpoint to go to.
+    const mirrorsOnly = 'upstreams:\n  x.io:\n    endpoints:\n      - url: http://site:5000\n        mirror: true\n';
+    assert.throws(() => loadConfig({ config: yamlFile(mirrorsOnly) }, { STEVEDORE_UPSTREAM_X_IO_TOKEN: 't' }), /every endpoint is a mirror/);
+    // A --upstream flag replaces a chain from the file.
+    const flagged = loadConfig({ config: yamlFile(chain), upstream: ['docker.io=https://other.example'] }, {});
+    assert.equal(flagged.upstreams['docker.io']?.endpoints, undefined);
+    assert.equal(flagged.upstreams['docker.io']?.url, 'https://other.example');
+  });
 });
