@@ -1,14 +1,21 @@
-// The bench's result shape, the PASS/FAIL targets, the printed table and bench/results.json.
+// The bench's result shape, the PASS/FAIL targets, the printed side-by-side tables and bench/results.json.
 import { writeFileSync } from 'node:fs';
+import type { ColdResult } from './cold.ts';
 import type { LoadResult } from './loadgen.ts';
-import type { LinkResult } from './link.ts';
 import type { ManyResult } from './many.ts';
+import { PARALLEL_CLIENTS as PAR, WHO, WHO_LABEL, type WarmResult } from './warm.ts';
 
 export const TARGETS = {
-  warmVsNginx: 0.8,
-  coldVsDirect: 1.15,
+  /** warm, one curl client: stevedore MB/s / nginx sendfile MB/s */
+  warmVsNginx: 0.95,
+  /** warm, one curl client and 10 at once: stevedore MB/s / peer MB/s */
+  warmVsPeer: 1.0,
+  /** cold over the 1 Gbit/s link: direct time / stevedore time (throughput ratio) */
+  coldLinkVsDirect: 0.9,
   coalescingRatio: 1.0,
-  rssBytes: 200 * 1024 * 1024,
+  manifestP99Ms: 50,
+  rssPeakBytes: 150 * 1024 * 1024,
+  rssIdleBytes: 100 * 1024 * 1024,
 } as const;
 
 export interface Series {
@@ -16,10 +23,16 @@ export interface Series {
   best: number;
   median: number;
 }
-export interface Trio {
-  nginx: Series;
-  upstream: Series;
-  stevedore: Series;
+
+export interface Coalescing {
+  workers: number;
+  clients: number;
+  blobBytes: number;
+  upstreamGets: number;
+  upstreamHeads: number;
+  ratio: number;
+  bytesExact: boolean;
+  pass: boolean;
 }
 
 export interface Results {
@@ -34,48 +47,12 @@ export interface Results {
     stageSeconds: Record<string, number>;
     loadavg1: { start: number; end: number };
   };
-  warm: {
-    runsEach: number;
-    curlRunsEach: number;
-    sha256Verified: boolean;
-    mbps: Trio;
-    curlMBps: Trio | undefined;
-    ratioVsNginx: number;
-    curlRatioVsNginx: number;
-    ratioVsUpstream: number;
-    /** stevedore CPU (all threads) per warm GET of the blob, ms */
-    stevedoreCpuMs: Series;
-    nginxCpuMs: Series;
-    pass: boolean;
-    passCurl: boolean | undefined;
-  };
-  cold: {
-    runsEach: number;
-    ms: { stevedore: Series; direct: Series };
-    ratio: number;
-    pass: boolean;
-    stevedoreHeadersMs: Series;
-    stevedoreAllButLastMs: Series;
-    stevedoreCpuMs: Series;
-  };
-  coalescing: {
-    clients: number;
-    blobBytes: number;
-    upstreamGets: number;
-    upstreamHeads: number;
-    upstreamBytes: number;
-    ratio: number;
-    clientMs: Series;
-    pass: boolean;
-  };
-  manifests: {
-    getByDigest: LoadResult;
-    headByTag: LoadResult /** X-Stevedore-Cache of one request before the load */;
-    outcomes: { getByDigest: string; headByTag: string };
-  };
-  rss: { clients: number; idleRssBytes: number; peakRssBytes: number; vmHwmBytes: number; samples: number; aggregateMBps: number; pass: boolean };
+  warm: WarmResult;
+  cold: ColdResult[];
+  coalescing: Coalescing[];
+  manifests: { getByDigest: LoadResult; headByTag: LoadResult; outcomes: { getByDigest: string; headByTag: string } };
+  rss: { clients: number; idleBeforeBytes: number; peakRssBytes: number; vmHwmBytes: number; idleAfterBytes: number; samples: number; aggregateMBps: number };
   many: ManyResult;
-  link: LinkResult;
 }
 
 export function series(runs: number[]): Series {
@@ -92,90 +69,146 @@ export const minSeries = (runs: number[]): Series => ({ ...series(runs), best: M
 const mib = (b: number): string => `${(b / 1024 / 1024).toFixed(1)} MiB`;
 const f = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 const mark = (ok: boolean): string => (ok ? 'PASS' : 'FAIL');
-const list = (xs: number[], d = 0): string => xs.map((x) => f(x, d)).join(' / ');
+const spread = (s: Series, d = 0): string => `${f(s.median, d)} (${f(Math.min(...s.runs), d)}-${f(Math.max(...s.runs), d)})`;
 
-export function printTable(r: Results, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): void {
-  const rows: [string, string, string, string][] = [];
-  const row = (metric: string, value: string, target = '', result = ''): void => void rows.push([metric, value, target, result]);
+/** Every target with its measured value, for the summary and for results.json. */
+export function checks(r: Results): { what: string; value: string; target: string; pass: boolean }[] {
   const w = r.warm;
-  row(`1. warm ${mib(r.meta.blobBytes)} blob, MB/s, undici client (median; runs)`, '', '', '');
-  row('   nginx sendfile, same file', `${f(w.mbps.nginx.median)}  (${list(w.mbps.nginx.runs)})`);
-  row('   upstream registry direct', `${f(w.mbps.upstream.median)}  (${list(w.mbps.upstream.runs)})`);
-  row('   stevedore, cached', `${f(w.mbps.stevedore.median)}  (${list(w.mbps.stevedore.runs)})`);
-  row(
-    '   stevedore / nginx (median)',
-    `${f(w.ratioVsNginx, 2)}x  (best/best: ${f(w.mbps.stevedore.best / w.mbps.nginx.best, 2)}x)`,
-    `>= ${TARGETS.warmVsNginx}x`,
-    mark(w.pass),
-  );
-  row('   stevedore / upstream (median)', `${f(w.ratioVsUpstream, 2)}x`);
-  row('   CPU per GET, ms: stevedore / nginx (median)', `${f(w.stevedoreCpuMs.median)} / ${f(w.nginxCpuMs.median)}`);
-  row('   sha256 of body through stevedore', w.sha256Verified ? 'matches digest' : 'MISMATCH', 'matches', mark(w.sha256Verified));
-  if (w.curlMBps) {
-    const cm = w.curlMBps;
-    row(`   same, curl client: nginx / upstream / stevedore`, `${f(cm.nginx.median)} / ${f(cm.upstream.median)} / ${f(cm.stevedore.median)}`);
-    row('   stevedore / nginx, curl (median)', `${f(w.curlRatioVsNginx, 2)}x`, `>= ${TARGETS.warmVsNginx}x`, mark(w.passCurl === true));
+  const out: { what: string; value: string; target: string; pass: boolean }[] = [];
+  const add = (what: string, v: number, target: string, pass: boolean, d = 2): void => void out.push({ what, value: f(v, d), target, pass });
+  for (const who of ['stevedore', 'front'] as const) {
+    const vsN = w.curl[who].median / w.curl.nginx.median;
+    const vsP = w.curl[who].median / w.curl.peer.median;
+    const par = w.parallel[who] / w.parallel.peer;
+    add(`warm curl ${who} / nginx`, vsN, `>= ${TARGETS.warmVsNginx}`, vsN >= TARGETS.warmVsNginx);
+    add(`warm curl ${who} / peer`, vsP, `>= ${TARGETS.warmVsPeer}`, vsP >= TARGETS.warmVsPeer);
+    add(`warm ${PAR} clients ${who} / peer`, par, `>= ${TARGETS.warmVsPeer}`, par >= TARGETS.warmVsPeer);
   }
-  const c = r.cold;
-  row(`2. cold ${mib(r.meta.blobBytes)} blob, ms (median; runs)`, '', '', '');
-  row('   upstream registry direct', `${f(c.ms.direct.median)}  (${list(c.ms.direct.runs)})`);
-  row('   stevedore, fresh data dir', `${f(c.ms.stevedore.median)}  (${list(c.ms.stevedore.runs)})`);
-  row('   cold / direct (median)', `${f(c.ratio, 2)}x`, `<= ${TARGETS.coldVsDirect}x`, mark(c.pass));
-  row('   stevedore: headers / all-but-last byte', `${f(c.stevedoreHeadersMs.median)} / ${f(c.stevedoreAllButLastMs.median)}`);
-  row('   stevedore CPU per cold GET, ms (median)', f(c.stevedoreCpuMs.median));
-  const k = r.coalescing;
-  const l = r.link;
-  row(`2b. cold over a ${f(l.bytesPerSec / 1e6)} MB/s link, ms (median; runs)`, '', '', '');
-  row('   registry direct over the link', `${f(l.ms.direct.median)}  (${list(l.ms.direct.runs)})`);
-  row('   stevedore over the link', `${f(l.ms.stevedore.median)}  (${list(l.ms.stevedore.runs)})`);
-  row('   cold / direct over the link (median)', `${f(l.ratio, 2)}x`, `<= ${TARGETS.coldVsDirect}x`, mark(l.pass));
-  row(`3. coalescing: ${k.clients} cold clients, ${mib(k.blobBytes)} blob`, '', '', '');
-  row('   upstream GETs / HEADs of the blob', `${k.upstreamGets} / ${k.upstreamHeads}`);
-  row('   upstream bytes / blob size', f(k.ratio, 2), f(TARGETS.coalescingRatio, 2), mark(k.pass));
-  row('   client time, ms (median / slowest)', `${f(k.clientMs.median)} / ${f(Math.max(...k.clientMs.runs))}`);
-  const mo = r.manifests.outcomes;
-  for (const [name, l, o] of [
-    ['GET manifest by digest', r.manifests.getByDigest, mo.getByDigest],
-    ['HEAD manifest by tag, in TTL', r.manifests.headByTag, mo.headByTag],
-  ] as const) {
-    row(`4. ${name}, ${l.connections} keep-alive conns, ${f(l.seconds, 1)} s`, `cache: ${o}`, 'hit', mark(o === 'hit'));
-    row('   req/s', f(l.rps));
-    row('   latency p50 / p99 / max, ms', `${f(l.p50ms, 2)} / ${f(l.p99ms, 2)} / ${f(l.maxms, 1)}`);
-    row(
-      '   requests / errors / non-200 / reconnects',
-      `${l.requests} / ${l.errors} / ${l.non2xx} / ${l.reconnects}`,
-      '0 errors',
-      mark(l.errors === 0 && l.non2xx === 0),
+  out.push({ what: 'warm bytes sha256 (stevedore, peer, front)', value: String(w.sha256Verified), target: 'true', pass: w.sha256Verified });
+  const link = r.cold.find((c) => c.bytesPerSec === 125e6);
+  if (link)
+    add(
+      'cold over 125 MB/s: direct time / stevedore time',
+      1 / link.ratio.stevedore,
+      `>= ${TARGETS.coldLinkVsDirect}`,
+      1 / link.ratio.stevedore >= TARGETS.coldLinkVsDirect,
     );
-  }
-  const m = r.rss;
-  row(`5. stevedore memory, ${m.clients} concurrent warm downloads`, '', '', '');
-  row('   RSS idle before', mib(m.idleRssBytes));
-  row(`   peak VmRSS (${m.samples} samples @50 ms)`, mib(m.peakRssBytes), `<= ${mib(TARGETS.rssBytes)}`, mark(m.peakRssBytes <= TARGETS.rssBytes));
-  row('   VmHWM (since restart)', mib(m.vmHwmBytes), `<= ${mib(TARGETS.rssBytes)}`, mark(m.vmHwmBytes <= TARGETS.rssBytes));
-  row('   aggregate throughput, MB/s', f(m.aggregateMBps));
-  const many = r.many;
-  row(`6. ${many.connections} connections, ${f(many.manifest.seconds, 1)} s: manifests + ${many.blobBytes} B blobs`, '', '', '');
-  row('   req/s (manifest + blob)', `${f(many.rps)} (${f(many.manifest.rps)} + ${f(many.blob.rps)})`);
-  row('   p99 ms (manifest / blob)', `${f(many.manifest.p99ms, 1)} / ${f(many.blob.p99ms, 1)}`);
-  row('   errors + non-200 / reconnects', `${many.errors} / ${many.manifest.reconnects + many.blob.reconnects}`, '0', mark(many.pass));
-  row('   peak RSS', mib(many.peakRssBytes));
-
-  const head: [string, string, string, string] = ['metric', 'value', 'target', 'result'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((x) => x[i]!.length)));
+  const loop = r.cold.find((c) => c.bytesPerSec === undefined);
+  if (loop)
+    add(
+      'cold loopback: stevedore / direct time vs peer / direct',
+      loop.ratio.stevedore,
+      `<= ${f(loop.ratio.peer, 2)} (peer)`,
+      loop.ratio.stevedore <= loop.ratio.peer,
+    );
+  for (const k of r.coalescing) add(`coalescing, ${k.workers} worker(s): upstream GETs`, k.upstreamGets, '1', k.pass, 0);
+  const p99 = r.manifests.getByDigest.p99ms;
+  add(
+    `manifest GET p99 ms, ${r.manifests.getByDigest.connections} conns`,
+    p99,
+    `<= ${TARGETS.manifestP99Ms}`,
+    p99 <= TARGETS.manifestP99Ms && r.manifests.getByDigest.errors === 0,
+    1,
+  );
+  const peak = Math.max(r.rss.peakRssBytes, Number.isNaN(r.rss.vmHwmBytes) ? 0 : r.rss.vmHwmBytes);
+  out.push({
+    what: `peak RSS, ${r.rss.clients} warm downloads`,
+    value: mib(peak),
+    target: `<= ${mib(TARGETS.rssPeakBytes)}`,
+    pass: peak <= TARGETS.rssPeakBytes,
+  });
+  out.push({
+    what: 'idle RSS after',
+    value: mib(r.rss.idleAfterBytes),
+    target: `<= ${mib(TARGETS.rssIdleBytes)}`,
+    pass: r.rss.idleAfterBytes <= TARGETS.rssIdleBytes,
+  });
+  out.push({ what: `${r.many.connections} connections: errors`, value: String(r.many.errors), target: '0', pass: r.many.pass });
+  return out;
+}
+function table(out: (l: string) => void, head: string[], rows: string[][]): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((x) => (x[i] ?? '').length)));
   const fmt = (x: string[]): string =>
     x
       .map((v, i) => v.padEnd(widths[i]!))
       .join(' | ')
       .trimEnd();
-  out('');
-  out(
-    `stevedore bench  (${r.meta.date}, node ${r.meta.node}, ${r.meta.cpus} cpus, load avg ${f(r.meta.loadavg1.start, 2)} -> ${f(r.meta.loadavg1.end, 2)}; MB = 10^6 bytes)`,
-  );
   out(fmt(head));
   out(widths.map((n) => '-'.repeat(n)).join('-|-'));
   for (const x of rows) out(fmt(x));
   out('');
+}
+
+export function printTable(r: Results, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): void {
+  const w = r.warm;
+  out('');
+  out(
+    `stevedore bench  (${r.meta.date}, node ${r.meta.node}, ${r.meta.cpus} cpus, load avg ${f(r.meta.loadavg1.start, 2)} -> ${f(r.meta.loadavg1.end, 2)}; MB = 10^6 bytes; median (min-max))`,
+  );
+  out('');
+  out(`1. warm ${mib(r.meta.blobBytes)} blob, MB/s; ratios of medians; N = ${w.workers} workers`);
+  table(
+    out,
+    ['server', 'curl', 'x nginx', 'x peer', 'undici', 'x nginx', `${PAR} curl at once`, 'x peer'],
+    WHO.map((who) => [
+      WHO_LABEL[who],
+      spread(w.curl[who]),
+      f(w.curl[who].median / w.curl.nginx.median, 2),
+      f(w.curl[who].median / w.curl.peer.median, 2),
+      spread(w.undici[who]),
+      f(w.undici[who].median / w.undici.nginx.median, 2),
+      f(w.parallel[who]),
+      f(w.parallel[who] / w.parallel.peer, 2),
+    ]),
+  );
+  out(`2. cold ${mib(r.meta.blobBytes)} blob, curl, ms; ratio = time / direct time (lower is better)`);
+  table(
+    out,
+    ['link', 'runs', 'upstream direct', 'stevedore', 'ratio', 'peer', 'ratio'],
+    r.cold.map((c) => [
+      c.bytesPerSec ? `${f(c.bytesPerSec / 1e6)} MB/s` : 'loopback',
+      String(c.runsEach),
+      spread(c.ms.direct),
+      spread(c.ms.stevedore),
+      f(c.ratio.stevedore, 2),
+      spread(c.ms.peer),
+      f(c.ratio.peer, 2),
+    ]),
+  );
+  const m = r.manifests;
+  out('3. small requests and memory');
+  table(
+    out,
+    ['measurement', 'value'],
+    [
+      [
+        `GET manifest by digest, ${m.getByDigest.connections} conns (cache: ${m.outcomes.getByDigest})`,
+        `${f(m.getByDigest.rps)} req/s, p50 ${f(m.getByDigest.p50ms, 1)} / p99 ${f(m.getByDigest.p99ms, 1)} / max ${f(m.getByDigest.maxms, 1)} ms, ${m.getByDigest.errors + m.getByDigest.non2xx} errors`,
+      ],
+      [
+        `HEAD manifest by tag, ${m.headByTag.connections} conns (cache: ${m.outcomes.headByTag})`,
+        `${f(m.headByTag.rps)} req/s, p50 ${f(m.headByTag.p50ms, 1)} / p99 ${f(m.headByTag.p99ms, 1)} / max ${f(m.headByTag.maxms, 1)} ms, ${m.headByTag.errors + m.headByTag.non2xx} errors`,
+      ],
+      [
+        `RSS, --workers 1, ${r.rss.clients} warm downloads at once`,
+        `idle ${mib(r.rss.idleBeforeBytes)}, peak ${mib(Math.max(r.rss.peakRssBytes, r.rss.vmHwmBytes || 0))}, idle after ${mib(r.rss.idleAfterBytes)}, ${f(r.rss.aggregateMBps)} MB/s`,
+      ],
+      [
+        `${r.many.connections} connections, manifests + ${r.many.blobBytes} B blobs`,
+        `${f(r.many.rps)} req/s, p99 ${f(r.many.manifest.p99ms, 1)} / ${f(r.many.blob.p99ms, 1)} ms, ${r.many.errors} errors, peak RSS ${mib(r.many.peakRssBytes)}`,
+      ],
+      ...r.coalescing.map((k) => [
+        `coalescing: ${k.clients} cold clients, ${k.workers} worker(s), ${mib(k.blobBytes)}`,
+        `${k.upstreamGets} upstream GET(s), ${k.upstreamHeads} HEAD(s), bytes exact: ${k.bytesExact}`,
+      ]),
+    ],
+  );
+  out('4. targets');
+  table(
+    out,
+    ['check', 'value', 'target', 'result'],
+    checks(r).map((c) => [c.what, c.value, c.target, mark(c.pass)]),
+  );
   out(
     `stage seconds: ${Object.entries(r.meta.stageSeconds)
       .map(([s, t]) => `${s} ${t.toFixed(1)}`)
@@ -184,5 +217,5 @@ export function printTable(r: Results, out: (line: string) => void = (l) => proc
 }
 
 export function writeJson(file: string, r: Results): void {
-  writeFileSync(file, `${JSON.stringify({ targets: TARGETS, ...r }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ targets: TARGETS, checks: checks(r), ...r }, null, 2)}\n`);
 }

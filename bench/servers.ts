@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { request } from 'undici';
 import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor, type TempDir } from '../test/helpers/tmp.ts';
 
-const MAIN = path.resolve(import.meta.dirname, '../dist/main.js');
+const MAIN = process.env.STEVEDORE_BENCH_MAIN ?? path.resolve(import.meta.dirname, '../dist/main.js');
 const NGINX = process.env.STEVEDORE_NGINX_BIN ?? 'nginx';
 
 export interface Server {
@@ -42,12 +42,21 @@ async function answers(url: string): Promise<boolean> {
  * `node dist/main.js serve` on a free loopback port, spawned here (not via test/helpers/stevedore.ts) because
  * the RSS measurement needs the PID. dataDir: reuse a directory (warm restart); default: a fresh temp dir.
  */
-export async function startStevedore(upstreamUrl: string, opts: { dataDir?: string; tagTtl?: number } = {}): Promise<Server & { dataDir: string }> {
+export async function startStevedore(
+  upstreamUrl: string,
+  opts: { dataDir?: string; tagTtl?: number; workers?: number; config?: Record<string, unknown> } = {},
+): Promise<Server & { dataDir: string; port: number }> {
   const port = await freePort();
   const tmp: TempDir | undefined = opts.dataDir ? undefined : makeTempDir('stevedore-bench-data-');
   const dataDir = opts.dataDir ?? tmp!.path;
   const args = [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--upstream', upstreamUrl, '--log-level', 'warn'];
   if (opts.tagTtl !== undefined) args.push('--tag-ttl', String(opts.tagTtl));
+  if (opts.workers !== undefined) args.push('--workers', String(opts.workers));
+  if (opts.config) {
+    const file = path.join(makeTempDir('stevedore-bench-cfg-').path, 'config.json');
+    writeFileSync(file, JSON.stringify(opts.config));
+    args.push('--config', file);
+  }
   const child = spawnTracked(process.execPath, args);
   const logs = collect(child);
   const url = `http://127.0.0.1:${port}`;
@@ -69,7 +78,7 @@ export async function startStevedore(upstreamUrl: string, opts: { dataDir?: stri
     await stop();
     throw e;
   }
-  return { url, pid: child.pid!, dataDir, logs, stop };
+  return { url, port, pid: child.pid!, dataDir, logs, stop };
 }
 
 /** nginx serving `root` with sendfile, everything (conf, pid, logs, temp paths) in a temp dir. */

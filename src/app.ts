@@ -49,13 +49,34 @@ export interface Stevedore {
   prefetch(items: PrefetchItem[], opts: PrefetchOptions): PrefetchRun;
   /** Scheduled warming (config `warm`); started by start(). */
   warmer: Warmer | undefined;
-  /** Startup reconciliation, then the periodic sweep and access-time flush (serve only). */
-  start(): Promise<void>;
+  /**
+   * Startup reconciliation (unless the cluster primary did it: `cleanup: false`), the access-time flush, and
+   * for the leader (the only process, or worker 1 of `--workers N`) the periodic sweep and scheduled warming.
+   */
+  start(opts?: { cleanup?: boolean; leader?: boolean }): Promise<void>;
   /** Waits for fills in flight (bounded by the caller), flushes access times, closes SQLite. */
   close(): Promise<void>;
 }
 
-export function buildApp(config: Config, log: Logger, now: () => number = Date.now): Stevedore {
+/** Startup work on the data dir that must run once, before any process serves it: empty tmp/, reconcile rows and files. */
+export async function prepareDataDir(config: Config, log: Logger): Promise<void> {
+  const store = new BlobStore(config.data);
+  const meta = new Metadata(store.paths.db);
+  try {
+    store.removeLeftovers();
+    const r = await reconcile(store, meta);
+    if (r.rowsDropped || r.filesAdopted || r.strayFiles) log.warn(r, 'store reconciled at startup');
+  } finally {
+    meta.close();
+  }
+}
+
+export interface BuildOptions {
+  /** Under `--workers N`: /metrics answers the sum over all workers (asked of the cluster primary). */
+  clusterMetrics?: () => Promise<{ contentType: string; text: string }>;
+}
+
+export function buildApp(config: Config, log: Logger, now: () => number = Date.now, opts: BuildOptions = {}): Stevedore {
   const store = new BlobStore(config.data);
   const meta = new Metadata(store.paths.db, now);
   const breaker = new CircuitBreaker({ failures: config.circuitBreaker.failures, cooldownMs: config.circuitBreaker.cooldown * 1000, now });
@@ -192,6 +213,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
       return { ok, body };
     },
     async metrics() {
+      if (opts.clusterMetrics) return opts.clusterMetrics();
       return { contentType: m.registry.contentType, text: await m.registry.metrics() };
     },
   });
@@ -202,6 +224,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     onRequestDone,
     passthroughUpstreams: Object.values(config.upstreams).some((u) => u.passthrough),
     ...(config.clientAuth ? { auth: new ClientAuth(config.clientAuth) } : {}),
+    ...(config.accelRedirect ? { accelPrefix: config.accelRedirect.prefix } : {}),
   });
   if (config.adminToken) adminRoutes(app, { token: config.adminToken, foreign: foreignAdmin, foreignStats: () => foreign.stats() });
   const timers: NodeJS.Timeout[] = [];
@@ -220,11 +243,14 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     foreignAdmin,
     prefetch: runPrefetch,
     warmer,
-    async start() {
-      store.removeLeftovers();
-      const r = await reconcile(store, meta);
-      if (r.rowsDropped || r.filesAdopted || r.strayFiles) log.warn(r, 'store reconciled at startup');
+    async start({ cleanup = true, leader = true } = {}) {
+      if (cleanup) {
+        store.removeLeftovers();
+        const r = await reconcile(store, meta);
+        if (r.rowsDropped || r.filesAdopted || r.strayFiles) log.warn(r, 'store reconciled at startup');
+      }
       timers.push(setInterval(() => access.flush(), 10_000).unref());
+      if (!leader) return;
       if (budgeted) {
         timers.push(setInterval(() => void sweep(), config.sweepInterval * 1000).unref());
         await sweep();

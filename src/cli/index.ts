@@ -13,9 +13,11 @@ export async function runCli(argv: string[]): Promise<void> {
   program.exitOverride((err) => {
     process.exit(err.exitCode === 0 ? 0 : 2);
   });
-  common(program.command('serve').description('run the registry mirror')).action(async (flags: ConfigFlags) => {
-    await serve(build(flags));
-  });
+  common(program.command('serve').description('run the registry mirror'))
+    .option('--workers <n>', 'processes serving the port and sharing the data dir (default: one per CPU; env STEVEDORE_WORKERS)')
+    .action(async (flags: ConfigFlags) => {
+      await serve(build(flags));
+    });
   common(program.command('check-config').description('validate the configuration and print it (secrets redacted)')).action((flags: ConfigFlags) => {
     const config = build(flags);
     const upstreams = Object.fromEntries(

@@ -1,18 +1,40 @@
-// `stevedore serve`: listen, and on SIGTERM/SIGINT stop accepting, let in-flight responses finish, close SQLite.
+// `stevedore serve`: listen (one process, or `--workers N` under node:cluster sharing the port and the data dir),
+// and on SIGTERM/SIGINT stop accepting, let in-flight responses finish, close SQLite.
 import { serve as listen } from '@hono/node-server';
+import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { buildApp } from '../app.js';
+import os from 'node:os';
+import { AggregatorRegistry } from 'prom-client';
+import { buildApp, prepareDataDir, type BuildOptions } from '../app.js';
 import type { Config } from '../config/load.js';
 import { createLogger } from '../obs/log.js';
 
 const GRACE_MS = 10_000;
+/** Worker index (1..N) in the environment of a cluster worker; worker 1 is the leader (sweeps, warming). */
+const WORKER_ENV = 'STEVEDORE_WORKER_INDEX';
+const METRICS_MSG = 'stevedore:metrics';
 
 export async function serve(config: Config): Promise<void> {
-  const log = createLogger(config.logLevel);
-  const s = buildApp(config, log);
-  await s.start();
+  const workers = config.workers ?? os.availableParallelism();
+  if (workers <= 1) return serveOne(config, { cleanup: true, leader: true });
+  if (cluster.isPrimary) return primary(config, workers);
+  return serveOne(config, { cleanup: false, leader: process.env[WORKER_ENV] === '1' }, { clusterMetrics: askPrimaryForMetrics });
+}
+
+/** One serving process: the whole server (`--workers 1`) or one cluster worker. */
+async function serveOne(config: Config, role: { cleanup: boolean; leader: boolean }, opts: BuildOptions = {}): Promise<void> {
+  const base = createLogger(config.logLevel);
+  // Under --workers N every line says which worker wrote it.
+  const log = cluster.isWorker ? base.child({ worker: Number(process.env[WORKER_ENV]) }) : base;
+  const s = buildApp(config, log, Date.now, opts);
+  await s.start(role);
+  if (cluster.isWorker) {
+    // Constructing one installs prom-client's worker side: it answers the primary's requests with this registry.
+    new AggregatorRegistry();
+    AggregatorRegistry.setRegistries([s.metrics.registry]);
+  }
   const tls = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
   const readTls = (t: { cert: string; key: string }) => ({ cert: readFileSync(t.cert), key: readFileSync(t.key) });
   const server = (
@@ -22,6 +44,7 @@ export async function serve(config: Config): Promise<void> {
   ) as Server;
   if (tls) {
     // Renewed certificates (cert-manager, certbot) take effect without a restart: new connections use them.
+    // Under --workers N the primary passes SIGHUP on to every worker.
     process.on('SIGHUP', () => {
       try {
         (server as unknown as HttpsServer).setSecureContext(readTls(tls));
@@ -38,25 +61,8 @@ export async function serve(config: Config): Promise<void> {
     server.once('listening', resolve);
     server.once('error', reject);
   });
-  log.info(
-    {
-      listen: `${tls ? 'https' : 'http'}://${config.host}:${config.port}`,
-      data: config.data,
-      defaultUpstream: config.defaultUpstream,
-      upstreams: Object.keys(config.upstreams),
-    },
-    'stevedore listening',
-  );
-  if (!config.clientAuth) {
-    const withCredentials = Object.values(config.upstreams)
-      .filter((u) => u.credentials)
-      .map((u) => u.name);
-    if (withCredentials.length > 0)
-      log.warn(
-        { upstreams: withCredentials, listen: `${config.host}:${config.port}` },
-        'no client authentication (auth:) is configured, yet these upstreams have credentials: anyone who can connect can pull what those credentials can read',
-      );
-  }
+  if (cluster.isWorker) log.info({ pid: process.pid }, 'worker listening');
+  else listening(config, log);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
@@ -76,4 +82,114 @@ export async function serve(config: Config): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // A worker whose primary died (kill -9) must not linger holding the port.
+  if (cluster.isWorker) process.on('disconnect', () => stop('primary gone'));
+}
+
+/** The startup line (and the warning about open access to upstream credentials), once per server. */
+function listening(config: Config, log: ReturnType<typeof createLogger>, workers?: number): void {
+  const tls = Boolean(config.tlsCert && config.tlsKey);
+  log.info(
+    {
+      listen: `${tls ? 'https' : 'http'}://${config.host}:${config.port}`,
+      data: config.data,
+      ...(workers ? { workers } : {}),
+      defaultUpstream: config.defaultUpstream,
+      upstreams: Object.keys(config.upstreams),
+    },
+    'stevedore listening',
+  );
+  if (!config.clientAuth) {
+    const withCredentials = Object.values(config.upstreams)
+      .filter((u) => u.credentials)
+      .map((u) => u.name);
+    if (withCredentials.length > 0)
+      log.warn(
+        { upstreams: withCredentials, listen: `${config.host}:${config.port}` },
+        'no client authentication (auth:) is configured, yet these upstreams have credentials: anyone who can connect can pull what those credentials can read',
+      );
+  }
+}
+
+/**
+ * The cluster primary: prepares the data dir once, forks N workers (the kernel's connections are handed out
+ * round-robin), replaces a worker that crashes, answers /metrics for the sum of all workers, and on
+ * SIGTERM/SIGINT stops every worker gracefully and exits when they have.
+ */
+async function primary(config: Config, n: number): Promise<void> {
+  const log = createLogger(config.logLevel);
+  await prepareDataDir(config, log);
+  const aggregator = new AggregatorRegistry();
+  let stopping = false;
+  const fork = (index: number): Worker => {
+    const w = cluster.fork({ [WORKER_ENV]: String(index) });
+    w.on('message', (msg: { type?: string; id?: number }) => {
+      if (msg?.type !== METRICS_MSG) return;
+      aggregator.clusterMetrics().then(
+        (text) => w.isConnected() && w.send({ type: METRICS_MSG, id: msg.id, text, contentType: aggregator.contentType }),
+        (e: unknown) => w.isConnected() && w.send({ type: METRICS_MSG, id: msg.id, error: String(e) }),
+      );
+    });
+    w.on('exit', (code, signal) => {
+      if (stopping) return;
+      log.error({ worker: index, code, signal }, 'worker exited: starting another');
+      setTimeout(() => !stopping && fork(index), 1_000).unref();
+    });
+    return w;
+  };
+  const started = Array.from({ length: n }, (_, i) => fork(i + 1));
+  await Promise.all(started.map((w) => new Promise<void>((r) => w.once('listening', () => r()))));
+  listening(config, log, n);
+  // TLS certificate reload (systemctl reload, kill -HUP): every worker re-reads the files.
+  if (config.tlsCert && config.tlsKey)
+    process.on('SIGHUP', () => {
+      for (const w of Object.values(cluster.workers ?? {})) if (w && !w.isDead()) w.process.kill('SIGHUP');
+    });
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, workers: n }, 'shutting down all workers');
+    const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+    let left = alive.length;
+    const done = (): void => {
+      log.flush();
+      process.exit(0);
+    };
+    if (left === 0) done();
+    for (const w of alive) {
+      w.once('exit', () => --left === 0 && done());
+      w.process.kill('SIGTERM');
+    }
+    // Workers bound their own shutdown (2 x GRACE_MS); past that, they are killed.
+    setTimeout(
+      () => {
+        for (const w of alive) if (!w.isDead()) w.process.kill('SIGKILL');
+        done();
+      },
+      2 * GRACE_MS + 5_000,
+    ).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+let metricsSeq = 0;
+/** In a worker: /metrics for the whole cluster, aggregated by the primary (prom-client's AggregatorRegistry). */
+function askPrimaryForMetrics(): Promise<{ contentType: string; text: string }> {
+  const id = ++metricsSeq;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      process.off('message', onMessage);
+      reject(new Error('cluster metrics: no answer from the primary'));
+    }, 5_000);
+    const onMessage = (msg: { type?: string; id?: number; text?: string; contentType?: string; error?: string }): void => {
+      if (msg?.type !== METRICS_MSG || msg.id !== id) return;
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      if (msg.error !== undefined) reject(new Error(msg.error));
+      else resolve({ contentType: msg.contentType!, text: msg.text! });
+    };
+    process.on('message', onMessage);
+    process.send!({ type: METRICS_MSG, id });
+  });
 }

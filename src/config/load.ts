@@ -27,6 +27,7 @@ export interface ConfigFlags {
   upstreamRate?: string;
   tlsCert?: string;
   tlsKey?: string;
+  workers?: string;
 }
 
 /** `URL` -> named by host[:port], becomes the default; `NAME=URL` -> named upstream. */
@@ -84,6 +85,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   set('tlsCert', env.STEVEDORE_TLS_CERT);
   set('tlsKey', env.STEVEDORE_TLS_KEY);
   set('adminToken', env.STEVEDORE_ADMIN_TOKEN);
+  set('workers', num(env.STEVEDORE_WORKERS));
   if (env.STEVEDORE_OFFLINE !== undefined) raw.offline = /^(1|true|yes)$/i.test(env.STEVEDORE_OFFLINE);
   set('listen', flags.listen);
   set('maxSize', flags.maxSize);
@@ -95,6 +97,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   set('data', flags.data);
   set('tagTtl', num(flags.tagTtl));
   set('logLevel', flags.logLevel);
+  set('workers', num(flags.workers));
   const upstreamArgs = [...(env.STEVEDORE_UPSTREAM?.split(',').filter(Boolean) ?? []), ...(flags.upstream ?? [])];
   const ups = { ...((raw.upstreams as Record<string, unknown> | undefined) ?? {}) };
   for (const arg of upstreamArgs) {

@@ -121,6 +121,13 @@ export const configSchema = z.strictObject({
   foreign: foreignSchema,
   /** Scheduled cache warming inside serve: refs, platforms, and `every: 6h` or `at: "02:00"` (local time). */
   warm: warmSchema,
+  /** `serve` processes sharing the port and the data dir (node:cluster); default: one per CPU. */
+  workers: z.number().int().min(1).max(256).optional(),
+  /**
+   * nginx in front (deploy/nginx/stevedore.conf): a cached blob is answered with an empty body and
+   * `X-Accel-Redirect: <prefix><alg>/<2>/<hex>`, and nginx sends the file from <data>/blobs/ itself.
+   */
+  accelRedirect: z.strictObject({ prefix: z.string().regex(/^\/[A-Za-z0-9._~/-]*\/$/, 'prefix must be a URL path starting and ending with /') }).optional(),
   /** Bearer token for the admin API under /-/admin/ (off when unset); env STEVEDORE_ADMIN_TOKEN. */
   adminToken: z.string().min(16, 'adminToken must be at least 16 characters').optional(),
   /** TLS: PEM certificate (chain) and key files; both or neither; re-read on SIGHUP. */

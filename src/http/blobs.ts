@@ -5,9 +5,14 @@ import { requireDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { Env } from './middleware.js';
 import { multipartBody, planRange } from './ranges.js';
-import { parseRange, sendBytes, sendStream } from './respond.js';
+import { parseRange, sendBytes, sendDirect, sendStream } from './respond.js';
 
-export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, reference: string): Promise<Response> {
+/** nginx fronts stevedore (deploy/nginx/stevedore.conf): hits are answered with X-Accel-Redirect to `prefix` + CAS path. */
+export interface BlobRouteOptions {
+  accelPrefix?: string;
+}
+
+export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, reference: string, opts: BlobRouteOptions = {}): Promise<Response> {
   const digest = requireDigest(reference);
   const info = c.get('info');
   info.digest = digest;
@@ -27,6 +32,13 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
   info.outcome = blob.outcome;
   base['x-stevedore-cache'] = blob.outcome;
   if (blob.redirect) return sendBytes(302, { location: blob.redirect, 'docker-content-digest': digest, 'content-length': '0' }, null);
+  if (opts.accelPrefix && blob.casPath && blob.size !== undefined) {
+    // nginx sends the verified file (and answers Range, multi-range too, itself); stevedore has decided, and logs and counts it.
+    blob.discard?.();
+    const r = parseRange(c.req.header('range'), blob.size);
+    info.bytes = r && r !== 'invalid' ? r.end - r.start + 1 : r === 'invalid' ? 0 : blob.size;
+    return sendBytes(200, { ...base, 'x-accel-redirect': `${opts.accelPrefix}${blob.casPath}` }, null);
+  }
   const header = blob.wholeOnly ? undefined : c.req.header('range');
   // Anything but one well-formed range goes through ranges.ts (multipart, ignored, or 416); one range stays on the fast path.
   const plan = header === undefined ? undefined : planRange(header, blob.size);
@@ -43,10 +55,16 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
     const mp = multipartBody((s, e) => blob.open(s, e), plan.parts, blob.size!, base['content-type']!);
     return sendStream(c, 206, { ...base, ...mp.headers }, mp.body, onEnd);
   }
-  if (range) {
-    const headers = { ...base, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${blob.size}` };
-    return sendStream(c, 206, headers, blob.open(range.start, range.end), onEnd);
+  const status = range ? 206 : 200;
+  const headers = range
+    ? { ...base, 'content-length': String(range.end - range.start + 1), 'content-range': `bytes ${range.start}-${range.end}/${blob.size}` }
+    : blob.size !== undefined
+      ? { ...base, 'content-length': String(blob.size) }
+      : base;
+  if (blob.send && blob.size !== undefined) {
+    const [start, end] = range ? [range.start, range.end] : [0, blob.size - 1];
+    const sent = sendDirect(c, status, headers, (sink) => blob.send!(sink, start, end), onEnd);
+    if (sent) return sent;
   }
-  const headers = blob.size !== undefined ? { ...base, 'content-length': String(blob.size) } : base;
-  return sendStream(c, 200, headers, blob.open(), onEnd);
+  return sendStream(c, status, headers, range ? blob.open(range.start, range.end) : blob.open(), onEnd);
 }

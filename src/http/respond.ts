@@ -3,6 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { Readable, pipeline } from 'node:stream';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
+import type { ByteSink } from '../cache/blobs/handle.js';
 import type { Env } from './middleware.js';
 
 export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' } as const;
@@ -23,6 +24,38 @@ export function sendStream(c: Context<Env>, status: number, headers: Record<stri
     return RESPONSE_ALREADY_SENT;
   }
   return new Response(Readable.toWeb(body) as ReadableStream, { status, headers: { ...API_VERSION_HEADER, ...headers } });
+}
+
+/**
+ * The warm path under node-server: headers, then `send` writes large chunks straight into the response (one
+ * socket write each, buffers reused once the kernel took them); any failure destroys the socket, so a client
+ * sees a truncated response, never a clean end. undefined when not under node-server (the caller streams).
+ */
+export function sendDirect(
+  c: Context<Env>,
+  status: number,
+  headers: Record<string, string>,
+  send: (sink: ByteSink) => Promise<void>,
+  onChunk: (bytes: number) => void,
+): Response | undefined {
+  const out = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  if (!out) return undefined;
+  c.set('streamed', true);
+  out.writeHead(status, { ...API_VERSION_HEADER, ...headers });
+  const sink: ByteSink = {
+    write(chunk, done) {
+      onChunk(chunk.length);
+      out.write(chunk, done);
+    },
+    get closed() {
+      return out.destroyed || out.writableEnded;
+    },
+  };
+  send(sink).then(
+    () => out.end(),
+    (e: unknown) => out.destroy(e as Error),
+  );
+  return RESPONSE_ALREADY_SENT;
 }
 
 export function sendBytes(status: number, headers: Record<string, string>, body: Uint8Array | null): Response {

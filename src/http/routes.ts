@@ -29,6 +29,8 @@ export interface AppOptions {
   log: Logger;
   onRequestDone?: (c: Context<Env>, status: number, info: RequestInfo) => void;
   ops?: (app: Hono<Env>) => void;
+  /** config accelRedirect.prefix: cached blobs are sent by nginx in front (X-Accel-Redirect). */
+  accelPrefix?: string;
 }
 
 export function createApp(opts: AppOptions): Hono<Env> {
@@ -88,7 +90,7 @@ export function createApp(opts: AppOptions): Hono<Env> {
           target = await opts.proxy.admit(target, path, authorization, kind);
         } else if (auth) auth.authorize(await identify(), target.upstream.name, target.repo);
         if (route.kind === 'manifests') return manifestRoute(c, opts.proxy, target, route.reference);
-        if (route.kind === 'blobs') return blobRoute(c, opts.proxy, target, route.reference);
+        if (route.kind === 'blobs') return blobRoute(c, opts.proxy, target, route.reference, opts.accelPrefix ? { accelPrefix: opts.accelPrefix } : {});
         if (route.kind === 'referrers') return referrersRoute(c, opts.proxy, target, route.digest);
         return tagsRoute(c, opts.proxy, target, route.name);
       }

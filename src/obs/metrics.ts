@@ -89,6 +89,7 @@ export class Metrics {
       name: 'stevedore_store_bytes',
       help: 'Bytes of blobs in the store',
       registers,
+      aggregator: 'max', // every worker reads the same shared store (cluster aggregation)
       collect() {
         this.set(sources.store().bytes);
       },
@@ -97,6 +98,7 @@ export class Metrics {
       name: 'stevedore_store_objects',
       help: 'Blobs in the store',
       registers,
+      aggregator: 'max',
       collect() {
         this.set(sources.store().objects);
       },
@@ -106,6 +108,7 @@ export class Metrics {
       help: '1 while the circuit breaker for an upstream is open',
       labelNames: ['upstream'],
       registers,
+      aggregator: 'max',
       collect() {
         for (const c of sources.circuits()) this.set({ upstream: c.upstream }, c.open ? 1 : 0);
       },

@@ -23,6 +23,12 @@ export class StorePaths {
     if (!d) throw new Error(`not a digest: ${digest}`);
     return join(this.root, 'blobs', d.algorithm, d.hex.slice(0, 2), d.hex);
   }
+  /** A blob's path below blobsDir (`sha256/ab/abcd…`, always with /): what nginx's /_cas/ location maps. */
+  casPath(digest: Digest): string {
+    const d = parseDigest(digest);
+    if (!d) throw new Error(`not a digest: ${digest}`);
+    return `${d.algorithm}/${d.hex.slice(0, 2)}/${d.hex}`;
+  }
   get partialDir(): string {
     return join(this.root, 'partial');
   }

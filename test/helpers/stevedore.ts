@@ -35,6 +35,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** The server serves TLS (--tls-cert/--tls-key in extraArgs or config): trust this CA (PEM) for the readiness probe. */
   tlsCa?: string;
+  /** `--workers N`; default 1 (tests that rely on one process's state); set it to test the cluster. */
+  workers?: number;
 }
 
 /** Starts `node dist/main.js serve` (run `npm run build` first; `npm test` does). */
@@ -50,6 +52,7 @@ export async function startStevedore(opts: StartOptions = {}): Promise<Stevedore
     args.push('--config', file);
   }
   args.push(...(opts.extraArgs ?? []));
+  if (!args.includes('--workers')) args.push('--workers', String(opts.workers ?? 1));
   const child = spawnTracked(process.execPath, args, { env: { ...process.env, ...opts.env } });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));

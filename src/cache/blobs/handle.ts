@@ -18,6 +18,21 @@ export interface BlobHandle {
   discard?(): void;
   /** The body can only be sent whole (pass-through): a Range header is ignored (RFC 9110 allows it). */
   wholeOnly?: boolean;
+  /**
+   * A committed blob: bytes [start, end] written to `sink` in large chunks read into reused buffers, no stream
+   * objects in between (the warm path). Resolves when the last chunk has left; rejects when the client went
+   * away or the file failed. Call at most once, instead of open().
+   */
+  send?(sink: ByteSink, start: number, end: number): Promise<void>;
+  /** A committed blob: its path below the CAS root (`sha256/ab/abcd…`), for X-Accel-Redirect. */
+  casPath?: string;
+}
+
+/** Where send() writes: `done` fires once the chunk has been handed to the kernel (its buffer may be reused). */
+export interface ByteSink {
+  write(chunk: Buffer, done: (err?: Error | null) => void): void;
+  /** The client has gone (or the response failed): stop. */
+  readonly closed: boolean;
 }
 
 /** A descriptor with `urls` or a foreign/non-distributable media type, as recorded from a manifest. */

@@ -11,6 +11,7 @@ import { header } from '../../upstream/client.js';
 import { UpstreamNotFound } from '../../upstream/outcomes.js';
 import type { Target } from '../../upstream/registries.js';
 import { bestEffort } from '../best-effort.js';
+import { FilledElsewhere, followElsewhere } from './elsewhere.js';
 import { StoreUnwritableError, type BlobFill, type FillDeps, type FillSource } from './fill.js';
 import { Fills } from './fills.js';
 import type { BlobHandle, BlobOutcome, ForeignDescriptor, ForeignHooks } from './handle.js';
@@ -155,6 +156,7 @@ export class Blobs {
       if (fill.state === 'done') return this.get(target, digest);
       return this.fills.follow(fill, joined ? 'coalesced' : 'miss');
     } catch (e) {
+      if (e instanceof FilledElsewhere) return this.followElsewhere(target, digest);
       if (e instanceof StoreUnwritableError) {
         this.storeRefused(e.reason);
         // The first caller streams the response it already has; callers that joined it fetch their own.
@@ -182,6 +184,22 @@ export class Blobs {
         return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
       throw e;
     }
+  }
+
+  /**
+   * Another process on this data dir is downloading the digest: confirm this repository and learn the size with
+   * an upstream HEAD (no body), then follow its growing file. Without a size, fetch our own copy through.
+   */
+  private async followElsewhere(target: Target, digest: Digest): Promise<BlobHandle> {
+    const res = await this.upstream.head(target, digest);
+    const cl = header(res.headers, 'content-length');
+    const size = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+    // Committed meanwhile: an ordinary hit.
+    const stored = this.deps.meta.blobSize(digest);
+    const hit = stored !== undefined ? await this.hits.open(digest, stored) : undefined;
+    if (hit) return hit;
+    if (size === undefined) return passThroughHandle(await this.upstream.source(target, digest, false), undefined, digest);
+    return { size, outcome: 'coalesced', open: (start, end) => followElsewhere(this.deps.store, digest, size, start, end) };
   }
 
   private settled(digest: Digest, fill: BlobFill): void {

@@ -10,6 +10,7 @@ import { fromUnreachable, fromUpstreamStatus } from '../../upstream/outcomes.js'
 import type { Target } from '../../upstream/registries.js';
 import { bestEffort } from '../best-effort.js';
 import { Coalescer } from '../coalesce.js';
+import { FilledElsewhere } from './elsewhere.js';
 import type { FillSource } from './fill.js';
 
 export type HeadResult = { status: number; headers: Headers };
@@ -34,13 +35,16 @@ export class UpstreamBlobs {
 
   /**
    * GET from the upstream. With `resumable`, an interrupted earlier download of this digest (partial/) is
-   * continued with Range instead of fetched again from the first byte.
+   * continued with Range instead of fetched again from the first byte. Throws FilledElsewhere when another live
+   * process (worker, prefetch) is downloading it right now: follow that one instead of a second upstream GET.
    */
   async source(target: Target, digest: Digest, resumable = true): Promise<FillSource> {
     const what = { digest, repo: target.repo, upstream: target.upstream.name };
     const path = `/blobs/${digest}`;
     const get = (offset: number) => this.deps.client.send(target.upstream, target.repo, path, 'GET', offset > 0 ? { range: `bytes=${offset}-` } : {});
-    const partial = resumable ? await this.deps.store.claimPartial(digest).catch(() => undefined) : undefined;
+    const claimed = resumable ? await this.deps.store.claimPartial(digest).catch(() => null) : null;
+    if (claimed === undefined) throw new FilledElsewhere(digest);
+    const partial = claimed ?? undefined;
     let res;
     try {
       res = await get(partial?.size ?? 0);
