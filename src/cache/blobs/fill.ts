@@ -72,6 +72,9 @@ export class BlobFill {
   private readonly events = new EventEmitter().setMaxListeners(0);
   private readonly window = new ChunkWindow(RETAIN);
   private writes: Promise<void> = Promise.resolve();
+  /** Chunks received but not yet handed to a write, starting at file offset pendingAt. */
+  private pending: Buffer[] = [];
+  private pendingAt = 0;
   private writeError: Error | undefined;
   private readers = 0;
   private handleClosed = false;
@@ -161,22 +164,42 @@ export class BlobFill {
     }
   }
 
-  /** Queues a chunk for the disk; the download waits only when too much is not yet written. */
+  /**
+   * Queues a chunk for the disk; the download waits only when too much is not yet written. Chunks that arrive
+   * while a write runs are written together by the next one (one pwritev, one threadpool trip, for many chunks).
+   */
   private async write(buf: Buffer): Promise<void> {
     if (this.writeError) throw this.writeError;
     const at = this.received;
     this.window.add(at, buf);
-    this.writes = this.writes.then(async () => {
-      if (this.writeError) return;
-      try {
-        await this.handle.write(buf, 0, buf.length, at);
-        this.flushed = at + buf.length;
-        this.window.trim(this.flushed, this.received);
-      } catch (e) {
-        this.writeError = e as Error;
-      }
-    });
+    if (this.pending.length === 0) {
+      this.pendingAt = at;
+      this.writes = this.writes.then(() => this.flushPending());
+    }
+    this.pending.push(buf);
     if (this.received + buf.length - this.flushed > MAX_UNFLUSHED) await this.drainWrites();
+  }
+
+  private async flushPending(): Promise<void> {
+    let bufs = this.pending;
+    let at = this.pendingAt;
+    this.pending = [];
+    if (this.writeError) return;
+    try {
+      while (bufs.length > 0) {
+        const { bytesWritten } = await this.handle.writev(bufs, at);
+        at += bytesWritten;
+        this.flushed = at;
+        // A short write (rare on files): continue with what is left.
+        let skip = bytesWritten;
+        while (bufs.length > 0 && skip >= bufs[0]!.length) skip -= bufs.shift()!.length;
+        if (skip > 0) bufs = [bufs[0]!.subarray(skip), ...bufs.slice(1)];
+        if (bytesWritten === 0 && bufs.length > 0) throw new Error('the disk took no bytes');
+      }
+      this.window.trim(this.flushed, this.received);
+    } catch (e) {
+      this.writeError = e as Error;
+    }
   }
 
   private async drainWrites(): Promise<void> {

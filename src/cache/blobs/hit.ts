@@ -9,9 +9,9 @@ import type { BlobHandle, ByteSink } from './handle.js';
 const SMALL_BLOB_MAX = 256 << 10;
 const SMALL_CACHE_BYTES = 64 << 20;
 /** One read / one socket write of a warm blob (measured: larger chunks cost fewer syscalls and wakeups). */
-export const SEND_CHUNK = 2 << 20;
+export const SEND_CHUNK = 512 << 10;
 /** Buffers kept for reuse between responses (each response holds two while it runs). */
-const POOL_MAX = 8;
+const POOL_MAX = 16;
 
 /** Reused read buffers: no allocation (and no fresh page faults) per chunk, bounded memory when idle. */
 const pool: Buffer[] = [];
