@@ -43,7 +43,8 @@ async function stage<T>(name: string, fn: () => Promise<T>): Promise<T> {
   try {
     const out = await fn();
     // Each stage's numbers as soon as they exist: a run cut short by the budget still shows what it measured.
-    if (/^\d/.test(name)) log(`${name}: ${JSON.stringify(out, (k, v) => (k === 'stevedore' && v?.url ? undefined : typeof v === 'number' ? Math.round(v * 100) / 100 : v))}`);
+    if (/^\d/.test(name))
+      log(`${name}: ${JSON.stringify(out, (k, v) => (k === 'stevedore' && v?.url ? undefined : typeof v === 'number' ? Math.round(v * 100) / 100 : v))}`);
     return out;
   } finally {
     stageSeconds[name] = (performance.now() - s) / 1000;

@@ -49,7 +49,8 @@ export async function startStevedore(
   const port = await freePort();
   const tmp: TempDir | undefined = opts.dataDir ? undefined : makeTempDir('stevedore-bench-data-');
   const dataDir = opts.dataDir ?? tmp!.path;
-  const args = [MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--upstream', upstreamUrl, '--log-level', 'warn'];
+  // As `npm start` runs it (package.json).
+  const args = ['--max-semi-space-size=2', MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--upstream', upstreamUrl, '--log-level', 'warn'];
   if (opts.tagTtl !== undefined) args.push('--tag-ttl', String(opts.tagTtl));
   if (opts.workers !== undefined) args.push('--workers', String(opts.workers));
   if (opts.config) {

@@ -36,7 +36,7 @@ function walk(dir: string): string[] {
 }
 
 /** How each file under deploy/ is checked; a file with no handler fails the suite (nothing ships unchecked). */
-export type Kind = 'yaml' | 'json' | 'toml' | 'systemd' | 'markdown' | 'haproxy';
+export type Kind = 'yaml' | 'json' | 'toml' | 'systemd' | 'markdown' | 'haproxy' | 'nginx';
 export function kindOf(file: string): Kind | undefined {
   const base = path.basename(file);
   if (/\.ya?ml$/.test(base)) return 'yaml';
@@ -45,6 +45,8 @@ export function kindOf(file: string): Kind | undefined {
   if (/\.(service|sysusers)$/.test(base)) return 'systemd';
   if (base.endsWith('.md')) return 'markdown';
   if (base === 'haproxy.cfg') return 'haproxy';
+  // Loaded by the real nginx in test/integration/accel.test.ts; here only its block structure is checked.
+  if (base.endsWith('.conf') && path.basename(path.dirname(file)) === 'nginx') return 'nginx';
   return undefined;
 }
 
@@ -65,6 +67,14 @@ export function parseProblems(kind: Kind, text: string): string[] {
     if (kind === 'json') JSON.parse(text);
     if (kind === 'toml') parseToml(text);
     if (kind === 'haproxy') return haproxyProblems(text);
+    if (kind === 'nginx') {
+      let depth = 0;
+      for (const line of text.split('\n').map((l) => l.replace(/#.*$/, ''))) {
+        for (const ch of line) depth += ch === '{' ? 1 : ch === '}' ? -1 : 0;
+        if (depth < 0) return ['nginx: "}" without "{"'];
+      }
+      if (depth !== 0) return ['nginx: unbalanced braces'];
+    }
     return [];
   } catch (e) {
     return [(e as Error).message];
