@@ -1,4 +1,4 @@
-// Bench stage 2: cold pulls of the 512 MiB blob with curl, straight from the upstream, through a fresh stevedore
+// Bench stage 2: cold pulls of the big blob with curl, straight from the upstream, through a fresh stevedore
 // and through a fresh peer (distribution proxy), on loopback and over paced links (100 MB/s, 1 Gbit/s = 125 MB/s).
 import type { PushedImage } from '../test/helpers/images.ts';
 import { pacedRelay } from '../test/helpers/paced-relay.ts';

@@ -15,7 +15,8 @@ import { procStatusBytes, sampleRss, startNginx, startStevedore, type Server } f
 import { warm } from './warm.ts';
 import { printTiers, tiers, type TiersResult } from './tiers.ts';
 
-const BIG_MIB = 512;
+/** 256 MiB keeps the whole run inside the budget on a busy 2-core machine; BENCH_MIB=512 for the issue's size. */
+const BIG_MIB = Number(process.env.BENCH_MIB ?? 256);
 const SMALL_MIB = 64;
 const COLD_RUNS = 2;
 const LINKS: [bytesPerSec: number, runs: number][] = [
@@ -166,7 +167,7 @@ async function main(): Promise<void> {
     const registry = await stage('start registry', () => startRegistry());
     onCleanup(() => registry.destroy());
     onCleanup(() => cleanupLayerFiles());
-    const big = await stage(`build + push ${BIG_MIB} MiB layer`, () => pushBigLayer(registry.url, 'bench/big', 'v1', BIG_MIB, { seed: 512 }));
+    const big = await stage(`build + push ${BIG_MIB} MiB layer`, () => pushBigLayer(registry.url, 'bench/big', 'v1', BIG_MIB, { seed: BIG_MIB }));
     const small = await stage(`build + push ${SMALL_MIB} MiB layer`, () => pushBigLayer(registry.url, 'bench/coalesce', 'v1', SMALL_MIB, { seed: 64 }));
     // The builds and pushes left ~1.5 GB of dirty pages; write them back now, not during the measurements.
     await stage('sync', () => runCommand('sync', [], { timeoutMs: 60_000 }));

@@ -1,4 +1,4 @@
-// Bench stage 1: warm (cached) 512 MiB blob, one client at a time with curl and with undici, then 10 curl clients
+// Bench stage 1: warm (cached) big blob, one client at a time with curl and with undici, then 10 curl clients
 // at once: nginx sendfile, the upstream direct, the peer (distribution proxy), stevedore Node-only (1 and N
 // workers) and stevedore behind nginx with X-Accel-Redirect (deploy/nginx/stevedore.conf). Same run, rotated order.
 import path from 'node:path';
