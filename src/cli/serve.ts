@@ -25,7 +25,9 @@ export async function serve(config: Config): Promise<void> {
   const workers = config.workers ?? os.availableParallelism();
   if (workers <= 1) return serveOne(config, { cleanup: true, leader: true });
   if (cluster.isPrimary) return primary(config, workers);
-  return serveOne(config, { cleanup: false, leader: process.env[WORKER_ENV] === '1' }, { clusterMetrics: askPrimaryForMetrics });
+  // --upstream-rate bounds all upstream traffic together: each of the N workers takes its share.
+  const share = config.upstreamRate !== undefined ? { ...config, upstreamRate: config.upstreamRate / workers } : config;
+  return serveOne(share, { cleanup: false, leader: process.env[WORKER_ENV] === '1' }, { clusterMetrics: askPrimaryForMetrics });
 }
 
 /** One serving process: the whole server (`--workers 1`) or one cluster worker. */
