@@ -42,10 +42,20 @@ export function sendDirect(
   if (!out) return undefined;
   c.set('streamed', true);
   out.writeHead(status, { ...API_VERSION_HEADER, ...headers });
+  // Every write's callback fires exactly once, also when the socket closes before Node calls it back.
+  const pending = new Set<(err?: Error | null) => void>();
+  out.once('close', () => {
+    for (const done of pending) done(new Error('client closed the connection'));
+    pending.clear();
+  });
   const sink: ByteSink = {
     write(chunk, done) {
       onChunk(chunk.length);
-      out.write(chunk, done);
+      const once = (err?: Error | null): void => {
+        if (pending.delete(once)) done(err);
+      };
+      pending.add(once);
+      out.write(chunk, once);
     },
     get closed() {
       return out.destroyed || out.writableEnded;
