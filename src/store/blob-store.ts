@@ -84,8 +84,7 @@ export class BlobStore {
 
   /**
    * Claims the partial download of a digest for this process (a lock file naming our pid; a lock left by a
-   * dead process is taken over). undefined when another live process is downloading it right now, or has
-   * committed it already.
+   * dead process is taken over). undefined when another live process is downloading it right now.
    */
   async claimPartial(digest: Digest): Promise<PartialFile | undefined> {
     const path = this.paths.partial(digest);

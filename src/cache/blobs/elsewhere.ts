@@ -39,11 +39,13 @@ function growingFile(store: BlobStore, digest: Digest, size: number): Readable {
   const openFile = async (): Promise<fsp.FileHandle> => {
     for (;;) {
       // The committed file first: it never changes; then the partial the other process writes.
+      const held = await lockHeld();
       for (const p of [store.paths.blob(digest), store.paths.partial(digest)]) {
         const h = await fsp.open(p, 'r').catch(() => undefined);
         if (h) return h;
       }
-      if (Date.now() - lastGrowth > STALL_MS) throw new Error(`no file for ${digest} from the other process`);
+      // No lock and no file: the other process gave up (or the blob was evicted) before we looked.
+      if (!held || Date.now() - lastGrowth > STALL_MS) throw new Error(`no file for ${digest} from the other process`);
       await sleep(POLL_MS);
     }
   };

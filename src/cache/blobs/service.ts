@@ -191,13 +191,11 @@ export class Blobs {
    * an upstream HEAD (no body), then follow its growing file. Without a size, fetch our own copy through.
    */
   private async followElsewhere(target: Target, digest: Digest): Promise<BlobHandle> {
+    // Committed meanwhile: an ordinary hit (get() checks the repository as for any hit).
+    if (this.deps.meta.blobSize(digest) !== undefined) return this.get(target, digest);
     const res = await this.upstream.head(target, digest);
     const cl = header(res.headers, 'content-length');
     const size = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
-    // Committed meanwhile: an ordinary hit.
-    const stored = this.deps.meta.blobSize(digest);
-    const hit = stored !== undefined ? await this.hits.open(digest, stored) : undefined;
-    if (hit) return hit;
     if (size === undefined) return passThroughHandle(await this.upstream.source(target, digest, false), undefined, digest);
     return { size, outcome: 'coalesced', open: (start, end) => followElsewhere(this.deps.store, digest, size, start, end) };
   }

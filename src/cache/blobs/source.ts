@@ -45,6 +45,11 @@ export class UpstreamBlobs {
     const claimed = resumable ? await this.deps.store.claimPartial(digest).catch(() => null) : null;
     if (claimed === undefined) throw new FilledElsewhere(digest);
     const partial = claimed ?? undefined;
+    // Committed (row written) by another process since the caller looked: that one is a hit, not a download.
+    if (partial && this.deps.meta.blobSize(digest) !== undefined) {
+      await partial.abandon();
+      throw new FilledElsewhere(digest);
+    }
     let res;
     try {
       res = await get(partial?.size ?? 0);
