@@ -8,7 +8,7 @@ import { pushBigLayer, type PushedImage } from '../helpers/images.ts';
 import { pacedRelay } from '../helpers/paced-relay.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
-import { sleep } from '../helpers/tmp.ts';
+import { sleep, waitFor } from '../helpers/tmp.ts';
 
 const CLIENTS = 20;
 
@@ -60,6 +60,9 @@ describe('serve --workers 2', () => {
 
   test('20 concurrent cold GETs spread over the workers: exactly one upstream GET, every body exact', async () => {
     sd = await startStevedore({ upstreams: [relay.url], workers: 2 });
+    // /healthz answers once the first worker listens; the primary says so when all of them do.
+    const s = sd;
+    await waitFor('both workers listening', () => s.logs().includes('"msg":"stevedore listening"'), 15_000, 50);
     const layer = img.layers[0]!;
     const url = `${sd.url}/v2/${img.repo}/blobs/${layer.digest}`;
     registry.clearRequests();
