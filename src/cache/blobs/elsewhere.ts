@@ -13,6 +13,14 @@ const POLL_MS = 10;
 /** No growth for this long while the other process still holds the lock: give up (the client sees a cut). */
 const STALL_MS = 60_000;
 
+/** Which upstream the process holding `partial/<digest>` downloads from (written right after it claimed the lock). */
+export async function markHolder(store: BlobStore, digest: Digest, upstream: string): Promise<void> {
+  await fsp.writeFile(`${store.paths.partial(digest)}.holder`, upstream);
+}
+export async function holderElsewhere(store: BlobStore, digest: Digest): Promise<string | undefined> {
+  return fsp.readFile(`${store.paths.partial(digest)}.holder`, 'utf8').catch(() => undefined);
+}
+
 /** Another live process holds this digest's partial download: follow it instead of downloading it again. */
 export class FilledElsewhere extends Error {
   override name = 'FilledElsewhere';

@@ -11,7 +11,7 @@ import { header } from '../../upstream/client.js';
 import { UpstreamNotFound } from '../../upstream/outcomes.js';
 import type { Target } from '../../upstream/registries.js';
 import { bestEffort } from '../best-effort.js';
-import { FilledElsewhere, followElsewhere } from './elsewhere.js';
+import { FilledElsewhere, followElsewhere, holderElsewhere } from './elsewhere.js';
 import { StoreUnwritableError, type BlobFill, type FillDeps, type FillSource } from './fill.js';
 import { Fills } from './fills.js';
 import type { BlobHandle, BlobOutcome, ForeignDescriptor, ForeignHooks } from './handle.js';
@@ -193,6 +193,9 @@ export class Blobs {
   private async followElsewhere(target: Target, digest: Digest): Promise<BlobHandle> {
     // Committed meanwhile: an ordinary hit (get() checks the repository as for any hit).
     if (this.deps.meta.blobSize(digest) !== undefined) return this.get(target, digest);
+    // Another upstream's download proves nothing for this one (as for a fill in this process).
+    if ((await holderElsewhere(this.deps.store, digest)) !== target.upstream.name)
+      return this.prove(target, digest, undefined, this.deps.foreign?.lookup(target, digest));
     const res = await this.upstream.head(target, digest);
     const cl = header(res.headers, 'content-length');
     const size = cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;

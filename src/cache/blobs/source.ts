@@ -10,7 +10,7 @@ import { fromUnreachable, fromUpstreamStatus } from '../../upstream/outcomes.js'
 import type { Target } from '../../upstream/registries.js';
 import { bestEffort } from '../best-effort.js';
 import { Coalescer } from '../coalesce.js';
-import { FilledElsewhere } from './elsewhere.js';
+import { FilledElsewhere, markHolder } from './elsewhere.js';
 import type { FillSource } from './fill.js';
 
 export type HeadResult = { status: number; headers: Headers };
@@ -50,6 +50,8 @@ export class UpstreamBlobs {
       await partial.abandon();
       throw new FilledElsewhere(digest);
     }
+    // Other processes follow this download only for clients of the same upstream (holders, see service.ts).
+    if (partial) await markHolder(this.deps.store, digest, target.upstream.name).catch(() => undefined);
     let res;
     try {
       res = await get(partial?.size ?? 0);
