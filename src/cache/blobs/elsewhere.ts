@@ -5,7 +5,7 @@ import { promises as fsp } from 'node:fs';
 import { Readable, pipeline } from 'node:stream';
 import type { Digest } from '../../oci/digest.js';
 import { VerifyingStream } from '../../oci/verify.js';
-import type { BlobStore } from '../../store/blob-store.js';
+import { type BlobStore, FILE_MODE } from '../../store/blob-store.js';
 
 const READ_CHUNK = 1 << 20;
 /** How often the file is looked at again when it has not grown. */
@@ -15,7 +15,7 @@ const STALL_MS = 60_000;
 
 /** Which upstream the process holding `partial/<digest>` downloads from (written right after it claimed the lock). */
 export async function markHolder(store: BlobStore, digest: Digest, upstream: string): Promise<void> {
-  await fsp.writeFile(`${store.paths.partial(digest)}.holder`, upstream);
+  await fsp.writeFile(`${store.paths.partial(digest)}.holder`, upstream, { mode: FILE_MODE });
 }
 export async function holderElsewhere(store: BlobStore, digest: Digest): Promise<string | undefined> {
   return fsp.readFile(`${store.paths.partial(digest)}.holder`, 'utf8').catch(() => undefined);
