@@ -1,8 +1,6 @@
 #!/usr/bin/env node
-// Entry point: run the CLI; an uncaught failure is one clear line and a non-zero exit.
+// Entry point: run the CLI; anything that escapes a command is one line and a non-zero exit (cli/run.ts).
 import { runCli } from './cli/index.js';
+import { exitOnFailure } from './cli/run.js';
 
-runCli(process.argv).catch((e: unknown) => {
-  process.stderr.write(`stevedore: ${(e as Error)?.stack ?? e}\n`);
-  process.exit(1);
-});
+runCli(process.argv).catch(exitOnFailure);

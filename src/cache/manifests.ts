@@ -12,7 +12,7 @@ import { header, readCapped } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { bestEffort } from './best-effort.js';
 import { Coalescer } from './coalesce.js';
-import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure, UpstreamNotFound, upstreamErrors } from '../upstream/outcomes.js';
+import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure, UpstreamNotFound, upstreamErrors, upstreamFault } from '../upstream/outcomes.js';
 
 export type ManifestOutcome = 'hit' | 'miss' | 'revalidated' | 'stale' | 'coalesced';
 
@@ -137,7 +137,7 @@ export class Manifests {
     try {
       body = await readCapped(res.body, MANIFEST_MAX_BYTES);
     } catch (e) {
-      if (e instanceof RangeError) throw new OciError('MANIFEST_INVALID', { ...what, reason: `upstream manifest larger than ${MANIFEST_MAX_BYTES} bytes` });
+      if (e instanceof RangeError) throw upstreamFault(502, what, `upstream manifest larger than ${MANIFEST_MAX_BYTES} bytes`);
       throw fromUnreachable(e, 'MANIFEST_UNKNOWN', what);
     }
     this.deps.onUpstreamBytes?.(body.length);
@@ -149,7 +149,15 @@ export class Manifests {
       this.deps.log.warn({ ...what, want, got: digest }, 'upstream manifest digest mismatch; not stored');
       throw new OciError('UNAVAILABLE', { ...what, reason: 'upstream sent a manifest whose digest does not match', want, got: digest });
     }
-    const parsed = parseManifest(body, header(res.headers, 'content-type'));
+    let parsed: ParsedManifest;
+    try {
+      parsed = parseManifest(body, header(res.headers, 'content-type'));
+    } catch (e) {
+      // The client asked for nothing invalid: the upstream sent it (502), and it is never stored.
+      const why = e instanceof OciError ? (typeof e.detail === 'string' ? e.detail : e.message) : (e as Error).message;
+      this.deps.log.warn({ ...what, digest, err: why }, 'upstream sent an invalid manifest; not stored');
+      throw upstreamFault(502, { ...what, digest }, `upstream sent an invalid manifest: ${why}`);
+    }
     const mediaType = baseMediaType(header(res.headers, 'content-type')) || parsed.mediaType;
     const row: ManifestRow = { digest, mediaType: mediaType === 'application/json' ? parsed.mediaType : mediaType, body };
     bestEffort(this.deps.log, 'manifest', () => this.deps.meta.putManifest(target.upstream.name, target.repo, row, parsed.descriptors));

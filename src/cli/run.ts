@@ -1,5 +1,5 @@
 // The one way a CLI command runs: the server flags every command shares, the config (exit 2 on a bad key), the app
-// over the data dir, and every failure as one line on stderr with an exit code (2 usage, 1 anything else).
+// over the data dir, and every failure as one line on stderr with an exit code (2 usage or config, 1 anything else).
 import { type Command, Option } from 'commander';
 import { buildApp, type Stevedore } from '../app.js';
 import { ConfigError, loadConfig, type Config, type ConfigFlags } from '../config/load.js';
@@ -54,12 +54,15 @@ export const build: Build = (flags) => {
 
 /** One line for any failure; ours name what failed already, anything else gets the command's name. */
 function report(what: string, e: unknown): number {
-  const usage = e instanceof UsageError || e instanceof InvalidMirrorError;
+  const usage = e instanceof UsageError || e instanceof InvalidMirrorError || e instanceof ConfigError;
   if (e instanceof OciError) {
-    process.stderr.write(`stevedore: ${e.code}: ${e.message}${e.detail ? `\n${JSON.stringify(e.detail, null, 2)}` : ''}\n`);
+    process.stderr.write(`stevedore: ${e.code}: ${e.message}${e.detail ? ` ${JSON.stringify(e.detail)}` : ''}\n`);
   } else {
-    const known = usage || e instanceof ExportError || e instanceof ImportError;
-    process.stderr.write(`stevedore: ${known ? '' : `${what} failed: `}${(e as Error)?.message ?? e}\n`);
+    const known = usage || e instanceof ExportError || e instanceof ImportError || e instanceof ConfigError;
+    // One line: the first line of the message, never a stack (STEVEDORE_DEBUG=1 adds it for a bug report).
+    const message = String((e as Error)?.message ?? e).split('\n')[0];
+    process.stderr.write(`stevedore: ${known || !what ? '' : `${what} failed: `}${message}\n`);
+    if (process.env.STEVEDORE_DEBUG && (e as Error)?.stack) process.stderr.write(`${(e as Error).stack}\n`);
   }
   return usage ? 2 : 1;
 }
@@ -79,6 +82,11 @@ export async function runCommand(what: string, config: Config, fn: (s: Stevedore
   } finally {
     await s.close();
   }
+}
+
+/** Whatever escaped a command (main.ts): one line and its exit code, never a stack trace. */
+export function exitOnFailure(e: unknown): never {
+  process.exit(report('', e));
 }
 
 /** A failure before the app exists (bad arguments): one line and its exit code. */

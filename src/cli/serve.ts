@@ -64,10 +64,17 @@ async function serveOne(config: Config, role: { cleanup: boolean; leader: boolea
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 0; // large blobs stream for a long time
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+  } catch (e) {
+    await s.close();
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
+    throw new Error(`cannot listen on ${config.host}:${config.port}: ${why}${err.code ? ` (${err.code})` : ''}`);
+  }
   if (cluster.isWorker) log.info({ pid: process.pid }, 'worker listening');
   else listening(config, log);
   let stopping = false;

@@ -65,7 +65,17 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     } catch (e) {
       throw new ConfigError(`invalid config: cannot read ${file}: ${(e as Error).message}`);
     }
-    const parsed: unknown = parseYaml(text);
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(text);
+    } catch (e) {
+      // The yaml library's message carries a code frame over several lines: its first line says where.
+      throw new ConfigError(
+        `invalid config: ${file}: ${String((e as Error).message)
+          .split('\n')[0]!
+          .replace(/:$/, '')}`,
+      );
+    }
     if (parsed !== null && parsed !== undefined && (typeof parsed !== 'object' || Array.isArray(parsed))) {
       throw new ConfigError(`invalid config: ${file}: top level must be a mapping`);
     }

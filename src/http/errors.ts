@@ -2,8 +2,21 @@
 import type { Logger } from 'pino';
 import { OciError } from '../oci/errors.js';
 
+/**
+ * System errors that mean "this server cannot do it right now" (out of file descriptors, memory, an I/O error
+ * reading the disk): 503 with the reason and a Retry-After, not a 500 that reads as a bug.
+ */
+const TRANSIENT = new Set(['EMFILE', 'ENFILE', 'EIO', 'ENOMEM', 'EAGAIN', 'EBUSY', 'ENOSPC', 'EROFS', 'ENXIO']);
+
 export function toOciError(err: unknown, log?: Logger): OciError {
   if (err instanceof OciError) return err;
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code && TRANSIENT.has(code)) {
+    log?.warn({ err: (err as Error).message, code }, 'request failed on a system resource');
+    return new OciError('UNAVAILABLE', { reason: `server cannot read or write its store right now: ${(err as Error).message}`, code }, undefined, {
+      'retry-after': '1',
+    });
+  }
   log?.error({ err }, 'unexpected error');
   return new OciError('UNKNOWN', { reason: 'internal error; see the server log' });
 }

@@ -50,10 +50,12 @@ export class OciError extends Error {
     message?: string,
     /** Extra response headers, e.g. Retry-After on TOOMANYREQUESTS. */
     readonly headers: Record<string, string> = {},
+    /** Another status than the code's (502/504: the upstream, not the client or this server, is at fault). */
+    status?: 502 | 503 | 504,
   ) {
     super(message ?? MESSAGES[code]);
     this.name = 'OciError';
-    this.status = ERROR_STATUS[code];
+    this.status = status ?? ERROR_STATUS[code];
   }
 
   toBody(): { errors: { code: OciCode; message: string; detail: unknown }[] } {

@@ -81,3 +81,13 @@ export function fromUnreachable(e: unknown, notFound: OciCode, what: Record<stri
 export function isUpstreamFailure(e: unknown): boolean {
   return e instanceof UpstreamError;
 }
+
+/**
+ * The upstream answered something we cannot use (an invalid manifest, a Content-Range that is not what was asked
+ * for): 502 UNAVAILABLE with the reason, never a client error or a 500. 503/504 for an upstream that is
+ * overloaded or too slow.
+ */
+export function upstreamFault(status: 502 | 503 | 504, what: Record<string, unknown>, reason: string): OciError {
+  const message = status === 504 ? 'upstream timed out' : status === 503 ? 'upstream unavailable' : 'upstream sent an invalid response';
+  return new OciError('UNAVAILABLE', { ...what, reason }, message, {}, status);
+}

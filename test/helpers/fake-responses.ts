@@ -11,7 +11,9 @@ export type Fault =
   /** answer GET and HEAD with a redirect to `location` (e.g. another server: a CDN) */
   | { kind: 'redirect'; location: string; status?: number; times?: number }
   /** withhold the response (GET or HEAD) until releaseHeld() or stop(), at most 30 s; default times 1 */
-  | { kind: 'hold'; times?: number };
+  | { kind: 'hold'; times?: number }
+  /** answer a blob GET with 206 and a Content-Range one byte later than asked (also without Range: a 206 from byte 1) */
+  | { kind: 'bad-content-range' };
 
 export type Blob = { bytes: Buffer } | { file: string; size: number };
 
@@ -84,6 +86,11 @@ export async function send(
       return;
     }
     status = 206;
+    headers['content-range'] = `bytes ${start}-${end}/${total}`;
+  }
+  if (fault?.kind === 'bad-content-range' && req.method === 'GET') {
+    status = 206;
+    start = Math.min(start + 1, end);
     headers['content-range'] = `bytes ${start}-${end}/${total}`;
   }
   if (fault?.kind === 'slow-headers') await wait(fault.ms);

@@ -111,7 +111,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     for (const key of [pathname, digest, ref]) {
       const f = key === undefined ? undefined : faults.get(key);
       if (!f) continue;
-      if (method === 'HEAD' && (f.kind === 'cut' || f.kind === 'wrong-bytes' || f.kind === 'slow-body')) continue; // body faults wait for a GET
+      if (method === 'HEAD' && (f.kind === 'cut' || f.kind === 'wrong-bytes' || f.kind === 'slow-body' || f.kind === 'bad-content-range')) continue; // body faults wait for a GET
       if (f.kind === 'cut' || f.kind === 'status' || f.kind === 'redirect' || f.kind === 'hold') {
         const times = f.left ?? f.times ?? (f.kind === 'cut' || f.kind === 'hold' ? 1 : Infinity);
         if (times <= 0) continue;

@@ -46,13 +46,14 @@ describe('manifest faults', () => {
     assert.equal(sd.meta.getTag(fake.host, 'l/y', 'v1'), undefined);
   });
 
-  test('body mediaType disagreeing with Content-Type: 400-class or 503, not stored', async () => {
+  test('body mediaType disagreeing with Content-Type: 502 (the upstream is at fault), not stored', async () => {
     const body = manifest(OCI_INDEX);
     const d = fake.addManifest('l/z', 'v1', body, OCI_MANIFEST);
     for (const ref of ['v1', d]) {
       const r = await get(url('l/z', ref));
       assertError(r);
-      assert.ok((r.status >= 400 && r.status < 500) || r.status === 503, `${ref}: ${r.status}`);
+      assert.equal(r.status, 502, `${ref}: ${r.status}`);
+      assert.match(String((ociCode(r).detail as { reason?: string }).reason), /upstream sent an invalid manifest/);
     }
     assert.equal(sd.meta.getManifest(d as never), undefined);
     assert.equal(sd.meta.getTag(fake.host, 'l/z', 'v1'), undefined);

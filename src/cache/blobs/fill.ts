@@ -10,6 +10,7 @@ import { BlobVerifier, DigestMismatchError } from '../../oci/verify.js';
 import type { BlobStore, PartialFile } from '../../store/blob-store.js';
 import type { Metadata } from '../../store/metadata.js';
 import { header, type UpstreamResponse } from '../../upstream/client.js';
+import { upstreamFault } from '../../upstream/outcomes.js';
 import { bestEffort } from '../best-effort.js';
 import { ChunkWindow } from './window.js';
 import { followFill } from './follow.js';
@@ -110,11 +111,15 @@ export class BlobFill {
     // A resumed download announces the whole size in Content-Range; a fresh one in Content-Length.
     const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(header(res.headers, 'content-range') ?? '');
     const cl = header(res.headers, 'content-length');
-    const announced = offset > 0 ? (range ? Number(range[2]) : undefined) : cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
-    if (offset > 0 && (res.status !== 206 || !range || Number(range[1]) !== offset)) {
+    const announced = offset > 0 || res.status === 206 ? (range ? Number(range[2]) : undefined) : cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+    const badResume = offset > 0 && (res.status !== 206 || !range || Number(range[1]) !== offset);
+    // A 206 to a request without Range is only usable when it is the whole blob.
+    const badWhole = offset === 0 && res.status === 206 && (!range || Number(range[1]) !== 0 || (cl !== undefined && Number(cl) !== Number(range[2])));
+    if (badResume || badWhole) {
       res.body.destroy();
-      await source.partial!.abandon();
-      throw new Error(`resume of ${digest} at ${offset} answered ${res.status} ${header(res.headers, 'content-range') ?? ''}`);
+      await source.partial?.abandon();
+      const cr = header(res.headers, 'content-range') ?? 'none';
+      throw upstreamFault(502, { digest }, `upstream answered a request from byte ${offset} with ${res.status} and Content-Range ${cr}`);
     }
     if (announced !== undefined && source.expectedSize !== undefined && announced !== source.expectedSize) {
       res.body.destroy();
