@@ -10,6 +10,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { buildApp, prepareDataDir, type BuildOptions } from '../app.js';
 import type { Config } from '../config/load.js';
 import { createLogger } from '../obs/log.js';
+import { limitConnections, serverOptions } from './connections.js';
 
 const GRACE_MS = 10_000;
 /** Worker index (1..N) in the environment of a cluster worker; worker 1 is the leader (sweeps, warming). */
@@ -46,8 +47,14 @@ async function serveOne(config: Config, role: { cleanup: boolean; leader: boolea
   const readTls = (t: { cert: string; key: string }) => ({ cert: readFileSync(t.cert), key: readFileSync(t.key) });
   const server = (
     tls
-      ? listen({ fetch: s.app.fetch, hostname: config.host, port: config.port, createServer: createHttpsServer, serverOptions: readTls(tls) })
-      : listen({ fetch: s.app.fetch, hostname: config.host, port: config.port })
+      ? listen({
+          fetch: s.app.fetch,
+          hostname: config.host,
+          port: config.port,
+          createServer: createHttpsServer,
+          serverOptions: { ...readTls(tls), ...serverOptions(config.server) },
+        })
+      : listen({ fetch: s.app.fetch, hostname: config.host, port: config.port, serverOptions: serverOptions(config.server) })
   ) as Server;
   if (tls) {
     // Renewed certificates (cert-manager, certbot) take effect without a restart: new connections use them.
@@ -61,9 +68,7 @@ async function serveOne(config: Config, role: { cleanup: boolean; leader: boolea
       }
     });
   }
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = 0; // large blobs stream for a long time
+  limitConnections(server, config.server, log, s.metrics);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);

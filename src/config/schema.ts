@@ -98,6 +98,22 @@ export const configSchema = z.strictObject({
       bodyIdle: z.number().int().positive().default(30_000),
     })
     .prefault({}),
+  /** Limits of the server socket (ms): slow or idle clients cannot hold connections or memory. */
+  server: z
+    .strictObject({
+      /** Time for a client to send a request's headers. */
+      headersTimeout: z.number().int().positive().default(20_000),
+      /** Time for a client to send the whole request (headers and body; for a GET the same as headersTimeout). */
+      requestTimeout: z.number().int().positive().default(30_000),
+      /** An idle keep-alive connection is closed after this long. */
+      keepAliveTimeout: z.number().int().positive().default(30_000),
+      /** A connection on which nothing moves (a client that stopped reading, or stopped sending) is closed. */
+      stallTimeout: z.number().int().positive().default(120_000),
+      /** Open client connections; at the cap the longest idle one is closed. Default: half the open-file limit. */
+      maxConnections: z.number().int().positive().optional(),
+    })
+    .refine((s) => s.headersTimeout <= s.requestTimeout, { message: 'headersTimeout must not exceed requestTimeout', path: ['headersTimeout'] })
+    .prefault({}),
   retries: z.number().int().min(0).max(10).default(3),
   /** Air-gapped: never contact any upstream; tags served from cache whatever their age. */
   offline: z.boolean().default(false),

@@ -21,6 +21,8 @@ export class Metrics {
   readonly warmRuns: Counter<'result'>;
   readonly warmBytes: Counter;
   readonly warmBlobs: Counter<'status'>;
+  readonly connectionsOpen: Gauge;
+  readonly connectionsClosed: Counter<'reason'>;
 
   constructor(sources?: GaugeSources) {
     const registers = [this.registry];
@@ -74,6 +76,13 @@ export class Metrics {
       name: 'stevedore_warm_blobs_total',
       help: 'Blobs seen by scheduled warming runs, by status (fetched, cached, skipped, failed)',
       labelNames: ['status'],
+      registers,
+    });
+    this.connectionsOpen = new Gauge({ name: 'stevedore_connections_open', help: 'Client connections open now', registers });
+    this.connectionsClosed = new Counter({
+      name: 'stevedore_connections_closed_total',
+      help: 'Client connections closed by the server to protect itself (evicted: oldest idle one at the cap; refused: cap reached and none idle; stalled: a response made no progress)',
+      labelNames: ['reason'],
       registers,
     });
     if (!sources) return;

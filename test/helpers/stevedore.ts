@@ -37,6 +37,8 @@ export interface StartOptions {
   tlsCa?: string;
   /** `--workers N`; default 1 (tests that rely on one process's state); set it to test the cluster. */
   workers?: number;
+  /** A command line that runs node, e.g. ['prlimit', '--nofile=256:256'] */
+  wrap?: string[];
 }
 
 /** Starts `node dist/main.js serve` (run `npm run build` first; `npm test` does). */
@@ -53,7 +55,8 @@ export async function startStevedore(opts: StartOptions = {}): Promise<Stevedore
   }
   args.push(...(opts.extraArgs ?? []));
   if (!args.includes('--workers')) args.push('--workers', String(opts.workers ?? 1));
-  const child = spawnTracked(process.execPath, args, { env: { ...process.env, ...opts.env } });
+  const [cmd, ...pre] = [...(opts.wrap ?? []), process.execPath];
+  const child = spawnTracked(cmd!, [...pre, ...args], { env: { ...process.env, ...opts.env } });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
