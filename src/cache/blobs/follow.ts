@@ -1,6 +1,8 @@
 // A reader that follows a fill: bytes come from the in-memory window while it keeps up, else from the temp file.
 // Until the digest is verified the last byte of its range is held back, so a client can never see a clean end
-// of a response with wrong bytes.
+// of a response with wrong bytes. It pulls: bytes are read only when its consumer asks for them (read()), and
+// never past push() returning false, so a client slower than the upstream holds at most one chunk plus the
+// stream's high-water mark, not the layer.
 import { Readable } from 'node:stream';
 
 /** What a reader needs of its fill. */
@@ -23,6 +25,8 @@ export function followFill(fill: Followed, start: number, end: number | undefine
   const limit = end !== undefined ? end + 1 : (fill.size ?? Infinity);
   let pos = start;
   let busy = false;
+  /** The consumer asked for bytes (read()) and has not been given any since, or push() has not said stop. */
+  let wanted = false;
   let released = false;
   const release = (): void => {
     if (released) return;
@@ -33,6 +37,7 @@ export function followFill(fill: Followed, start: number, end: number | undefine
   const stream = new Readable({
     highWaterMark: READ_CHUNK,
     read() {
+      wanted = true;
       void pump();
     },
     destroy(err, cb) {
@@ -40,8 +45,9 @@ export function followFill(fill: Followed, start: number, end: number | undefine
       cb(err);
     },
   });
+  // New bytes are sent only to a reader that asked for them; a failure ends every reader at once.
   const off = fill.onChange(() => {
-    if (!busy) void pump();
+    if (!busy && (wanted || fill.state === 'failed')) void pump();
   });
   const pump = async (): Promise<void> => {
     if (busy || stream.destroyed) return;
@@ -66,7 +72,10 @@ export function followFill(fill: Followed, start: number, end: number | undefine
             chunk = n === buf.length ? buf : buf.subarray(0, n);
           }
           pos += chunk.length;
-          if (!stream.push(chunk)) return;
+          if (!stream.push(chunk)) {
+            wanted = false;
+            return;
+          }
           continue;
         }
         if (verified && pos >= upto) {
