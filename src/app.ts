@@ -122,6 +122,9 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     meta,
     log,
     maxResumes: Math.max(config.retries, 1),
+    idleGraceMs: config.fills.idleGrace * 1000,
+    maxFills: config.fills.maxConcurrent,
+    maxFillsPerUpstream: config.fills.maxPerUpstream,
     onUpstreamBytes: onBlobBytes,
     foreign,
     onAccess: (d) => access.touch(d),
@@ -182,6 +185,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const proxy = createProxy(registries, blobs, manifests, tags, new PassthroughGate(client), referrers);
   metrics = new Metrics({
     fillsInFlight: () => blobs.fillsInFlight,
+    fillsQueued: () => blobs.fillsQueued,
     store: () => meta.blobTotals(),
     circuits: () => registries.list().flatMap((u) => (u.endpoints ?? [u]).map((e) => ({ upstream: e.name, open: breaker.isOpen(e.name) }))),
     foreign: () => foreign.stats(),

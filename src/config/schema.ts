@@ -114,6 +114,17 @@ export const configSchema = z.strictObject({
     })
     .refine((s) => s.headersTimeout <= s.requestTimeout, { message: 'headersTimeout must not exceed requestTimeout', path: ['headersTimeout'] })
     .prefault({}),
+  /** Blob downloads from upstreams (fills). */
+  fills: z
+    .strictObject({
+      /** Seconds a fill with no reader left keeps downloading before it is cancelled (its partial kept for resume). */
+      idleGrace: z.number().min(0).default(30),
+      /** Fills running at once in this process; more wait in a queue. */
+      maxConcurrent: z.number().int().positive().default(32),
+      /** Fills running at once per upstream (foreign URLs count as one upstream). */
+      maxPerUpstream: z.number().int().positive().default(8),
+    })
+    .prefault({}),
   retries: z.number().int().min(0).max(10).default(3),
   /** Air-gapped: never contact any upstream; tags served from cache whatever their age. */
   offline: z.boolean().default(false),

@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface GaugeSources {
   fillsInFlight(): number;
+  fillsQueued?(): number;
   store(): { bytes: number; objects: number };
   circuits(): { upstream: string; open: boolean }[];
   foreign?(): Record<string, number>;
@@ -94,6 +95,17 @@ export class Metrics {
         this.set(sources.fillsInFlight());
       },
     });
+    if (sources.fillsQueued) {
+      const queued = sources.fillsQueued;
+      new Gauge({
+        name: 'stevedore_fills_queued',
+        help: 'Blob downloads waiting for a slot (fills.maxConcurrent / fills.maxPerUpstream)',
+        registers,
+        collect() {
+          this.set(queued());
+        },
+      });
+    }
     new Gauge({
       name: 'stevedore_store_bytes',
       help: 'Bytes of blobs in the store',

@@ -38,6 +38,8 @@ export interface ClientOptions {
   /** Called per attempt: status (or 'error'), seconds until headers. */
   observe?: (upstream: string, method: string, status: number | 'error', seconds: number) => void;
   onError?: (upstream: string, reason: 'network' | 'status' | 'circuit-open' | 'offline') => void;
+  /** Connections per origin: blob downloads have their own pool, so manifests, tags and tokens never queue behind them. */
+  connections?: { blobs?: number; other?: number };
 }
 
 export function header(h: Headers, name: string): string | undefined {
@@ -50,18 +52,24 @@ const MAX_REDIRECTS = 5;
 
 export class UpstreamClient {
   readonly auth: TokenAuth;
+  /** Manifests, tags, HEADs and tokens: small, latency-sensitive requests. */
   private readonly agent: Agent;
+  /** Blob GETs: long downloads that may use every connection of their pool. */
+  private readonly blobAgent: Agent;
   private readonly maxRetryAfterMs: number;
   private readonly baseBackoffMs: number;
 
   constructor(private readonly opts: ClientOptions) {
-    this.agent = new Agent({
-      connect: { timeout: opts.timeouts.connect },
-      headersTimeout: opts.timeouts.headers,
-      bodyTimeout: opts.timeouts.bodyIdle,
-      keepAliveTimeout: 30_000,
-      connections: 64,
-    });
+    const agent = (connections: number) =>
+      new Agent({
+        connect: { timeout: opts.timeouts.connect },
+        headersTimeout: opts.timeouts.headers,
+        bodyTimeout: opts.timeouts.bodyIdle,
+        keepAliveTimeout: 30_000,
+        connections,
+      });
+    this.agent = agent(opts.connections?.other ?? 32);
+    this.blobAgent = agent(opts.connections?.blobs ?? 64);
     this.maxRetryAfterMs = opts.maxRetryAfterMs ?? 10_000;
     this.baseBackoffMs = opts.baseBackoffMs ?? 200;
     this.auth = new TokenAuth(async (url, headers) => {
@@ -115,12 +123,12 @@ export class UpstreamClient {
       const started = performance.now();
       const observe = (status: number | 'error') => this.opts.observe?.(upstream.name, method, status, (performance.now() - started) / 1000);
       try {
-        let res = await this.follow(upstream, url, method, headers, this.auth.cached(upstream, scope));
+        let res = await this.follow(upstream, url, path, method, headers, this.auth.cached(upstream, scope));
         const challenge = header(res.headers, 'www-authenticate');
         if (res.status === 401 && challenge) {
           await res.body.dump();
           const auth = await this.auth.answer(upstream, challenge, scope);
-          if (auth) res = await this.follow(upstream, url, method, headers, auth);
+          if (auth) res = await this.follow(upstream, url, path, method, headers, auth);
         }
         observe(res.status);
         if ((res.status >= 500 || res.status === 429) && canRetry) {
@@ -162,6 +170,7 @@ export class UpstreamClient {
   private async follow(
     upstream: Upstream,
     start: string,
+    path: string,
     method: 'GET' | 'HEAD',
     headers: Record<string, string>,
     auth: string | undefined,
@@ -174,7 +183,9 @@ export class UpstreamClient {
       const h: Record<string, string> = { 'user-agent': 'stevedore/0.1', ...headers };
       // Docker Hub redirects blobs to a CDN: credentials go to the registry's origin only.
       if (auth && own) h.authorization = auth;
-      let dispatcher: Dispatcher = this.agent;
+      // Blob GETs have their own pool: manifests, tags and tokens never queue behind layer downloads.
+      const pool = method === 'GET' && path.startsWith('/blobs/') ? this.blobAgent : this.agent;
+      let dispatcher: Dispatcher = pool;
       if (!own) {
         try {
           dispatcher = await guardHop(u, upstream, { timeouts: this.opts.timeouts });
@@ -188,7 +199,7 @@ export class UpstreamClient {
         res = await request(url, { method, headers: h, dispatcher });
       } finally {
         // A hop's own agent serves this one response: close once its body is done (close waits for it).
-        if (dispatcher !== this.agent) void (dispatcher as Agent).close().catch(() => undefined);
+        if (dispatcher !== pool) void (dispatcher as Agent).close().catch(() => undefined);
       }
       const location = header(res.headers, 'location');
       if (REDIRECTS.has(res.statusCode) && location) {
@@ -208,7 +219,7 @@ export class UpstreamClient {
   }
 
   async close(): Promise<void> {
-    await this.agent.close();
+    await Promise.all([this.agent.close(), this.blobAgent.close()]);
   }
 }
 

@@ -53,6 +53,16 @@ export interface FillDeps {
   /** How often a dropped upstream connection is resumed with Range before the fill fails. */
   maxResumes: number;
   onUpstreamBytes?: (n: number) => void;
+  /**
+   * A fill with no reader left for this long is cancelled (its partial kept for a Range resume). Prefetch and
+   * warm runs read their fills, so a fill they own is never idle. Undefined: fills run to the end.
+   */
+  idleGraceMs?: number;
+}
+
+/** The fill was stopped because nobody read it any more (not an upstream failure: the partial is kept). */
+export class FillCancelledError extends Error {
+  override name = 'FillCancelledError';
 }
 
 const READ_CHUNK = 1 << 20;
@@ -79,6 +89,10 @@ export class BlobFill {
   private writeError: Error | undefined;
   private readers = 0;
   private handleClosed = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private cancelled = false;
+  /** The upstream body being read, so a cancel can stop it. */
+  private body: UpstreamResponse['body'] | undefined;
 
   private constructor(
     private readonly deps: FillDeps,
@@ -93,6 +107,29 @@ export class BlobFill {
   ) {
     this.received = this.flushed = resumedFrom;
     this.settled = this.run(source.first);
+    this.armIdle();
+  }
+
+  /** With no reader (none came yet, or the last one left), the fill is cancelled after the grace period. */
+  private armIdle(): void {
+    const ms = this.deps.idleGraceMs;
+    if (ms === undefined || this.readers > 0 || this.state !== 'filling' || this.idleTimer) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.readers === 0 && this.state === 'filling') this.cancel();
+    }, ms).unref();
+  }
+
+  private disarmIdle(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  /** Stops the download; what reached the disk stays in partial/ for a later Range resume. */
+  cancel(): void {
+    if (this.state !== 'filling' || this.cancelled) return;
+    this.cancelled = true;
+    this.body?.destroy(new FillCancelledError('no reader left'));
   }
 
   /** Still downloading or committing: a new reader should join it. */
@@ -154,14 +191,16 @@ export class BlobFill {
       this.state = 'done';
     } catch (e) {
       this.state = 'failed';
-      this.error = e as Error;
-      this.deps.log.warn({ digest: this.digest, err: this.error.message, bytes: this.received }, 'blob fill failed');
+      this.error = this.cancelled ? new FillCancelledError('no reader left') : (e as Error);
+      if (this.cancelled) this.deps.log.info({ digest: this.digest, bytes: this.received }, 'blob fill cancelled: no reader left; partial kept');
+      else this.deps.log.warn({ digest: this.digest, err: this.error.message, bytes: this.received }, 'blob fill failed');
       await this.writes;
       // A partial cut off by the network is kept (what reached the disk) for a Range resume; wrong bytes never.
       const keep = this.source.partial !== undefined && !(e instanceof DigestMismatchError);
       if (keep) await this.handle.truncate(this.flushed).catch(() => undefined);
       else await this.deps.store.removeTemp(this.tempPath).catch(() => undefined);
     } finally {
+      this.disarmIdle();
       this.window.clear();
       await this.source.partial?.release().catch(() => undefined);
       this.events.emit('change');
@@ -228,6 +267,8 @@ export class BlobFill {
       // A full 200 answer to a resume repeats bytes we already have: skip them.
       let skip = res.status === 200 ? this.received : 0;
       let dropped: unknown;
+      this.body = res.body;
+      if (this.cancelled) res.body.destroy();
       try {
         for await (const chunk of res.body) {
           let buf = chunk as Buffer;
@@ -250,6 +291,7 @@ export class BlobFill {
         if (e instanceof DigestMismatchError) throw e;
         dropped = e;
       }
+      if (this.cancelled) throw new FillCancelledError('no reader left');
       const complete = dropped === undefined && (this.size === undefined || this.received === this.size);
       if (complete) break;
       if (++resumes > this.deps.maxResumes) throw (dropped as Error) ?? new Error('upstream body ended early');
@@ -286,6 +328,7 @@ export class BlobFill {
       return failed;
     }
     this.readers++;
+    this.disarmIdle();
     const fill = this;
     return followFill(
       {
@@ -309,6 +352,7 @@ export class BlobFill {
         },
         release: () => {
           this.readers--;
+          this.armIdle();
           void this.maybeClose();
         },
       },

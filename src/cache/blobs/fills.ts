@@ -3,16 +3,25 @@ import type { Digest } from '../../oci/digest.js';
 import { Coalescer } from '../coalesce.js';
 import { BlobFill, type FillDeps, type FillSource } from './fill.js';
 import type { BlobHandle, BlobOutcome } from './handle.js';
+import { FillSlots } from './slots.js';
 
 export class Fills {
   private readonly fills = new Map<Digest, BlobFill>();
   private readonly starting = new Coalescer<BlobFill>();
+  private readonly slots: FillSlots;
 
   constructor(
-    private readonly deps: FillDeps,
+    private readonly deps: FillDeps & { maxFills?: number; maxFillsPerUpstream?: number },
     /** Called once per fill when it committed or failed. */
     private readonly onSettled: (digest: Digest, fill: BlobFill) => void,
-  ) {}
+  ) {
+    this.slots = new FillSlots(deps.maxFills ?? Infinity, deps.maxFillsPerUpstream ?? Infinity);
+  }
+
+  /** Fills waiting for a slot (the global or their upstream's cap). */
+  get queued(): number {
+    return this.slots.queued;
+  }
 
   get inFlight(): number {
     return this.fills.size;
@@ -34,13 +43,22 @@ export class Fills {
   }
 
   /** One fill per digest: joins the running one, or starts one from make(). */
-  async startOrJoin(digest: Digest, make: () => Promise<FillSource>): Promise<{ fill: BlobFill; joined: boolean }> {
+  async startOrJoin(digest: Digest, make: () => Promise<FillSource>, upstream = ''): Promise<{ fill: BlobFill; joined: boolean }> {
     const running = this.fills.get(digest);
     if (running?.active) return { fill: running, joined: true };
     const { promise, joined } = this.starting.run(digest, async () => {
-      const fill = await BlobFill.start(this.deps, await make(), digest);
+      // Past the caps, a new fill waits here (its callers with it) before it asks the upstream for anything.
+      const release = await this.slots.acquire(upstream);
+      let fill: BlobFill;
+      try {
+        fill = await BlobFill.start(this.deps, await make(), digest);
+      } catch (e) {
+        release();
+        throw e;
+      }
       this.fills.set(digest, fill);
       void fill.settled.then(() => {
+        release();
         if (this.fills.get(digest) === fill) this.fills.delete(digest);
         this.onSettled(digest, fill);
       });

@@ -20,6 +20,9 @@ import { passThroughHandle } from './pass-through.js';
 import { UpstreamBlobs } from './source.js';
 
 export interface BlobsDeps extends FillDeps {
+  /** Concurrent fills in this process, and per upstream; more wait in a queue. */
+  maxFills?: number;
+  maxFillsPerUpstream?: number;
   store: BlobStore;
   meta: Metadata;
   log: Logger;
@@ -52,6 +55,11 @@ export class Blobs {
 
   get fillsInFlight(): number {
     return this.fills.inFlight;
+  }
+
+  /** Fills waiting for a slot under the concurrent-fill caps. */
+  get fillsQueued(): number {
+    return this.fills.queued;
   }
 
   inUse(digest: Digest): boolean {
@@ -150,7 +158,7 @@ export class Blobs {
     const now = this.deps.now ?? Date.now;
     try {
       if (now() < this.passThroughUntil) return passThroughHandle(await this.upstream.source(target, digest, false), undefined, digest);
-      const { fill, joined } = await this.fills.startOrJoin(digest, () => this.upstream.source(target, digest));
+      const { fill, joined } = await this.fills.startOrJoin(digest, () => this.upstream.source(target, digest), target.upstream.name);
       if (joined && fill.holder !== up) return this.prove(target, digest, undefined, fd);
       if (joined && !linked) await this.upstream.head(target, digest);
       if (fill.state === 'done') return this.get(target, digest);
@@ -215,7 +223,7 @@ export class Blobs {
   }
 
   private async fillFrom(digest: Digest, make: () => Promise<FillSource>, outcome: BlobOutcome): Promise<BlobHandle> {
-    const { fill, joined } = await this.fills.startOrJoin(digest, async () => ({ ...(await make()), holder: FOREIGN_HOLDER }));
+    const { fill, joined } = await this.fills.startOrJoin(digest, async () => ({ ...(await make()), holder: FOREIGN_HOLDER }), 'foreign');
     if (fill.state === 'done') {
       const size = this.deps.meta.blobSize(digest);
       const hit = size !== undefined ? await this.hits.open(digest, size) : undefined;
