@@ -3,7 +3,7 @@ import { constants, promises as fsp } from 'node:fs';
 import type { Logger } from 'pino';
 import { Blobs } from './cache/blobs/service.js';
 import { AccessTracker } from './cache/access.js';
-import { Eviction } from './cache/eviction.js';
+import { clearPartials, Eviction } from './cache/eviction.js';
 import { ForeignLayers } from './foreign/layers.js';
 import { ForeignAdmin } from './foreign/ops.js';
 import { ForeignPolicy } from './foreign/policy.js';
@@ -130,7 +130,14 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     onAccess: (d) => access.touch(d),
     // A commit may push the store over budget, and a full disk wants room: one sweep shortly, however many ask.
     onCommit: () => sweepShortly(),
-    onStoreFull: () => sweepShortly(),
+    onStoreFull: () => {
+      // Interrupted downloads are the cheapest bytes to lose when the disk is full.
+      void clearPartials(store).then(
+        (r) => r.files > 0 && log.warn(r, 'store full: removed partial downloads'),
+        (e: unknown) => log.warn({ err: (e as Error).message }, 'could not clear partial downloads'),
+      );
+      sweepShortly();
+    },
   });
   const manifestDeps = {
     client: upstream,
@@ -186,6 +193,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   metrics = new Metrics({
     fillsInFlight: () => blobs.fillsInFlight,
     fillsQueued: () => blobs.fillsQueued,
+    storeWritable: () => blobs.storeRefusal === undefined,
     store: () => meta.blobTotals(),
     circuits: () => registries.list().flatMap((u) => (u.endpoints ?? [u]).map((e) => ({ upstream: e.name, open: breaker.isOpen(e.name) }))),
     foreign: () => foreign.stats(),
@@ -209,10 +217,16 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
         ok = false;
         body.store = { error: (e as Error).message };
       }
-      body.cacheWritable = await fsp.access(store.paths.tmpDir, constants.W_OK).then(
+      // Writable means a new blob can be cached now: the directory is writable and the last write was not refused
+      // (a full disk keeps W_OK but refuses the bytes).
+      const dirWritable = await fsp.access(store.paths.tmpDir, constants.W_OK).then(
         () => true,
         () => false,
       );
+      const refusal = blobs.storeRefusal;
+      body.cacheWritable = dirWritable && refusal === undefined;
+      if (!body.cacheWritable) body.storeError = refusal ?? 'data directory is not writable';
+      body.diskFreeBytes = await store.freeBytes();
       body.upstreams = breaker.snapshot();
       return { ok, body };
     },

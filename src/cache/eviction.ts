@@ -11,7 +11,8 @@ import type { AccessTracker } from './access.js';
 export interface SweepResult {
   needed: number;
   freedBytes: number;
-  evicted: { kind: 'blob' | 'manifest'; digest: Digest; size: number }[];
+  /** kind 'partial': an interrupted download in partial/ (digest is its file name there). */
+  evicted: { kind: 'blob' | 'manifest' | 'partial'; digest: Digest; size: number }[];
   /** True when the budget could not be met: everything left is pinned, kept or in use. */
   short: boolean;
 }
@@ -28,7 +29,7 @@ export interface EvictionDeps {
   inUse: (digest: Digest) => boolean;
   /** Drop an evicted manifest or blob from in-memory caches. */
   forget?: (digest: Digest) => void;
-  onEvict?: (kind: 'blob' | 'manifest', size: number) => void;
+  onEvict?: (kind: 'blob' | 'manifest' | 'partial', size: number) => void;
 }
 
 export class Eviction {
@@ -42,7 +43,9 @@ export class Eviction {
     let need = 0;
     if (maxSize !== undefined) {
       const t = usage.totals();
-      need = Math.max(need, t.blobBytes + t.manifestBytes - maxSize);
+      // Partial downloads take disk space too: they count against the budget.
+      const partial = (await store.partials()).reduce((n, p) => n + p.size, 0);
+      need = Math.max(need, t.blobBytes + t.manifestBytes + partial - maxSize);
     }
     if (minFreeDisk !== undefined) {
       const fs = await statfs(store.paths.root);
@@ -74,6 +77,20 @@ export class Eviction {
     const needed = opts.force ?? (await this.needed());
     const result: SweepResult = { needed, freedBytes: 0, evicted: [], short: false };
     if (needed <= 0) return result;
+    // Interrupted downloads go first, oldest first (they only save a re-download of what they hold); one being
+    // written right now (locked by a live process) stays.
+    for (const p of await store.partials()) {
+      if (result.freedBytes >= needed) return result;
+      if (p.busy) continue;
+      if (!opts.dryRun && !(await store.removePartial(p.path))) continue;
+      result.evicted.push({ kind: 'partial', digest: partialDigest(p.path), size: p.size });
+      result.freedBytes += p.size;
+      if (!opts.dryRun) this.deps.onEvict?.('partial', p.size);
+    }
+    if (result.freedBytes >= needed) {
+      if (!opts.dryRun) log.info({ needed, freed: result.freedBytes, partials: result.evicted.length }, 'eviction sweep');
+      return result;
+    }
     const files: Digest[] = [];
     const decide = (): void => {
       const pinned = usage.pinnedClosure();
@@ -122,12 +139,32 @@ export class Eviction {
       if (this.deps.meta.blobSize(d) === undefined) await store.delete(d);
     }
     for (const e of result.evicted) {
+      if (e.kind === 'partial') continue;
       this.deps.forget?.(e.digest);
       this.deps.onEvict?.(e.kind, e.size);
     }
-    log.info({ needed, freed: result.freedBytes, blobs: files.length, manifests: result.evicted.length - files.length, short: result.short }, 'eviction sweep');
+    const manifests = result.evicted.filter((e) => e.kind === 'manifest').length;
+    log.info({ needed, freed: result.freedBytes, blobs: files.length, manifests, short: result.short }, 'eviction sweep');
     return result;
   }
 }
 
 class RollBack extends Error {}
+
+/** partial/<alg>-<hex> -> <alg>:<hex> */
+function partialDigest(path: string): Digest {
+  const name = path.slice(path.lastIndexOf('/') + 1);
+  return name.replace('-', ':') as Digest;
+}
+
+/** Removes every partial download no live process is writing (the disk is full: they are the cheapest to lose). */
+export async function clearPartials(store: BlobStore): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  for (const p of await store.partials()) {
+    if (p.busy || !(await store.removePartial(p.path))) continue;
+    files++;
+    bytes += p.size;
+  }
+  return { files, bytes };
+}

@@ -30,10 +30,12 @@ export function registerOpsCommands(program: Command): void {
       });
     });
   common(program.command('du').description('print storage usage, by upstream and repository')).action(async (flags: ConfigFlags) => {
-    await runCommand('du', build(flags), (s) => {
+    await runCommand('du', build(flags), async (s) => {
       const t = s.usage.totals();
+      const partials = await s.store.partials();
+      const partialBytes = partials.reduce((n, p) => n + p.size, 0);
       console.log(
-        `total ${humanBytes(t.blobBytes + t.manifestBytes)}: ${t.blobs} blobs (${humanBytes(t.blobBytes)}), ${t.manifests} manifests (${humanBytes(t.manifestBytes)})`,
+        `total ${humanBytes(t.blobBytes + t.manifestBytes + partialBytes)}: ${t.blobs} blobs (${humanBytes(t.blobBytes)}), ${t.manifests} manifests (${humanBytes(t.manifestBytes)}), ${partials.length} partial downloads (${humanBytes(partialBytes)})`,
       );
       for (const r of s.usage.byRepository()) console.log(`${humanBytes(r.bytes).padStart(12)}  ${String(r.blobs).padStart(6)} blobs  ${r.upstream}/${r.repo}`);
     });

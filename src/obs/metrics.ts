@@ -4,6 +4,8 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 export interface GaugeSources {
   fillsInFlight(): number;
   fillsQueued?(): number;
+  /** False while the store refuses new blobs (full or read-only disk): misses pass through. */
+  storeWritable?(): boolean;
   store(): { bytes: number; objects: number };
   circuits(): { upstream: string; open: boolean }[];
   foreign?(): Record<string, number>;
@@ -103,6 +105,17 @@ export class Metrics {
         registers,
         collect() {
           this.set(queued());
+        },
+      });
+    }
+    if (sources.storeWritable) {
+      const writable = sources.storeWritable;
+      new Gauge({
+        name: 'stevedore_store_writable',
+        help: '1 while new blobs can be cached; 0 while the store refuses writes (full or read-only disk) and misses pass through',
+        registers,
+        collect() {
+          this.set(writable() ? 1 : 0);
         },
       });
     }

@@ -1,7 +1,7 @@
 // Content-addressed blob files: stat, open for reading, temp files, verified commit (fsync + rename), delete.
 import { randomUUID } from 'node:crypto';
 import { chmodSync, constants, createReadStream, mkdirSync, promises as fsp, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../oci/digest.js';
 import { StorePaths } from './paths.js';
@@ -119,6 +119,47 @@ export class BlobStore {
       };
     }
     return undefined;
+  }
+
+  /**
+   * Interrupted or running downloads in partial/, oldest first; `busy` when a live process holds the lock
+   * (being written now: never removed under it).
+   */
+  async partials(): Promise<{ path: string; size: number; mtimeMs: number; busy: boolean }[]> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.paths.partialDir);
+    } catch {
+      return [];
+    }
+    const out: { path: string; size: number; mtimeMs: number; busy: boolean }[] = [];
+    for (const name of names) {
+      if (name.endsWith('.lock')) continue;
+      const path = join(this.paths.partialDir, name);
+      const st = await fsp.stat(path).catch(() => undefined);
+      if (!st?.isFile()) continue;
+      const pid = Number(await fsp.readFile(`${path}.lock`, 'utf8').catch(() => ''));
+      out.push({ path, size: st.size, mtimeMs: st.mtimeMs, busy: pid > 0 && alive(pid) });
+    }
+    return out.sort((a, b) => a.mtimeMs - b.mtimeMs);
+  }
+
+  /** Removes a partial download unless a live process claimed it meanwhile; returns whether it went. */
+  async removePartial(path: string): Promise<boolean> {
+    const pid = Number(await fsp.readFile(`${path}.lock`, 'utf8').catch(() => ''));
+    if (pid > 0 && alive(pid)) return false;
+    await fsp.rm(path, { force: true });
+    return true;
+  }
+
+  /** Bytes free for this process on the data dir's file system (undefined if it cannot be read). */
+  async freeBytes(): Promise<number | undefined> {
+    try {
+      const fs = await fsp.statfs(this.paths.root);
+      return fs.bavail * fs.bsize;
+    } catch {
+      return undefined;
+    }
   }
 
   /** A new temp file opened read+write, for a fill. */

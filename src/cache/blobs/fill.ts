@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Digest } from '../../oci/digest.js';
 import { BlobVerifier, DigestMismatchError } from '../../oci/verify.js';
 import type { BlobStore, PartialFile } from '../../store/blob-store.js';
+import { isDiskError } from '../../store/errors.js';
 import type { Metadata } from '../../store/metadata.js';
 import { header, type UpstreamResponse } from '../../upstream/client.js';
 import { upstreamFault } from '../../upstream/outcomes.js';
@@ -196,7 +197,8 @@ export class BlobFill {
       else this.deps.log.warn({ digest: this.digest, err: this.error.message, bytes: this.received }, 'blob fill failed');
       await this.writes;
       // A partial cut off by the network is kept (what reached the disk) for a Range resume; wrong bytes never.
-      const keep = this.source.partial !== undefined && !(e instanceof DigestMismatchError);
+      // On a full or read-only disk the partial goes too: it must not keep the disk full for good.
+      const keep = this.source.partial !== undefined && !(e instanceof DigestMismatchError) && !isDiskError(e);
       if (keep) await this.handle.truncate(this.flushed).catch(() => undefined);
       else await this.deps.store.removeTemp(this.tempPath).catch(() => undefined);
     } finally {

@@ -46,11 +46,34 @@ export class Blobs {
   private readonly fills: Fills;
   private readonly upstream: UpstreamBlobs;
   private passThroughUntil = 0;
+  /** Why the store refused the last write, while misses pass through. */
+  private refusal: { error: string; freeBytes: number | undefined } | undefined;
+  private lastProbe = 0;
 
   constructor(private readonly deps: BlobsDeps) {
     this.hits = new Hits(deps.store, deps.onAccess);
     this.fills = new Fills(deps, (digest, fill) => this.settled(digest, fill));
     this.upstream = new UpstreamBlobs(deps);
+  }
+
+  /** Undefined while the store takes new blobs; else why not (misses are passed through meanwhile). */
+  get storeRefusal(): string | undefined {
+    return this.refusal?.error;
+  }
+
+  /**
+   * While passing through: has the disk freed up since it refused (by at least 1 MiB)? Then caching resumes at
+   * once instead of at the end of the pass-through period. Probed at most once a second.
+   */
+  private async storeRecovered(now: number): Promise<boolean> {
+    if (now - this.lastProbe < 1000 || this.refusal?.freeBytes === undefined) return false;
+    this.lastProbe = now;
+    const free = await this.deps.store.freeBytes();
+    if (free === undefined || free < this.refusal.freeBytes + (1 << 20)) return false;
+    this.deps.log.info({ freeBytes: free }, 'store has room again: caching resumes');
+    this.passThroughUntil = 0;
+    this.refusal = undefined;
+    return true;
   }
 
   get fillsInFlight(): number {
@@ -157,7 +180,8 @@ export class Blobs {
     }
     const now = this.deps.now ?? Date.now;
     try {
-      if (now() < this.passThroughUntil) return passThroughHandle(await this.upstream.source(target, digest, false), undefined, digest);
+      if (now() < this.passThroughUntil && !(await this.storeRecovered(now())))
+        return passThroughHandle(await this.upstream.source(target, digest, false), undefined, digest);
       const { fill, joined } = await this.fills.startOrJoin(digest, () => this.upstream.source(target, digest), target.upstream.name);
       if (joined && fill.holder !== up) return this.prove(target, digest, undefined, fd);
       if (joined && !linked) await this.upstream.head(target, digest);
@@ -212,13 +236,21 @@ export class Blobs {
   }
 
   private settled(digest: Digest, fill: BlobFill): void {
-    if (fill.state === 'done') this.deps.onCommit?.(digest, fill.received);
-    else if (isDiskError(fill.error)) this.storeRefused(fill.error!);
+    if (fill.state === 'done') {
+      // A commit went through: the store takes blobs again.
+      this.refusal = undefined;
+      this.deps.onCommit?.(digest, fill.received);
+    } else if (isDiskError(fill.error)) this.storeRefused(fill.error!);
   }
 
   private storeRefused(e: Error): void {
     this.deps.log.warn({ err: e.message }, 'store unwritable: passing blobs through without caching');
-    this.passThroughUntil = (this.deps.now ?? Date.now)() + PASS_THROUGH_MS;
+    const now = (this.deps.now ?? Date.now)();
+    this.passThroughUntil = now + PASS_THROUGH_MS;
+    this.lastProbe = now;
+    const refusal: { error: string; freeBytes: number | undefined } = { error: e.message, freeBytes: undefined };
+    this.refusal = refusal;
+    void this.deps.store.freeBytes().then((free) => (refusal.freeBytes = free));
     this.deps.onStoreFull?.();
   }
 

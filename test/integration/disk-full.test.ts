@@ -1,0 +1,102 @@
+// A data dir on a small tmpfs (mounted by the test; needs root, as npm test runs): partial downloads count against
+// --max-size and are swept oldest first, a full disk drops them, /readyz and metrics say the store refuses
+// writes, misses pass through verified meanwhile, and caching resumes by itself once the disk has room again.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
+import { get, sha256 } from '../helpers/http.ts';
+import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
+import { makeTempDir, waitFor, type TempDir } from '../helpers/tmp.ts';
+
+const partialFiles = (sd: InProcess): string[] => readdirSync(sd.store.paths.partialDir).filter((f) => !f.endsWith('.lock'));
+
+describe('a small disk', () => {
+  let fake: FakeUpstream;
+  let mnt: TempDir;
+  let sd: InProcess | undefined;
+
+  before(async () => {
+    if (process.getuid?.() !== 0) throw new Error('this test mounts a tmpfs: run it as root (npm test does)');
+    fake = await startFakeUpstream();
+    mnt = makeTempDir('stevedore-tmpfs-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', mnt.path]);
+  });
+  after(async () => {
+    await sd?.stop();
+    await fake?.stop();
+    if (mnt) {
+      execFileSync('umount', [mnt.path]);
+      await mnt.cleanup();
+    }
+  });
+
+  test('partial downloads count against --max-size and are evicted oldest first (gc), busy ones kept', async () => {
+    const data = path.join(mnt.path, 'budget');
+    sd = await startInProcess({ upstream: [fake.url], data, maxSize: '15MB' });
+    const names = ['a', 'b', 'c'].map((n) => `sha256-${sha256(Buffer.from(n)).slice(7)}`);
+    // Three interrupted downloads (as a crash or a cancelled fill leaves them), 6 MB each, a the oldest.
+    names.forEach((n, i) => {
+      const f = path.join(sd!.store.paths.partialDir, n);
+      writeFileSync(f, randomBytes(6_000_000));
+      utimesSync(f, new Date(Date.now() - (10 - i) * 60_000), new Date(Date.now() - (10 - i) * 60_000));
+    });
+    assert.equal(await sd.eviction.needed(), 18_000_000 - 15_000_000, 'partials count against the budget');
+    const r = await sd.eviction.sweep();
+    assert.deepEqual(
+      r.evicted.map((e) => [e.kind, e.digest]),
+      [['partial', names[0]!.replace('-', ':')]],
+    );
+    assert.deepEqual(partialFiles(sd).sort(), names.slice(1).sort());
+    await sd.stop();
+    sd = undefined;
+    rmSync(data, { recursive: true, force: true });
+  });
+
+  test('a full disk: the partial goes, readyz and metrics say so, misses pass through, caching resumes when there is room', async () => {
+    sd = await startInProcess({ upstream: [fake.url], data: path.join(mnt.path, 'full') });
+    // Someone else's 12 MB on the same file system leaves about 8 MB.
+    const filler = path.join(mnt.path, 'filler');
+    writeFileSync(filler, randomBytes(12 << 20));
+    const big = randomBytes(16 << 20);
+    const d = fake.addBlob('disk/x', big);
+    const first = await get(`${sd.url}/v2/disk/x/blobs/${d}`);
+    assert.ok(first.error !== undefined || first.body.length < big.length, 'the fill that ran out of disk never ends cleanly');
+    await waitFor('the fill to settle', async () => sd!.proxy.blobs.fillsInFlight === 0 || undefined, 10_000, 20);
+    await waitFor('the partial to be removed', async () => partialFiles(sd!).length === 0 || undefined, 10_000, 20);
+
+    const ready = JSON.parse((await get(`${sd.url}/readyz`)).body.toString()) as { cacheWritable: boolean; storeError?: string; diskFreeBytes?: number };
+    assert.equal(ready.cacheWritable, false);
+    assert.match(String(ready.storeError), /ENOSPC/);
+    assert.ok(typeof ready.diskFreeBytes === 'number');
+    assert.match((await get(`${sd.url}/metrics`)).body.toString(), /^stevedore_store_writable 0$/m);
+
+    const through = await get(`${sd.url}/v2/disk/x/blobs/${d}`);
+    assert.equal(through.status, 200);
+    assert.equal(through.headers['x-stevedore-cache'], 'pass-through');
+    assert.equal(sha256(through.body), d);
+    assert.equal(sd.meta.blobSize(d as never), undefined);
+
+    // The operator frees the disk: without a restart, the next miss is cached again.
+    rmSync(filler);
+    const small = randomBytes(1 << 20);
+    const s = fake.addBlob('disk/x', small);
+    await waitFor(
+      'caching to resume',
+      async () => {
+        const r = await get(`${sd!.url}/v2/disk/x/blobs/${s}`);
+        assert.equal(sha256(r.body), s);
+        return r.headers['x-stevedore-cache'] === 'miss' || undefined;
+      },
+      10_000,
+      300,
+    );
+    await waitFor('the commit', async () => sd!.meta.blobSize(s as never) !== undefined || undefined, 10_000, 20);
+    const after = JSON.parse((await get(`${sd.url}/readyz`)).body.toString()) as { cacheWritable: boolean };
+    assert.equal(after.cacheWritable, true);
+    assert.match((await get(`${sd.url}/metrics`)).body.toString(), /^stevedore_store_writable 1$/m);
+  });
+});
