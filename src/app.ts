@@ -31,6 +31,8 @@ import { Usage } from './store/usage.js';
 import { CircuitBreaker } from './upstream/breaker.js';
 import { RateLimiter } from './upstream/rate-limit.js';
 import { MirrorChain } from './upstream/chain.js';
+import { Scrubber } from './jobs/scrub.js';
+import { parseDuration } from './config/warm.js';
 import { UpstreamClient } from './upstream/client.js';
 import { Registries } from './upstream/registries.js';
 
@@ -246,6 +248,25 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   });
   if (config.adminToken) adminRoutes(app, { token: config.adminToken, foreign: foreignAdmin, foreignStats: () => foreign.stats() });
   const timers: NodeJS.Timeout[] = [];
+  const scrubber =
+    config.scrub.every === 'off'
+      ? undefined
+      : new Scrubber({
+          store,
+          meta,
+          log,
+          everyMs: parseDuration(config.scrub.every)!,
+          bytesPerSecond: config.scrub.rate,
+          forget: (d) => {
+            manifests.forget(d);
+            blobs.forget(d);
+          },
+          onBytes: (n) => m.scrubBytes.inc(n),
+          onPass: (r) => {
+            m.scrubPasses.inc();
+            m.scrubCorrupt.inc(r.corrupt.length);
+          },
+        });
   const runPrefetch = (items: PrefetchItem[], opts: PrefetchOptions) => prefetch(prefetchDeps, items, opts);
   const warmer = config.warm.length > 0 ? new Warmer({ entries: config.warm, prefetch: runPrefetch, log, metrics: m }) : undefined;
   return {
@@ -274,9 +295,11 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
         await sweep();
       }
       warmer?.start();
+      scrubber?.start();
     },
     async close() {
       await warmer?.stop();
+      await scrubber?.stop();
       for (const t of timers) clearInterval(t);
       if (sweepSoon) clearTimeout(sweepSoon);
       await blobs.drain();

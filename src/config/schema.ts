@@ -5,7 +5,7 @@ import type { Upstream } from '../upstream/types.js';
 import { authSchema, type ClientAuthData } from './auth.js';
 import { foreignSchema } from './foreign.js';
 import { byteSize } from './units.js';
-import { warmSchema } from './warm.js';
+import { parseDuration, warmSchema } from './warm.js';
 
 export type { Upstream };
 
@@ -123,6 +123,18 @@ export const configSchema = z.strictObject({
       maxConcurrent: z.number().int().positive().default(32),
       /** Fills running at once per upstream (foreign URLs count as one upstream). */
       maxPerUpstream: z.number().int().positive().default(8),
+    })
+    .prefault({}),
+  /** Background re-hash of cached blobs: corrupt ones (disk rot, a hand edit) are removed and fetched again. */
+  scrub: z
+    .strictObject({
+      /** Start a pass this long after start and after each pass ended ("24h", "30m"), or "off". */
+      every: z
+        .string()
+        .refine((v) => v === 'off' || (parseDuration(v) ?? 0) >= 1000, 'expected "off" or a duration of at least 1s, e.g. 24h')
+        .default('24h'),
+      /** Bytes read per second while scrubbing, e.g. 50MB/s: the disk stays free for clients. */
+      rate: byteSize.default(50_000_000),
     })
     .prefault({}),
   retries: z.number().int().min(0).max(10).default(3),

@@ -24,6 +24,9 @@ export class Metrics {
   readonly warmRuns: Counter<'result'>;
   readonly warmBytes: Counter;
   readonly warmBlobs: Counter<'status'>;
+  readonly scrubPasses: Counter;
+  readonly scrubBytes: Counter;
+  readonly scrubCorrupt: Counter;
   readonly connectionsOpen: Gauge;
   readonly connectionsClosed: Counter<'reason'>;
 
@@ -79,6 +82,13 @@ export class Metrics {
       name: 'stevedore_warm_blobs_total',
       help: 'Blobs seen by scheduled warming runs, by status (fetched, cached, skipped, failed)',
       labelNames: ['status'],
+      registers,
+    });
+    this.scrubPasses = new Counter({ name: 'stevedore_scrub_passes_total', help: 'Finished passes of the background scrub', registers });
+    this.scrubBytes = new Counter({ name: 'stevedore_scrub_bytes_total', help: 'Cached blob bytes re-hashed by the background scrub', registers });
+    this.scrubCorrupt = new Counter({
+      name: 'stevedore_scrub_corrupt_total',
+      help: 'Cached blobs the scrub found not matching their digest (removed; fetched again on the next pull)',
       registers,
     });
     this.connectionsOpen = new Gauge({ name: 'stevedore_connections_open', help: 'Client connections open now', registers });

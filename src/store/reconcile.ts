@@ -71,14 +71,29 @@ export interface VerifyResult {
 export async function verifyStore(
   store: BlobStore,
   meta: Metadata,
-  opts: { repair: boolean; onProgress?: (d: Digest, ok: boolean) => void },
+  opts: {
+    repair: boolean;
+    onProgress?: (d: Digest, ok: boolean) => void;
+    /** Awaited before each chunk is hashed (a background scrub's rate limit). */
+    throttle?: (bytes: number) => Promise<void>;
+    /** Stops between chunks (shutdown). */
+    signal?: AbortSignal;
+  },
 ): Promise<VerifyResult> {
   const result: VerifyResult = { checked: 0, bytes: 0, corrupt: [], repaired: opts.repair };
   for await (const { digest, file } of committedFiles(store)) {
     const h = new Hasher(parseDigest(digest)!.algorithm);
-    for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-      h.update(chunk as Buffer);
-      result.bytes += (chunk as Buffer).length;
+    try {
+      for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+        if (opts.signal?.aborted) return result;
+        await opts.throttle?.((chunk as Buffer).length);
+        h.update(chunk as Buffer);
+        result.bytes += (chunk as Buffer).length;
+      }
+    } catch (e) {
+      // Evicted while being read: nothing to check.
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw e;
     }
     const got = h.digest();
     result.checked++;

@@ -2,7 +2,7 @@
 import type { promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
-import type { Digest } from '../../oci/digest.js';
+import { digestOf, parseDigest, type Digest } from '../../oci/digest.js';
 import type { BlobStore } from '../../store/blob-store.js';
 import type { BlobHandle, ByteSink } from './handle.js';
 
@@ -94,6 +94,8 @@ export class Hits {
       // Every pull reads its config blob: keeping small ones in memory saves four threadpool trips per request.
       const bytes = await fh.readFile().finally(() => fh.close());
       if (bytes.length !== size) return undefined;
+      // Re-hashed once as it enters memory (cheap at this size): a corrupt file is treated as missing and fetched again.
+      if (digestOf(bytes, parseDigest(digest)!.algorithm) !== digest) return undefined;
       this.small.set(digest, bytes);
       return this.memoryHit(digest, bytes);
     }
