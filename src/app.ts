@@ -125,6 +125,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     log,
     maxResumes: Math.max(config.retries, 1),
     idleGraceMs: config.fills.idleGrace * 1000,
+    ...(config.maxSize !== undefined ? { maxBlobBytes: config.maxSize } : {}),
     maxFills: config.fills.maxConcurrent,
     maxFillsPerUpstream: config.fills.maxPerUpstream,
     onUpstreamBytes: onBlobBytes,

@@ -15,6 +15,7 @@ const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
 export interface StevedoreProcess {
   /** http://, or https:// when started with tlsCa */
   url: string;
+  /** the node process (or its wrapper, e.g. prlimit, which execs node: the same PID) */
   pid: number;
   host: string;
   port: number;

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
@@ -51,6 +51,15 @@ describe('a small disk', () => {
       [['partial', names[0]!.replace('-', ':')]],
     );
     assert.deepEqual(partialFiles(sd).sort(), names.slice(1).sort());
+
+    // A blob larger than the whole budget is never written: it streams through, verified, and leaves nothing.
+    const big = randomBytes(16 << 20);
+    const d = fake.addBlob('budget/x', big);
+    const r1 = await get(`${sd.url}/v2/budget/x/blobs/${d}`);
+    assert.equal(r1.status, 200);
+    assert.equal(r1.headers['x-stevedore-cache'], 'pass-through');
+    assert.equal(sha256(r1.body), d);
+    assert.ok(!partialFiles(sd).some((f) => f.endsWith(d.slice(7)) && statSync(path.join(sd!.store.paths.partialDir, f)).size > 0));
     await sd.stop();
     sd = undefined;
     rmSync(data, { recursive: true, force: true });
@@ -58,15 +67,27 @@ describe('a small disk', () => {
 
   test('a full disk: the partial goes, readyz and metrics say so, misses pass through, caching resumes when there is room', async () => {
     sd = await startInProcess({ upstream: [fake.url], data: path.join(mnt.path, 'full') });
-    // Someone else's 12 MB on the same file system leaves about 8 MB.
+    // Someone else's 4 MB on the file system, then a 7 MiB download (it fits when it starts)...
     const filler = path.join(mnt.path, 'filler');
-    writeFileSync(filler, randomBytes(12 << 20));
-    const big = randomBytes(16 << 20);
+    writeFileSync(filler, randomBytes(4 << 20));
+    const big = randomBytes(7 << 20);
     const d = fake.addBlob('disk/x', big);
-    const first = await get(`${sd.url}/v2/disk/x/blobs/${d}`);
-    assert.ok(first.error !== undefined || first.body.length < big.length, 'the fill that ran out of disk never ends cleanly');
+    fake.setFault(d, { kind: 'slow-body', bytesPerTick: 64 << 10, tickMs: 20 });
+    const first = get(`${sd.url}/v2/disk/x/blobs/${d}`);
+    await waitFor('the download to start', async () => fake.bytesSent(d) > 0 || undefined, 10_000, 10);
+    // ...and while it runs, someone else fills the disk.
+    const filler2 = path.join(mnt.path, 'filler2');
+    writeFileSync(filler2, randomBytes(10 << 20));
+    const r1 = await first;
+    assert.ok(r1.error !== undefined || r1.body.length < big.length, 'the fill that ran out of disk never ends cleanly');
     await waitFor('the fill to settle', async () => sd!.proxy.blobs.fillsInFlight === 0 || undefined, 10_000, 20);
-    await waitFor('the partial to be removed', async () => partialFiles(sd!).length === 0 || undefined, 10_000, 20);
+    await waitFor(
+      'the partial to be removed',
+      async () => partialFiles(sd!).every((f) => statSync(path.join(sd!.store.paths.partialDir, f)).size === 0) || undefined,
+      10_000,
+      20,
+    );
+    fake.clearFault(d);
 
     const ready = JSON.parse((await get(`${sd.url}/readyz`)).body.toString()) as { cacheWritable: boolean; storeError?: string; diskFreeBytes?: number };
     assert.equal(ready.cacheWritable, false);
@@ -82,6 +103,7 @@ describe('a small disk', () => {
 
     // The operator frees the disk: without a restart, the next miss is cached again.
     rmSync(filler);
+    rmSync(filler2);
     const small = randomBytes(1 << 20);
     const s = fake.addBlob('disk/x', small);
     await waitFor(

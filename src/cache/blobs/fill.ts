@@ -290,7 +290,8 @@ export class BlobFill {
           this.events.emit('change');
         }
       } catch (e) {
-        if (e instanceof DigestMismatchError) throw e;
+        // Wrong bytes and a disk that refuses them are not the network: no resume.
+        if (e instanceof DigestMismatchError || isDiskError(e) || e === this.writeError) throw e;
         dropped = e;
       }
       if (this.cancelled) throw new FillCancelledError('no reader left');

@@ -20,6 +20,8 @@ import { passThroughHandle } from './pass-through.js';
 import { UpstreamBlobs } from './source.js';
 
 export interface BlobsDeps extends FillDeps {
+  /** A blob larger than this (the storage budget) is streamed through, never cached. */
+  maxBlobBytes?: number;
   /** Concurrent fills in this process, and per upstream; more wait in a queue. */
   maxFills?: number;
   maxFillsPerUpstream?: number;
@@ -38,6 +40,18 @@ export interface BlobsDeps extends FillDeps {
   throttle?: (bytes: number) => Promise<void>;
 }
 
+/** Free disk a new blob must leave (metadata, other fills' writes). */
+const ROOM_MARGIN = 8 << 20;
+
+class NoRoomError extends Error {
+  override name = 'NoRoomError';
+}
+
+function contentLength(src: FillSource): number | undefined {
+  const cl = header(src.first.headers, 'content-length');
+  return src.first.status === 200 && cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
+}
+
 /** After the store refused a write, misses pass through for this long before a fill is tried again. */
 const PASS_THROUGH_MS = 30_000;
 
@@ -47,8 +61,7 @@ export class Blobs {
   private readonly upstream: UpstreamBlobs;
   private passThroughUntil = 0;
   /** Why the store refused the last write, while misses pass through. */
-  private refusal: { error: string; freeBytes: number | undefined } | undefined;
-  private lastProbe = 0;
+  private refusal: { error: string } | undefined;
 
   constructor(private readonly deps: BlobsDeps) {
     this.hits = new Hits(deps.store, deps.onAccess);
@@ -61,19 +74,27 @@ export class Blobs {
     return this.refusal?.error;
   }
 
-  /**
-   * While passing through: has the disk freed up since it refused (by at least 1 MiB)? Then caching resumes at
-   * once instead of at the end of the pass-through period. Probed at most once a second.
-   */
-  private async storeRecovered(now: number): Promise<boolean> {
-    if (now - this.lastProbe < 1000 || this.refusal?.freeBytes === undefined) return false;
-    this.lastProbe = now;
+  /** Is there room for a new blob of this size: within --max-size, and free disk for it plus a margin? */
+  private async room(size: number): Promise<{ ok: true } | { ok: false; why: string; disk: boolean }> {
+    if (this.deps.maxBlobBytes !== undefined && size > this.deps.maxBlobBytes)
+      return { ok: false, why: `blob of ${size} bytes is larger than the storage budget (${this.deps.maxBlobBytes})`, disk: false };
     const free = await this.deps.store.freeBytes();
-    if (free === undefined || free < this.refusal.freeBytes + (1 << 20)) return false;
-    this.deps.log.info({ freeBytes: free }, 'store has room again: caching resumes');
-    this.passThroughUntil = 0;
-    this.refusal = undefined;
-    return true;
+    if (free !== undefined && free < size + ROOM_MARGIN) return { ok: false, why: `blob of ${size} bytes does not fit in ${free} bytes free`, disk: true };
+    return { ok: true };
+  }
+
+  /** The upstream GET for a new fill; a blob that cannot fit is streamed through instead (StoreUnwritableError). */
+  private async fillSource(target: Target, digest: Digest): Promise<FillSource> {
+    const src = await this.upstream.source(target, digest);
+    const size = contentLength(src);
+    if (size === undefined || (src.partial?.size ?? 0) > 0) return src;
+    const room = await this.room(size);
+    if (room.ok) return src;
+    await src.partial?.abandon();
+    this.deps.log.info({ digest, reason: room.why }, 'not caching this blob: streaming it through');
+    if (room.disk) this.deps.onStoreFull?.();
+    const { partial: _, ...whole } = src;
+    throw new StoreUnwritableError(new NoRoomError(room.why), whole, size);
   }
 
   get fillsInFlight(): number {
@@ -180,9 +201,22 @@ export class Blobs {
     }
     const now = this.deps.now ?? Date.now;
     try {
-      if (now() < this.passThroughUntil && !(await this.storeRecovered(now())))
-        return passThroughHandle(await this.upstream.source(target, digest, false), undefined, digest);
-      const { fill, joined } = await this.fills.startOrJoin(digest, () => this.upstream.source(target, digest), target.upstream.name);
+      if (now() < this.passThroughUntil) {
+        const src = await this.upstream.source(target, digest, false);
+        const len = contentLength(src);
+        // Caching resumes by itself as soon as the disk has room for the blob asked for.
+        if (len === undefined || !(await this.room(len)).ok) return passThroughHandle(src, undefined, digest);
+        this.deps.log.info({ digest, size: len }, 'store has room again: caching resumes');
+        this.passThroughUntil = 0;
+        this.refusal = undefined;
+        const started = await this.fills.startOrJoin(digest, async () => src, up);
+        if (started.joined) {
+          src.first.body.destroy();
+          if (started.fill.holder !== up) return this.prove(target, digest, undefined, fd);
+        }
+        return this.fills.follow(started.fill, started.joined ? 'coalesced' : 'miss');
+      }
+      const { fill, joined } = await this.fills.startOrJoin(digest, () => this.fillSource(target, digest), up);
       if (joined && fill.holder !== up) return this.prove(target, digest, undefined, fd);
       if (joined && !linked) await this.upstream.head(target, digest);
       if (fill.state === 'done') return this.get(target, digest);
@@ -190,7 +224,8 @@ export class Blobs {
     } catch (e) {
       if (e instanceof FilledElsewhere) return this.followElsewhere(target, digest);
       if (e instanceof StoreUnwritableError) {
-        this.storeRefused(e.reason);
+        // Too big for the budget or the free disk: this blob only; a refused write: every miss for a while.
+        if (!(e.reason instanceof NoRoomError)) this.storeRefused(e.reason);
         // The first caller streams the response it already has; callers that joined it fetch their own.
         const mine = !e.claimed;
         e.claimed = true;
@@ -247,10 +282,7 @@ export class Blobs {
     this.deps.log.warn({ err: e.message }, 'store unwritable: passing blobs through without caching');
     const now = (this.deps.now ?? Date.now)();
     this.passThroughUntil = now + PASS_THROUGH_MS;
-    this.lastProbe = now;
-    const refusal: { error: string; freeBytes: number | undefined } = { error: e.message, freeBytes: undefined };
-    this.refusal = refusal;
-    void this.deps.store.freeBytes().then((free) => (refusal.freeBytes = free));
+    this.refusal = { error: e.message };
     this.deps.onStoreFull?.();
   }
 
