@@ -119,14 +119,18 @@ async function main(): Promise<void> {
     const img = await pushImage(registry.url, 'legit/app', 'v1', { layers: [{ seed: 1, sizeBytes: 4 * MiB }], mediaTypes: 'oci' });
     const big = randomBytes(64 * MiB);
     const bigDigest = fake.addBlob('big/x', big);
-    const bigUrl = (sd: StevedoreProcess) => `/v2/${fake.host}/big/x/blobs/${bigDigest}`;
+    const bigUrl = (_sd: StevedoreProcess) => `/v2/${fake.host}/big/x/blobs/${bigDigest}`;
 
     rows.push(
       await scenario('300 clients never read a cached 64 MiB blob', fake, registry.url, img, {}, async (sd) => {
         await fetchAll(`${sd.url}${bigUrl(sd)}`);
         const socks = await idleSockets(sd, 300, `GET ${bigUrl(sd)} HTTP/1.1\r\nHost: x\r\n\r\n`);
         await sleep(3_000);
-        return { stop: async () => socks.forEach((s) => s.destroy()) };
+        return {
+          stop: async () => {
+            for (const s of socks) s.destroy();
+          },
+        };
       }),
     );
 
@@ -139,7 +143,11 @@ async function main(): Promise<void> {
           60_000,
           100,
         );
-        return { stop: async () => socks.forEach((s) => s.destroy()) };
+        return {
+          stop: async () => {
+            for (const s of socks) s.destroy();
+          },
+        };
       }),
     );
 
@@ -230,7 +238,11 @@ async function main(): Promise<void> {
         async (sd) => {
           const socks: Socket[] = [];
           for (let i = 0; i < 11; i++) socks.push(...(await idleSockets(sd, 100, 'GET /v2/ HTTP/1.1\r\nHost: a\r\n')));
-          return { stop: async () => socks.forEach((s) => s.destroy()) };
+          return {
+            stop: async () => {
+              for (const s of socks) s.destroy();
+            },
+          };
         },
       ),
     );

@@ -6,7 +6,11 @@ import { FillSlots } from '../../../../src/cache/blobs/slots.ts';
 test('slots: at most max at once and maxPerKey per key; the queue skips a key at its cap; release is idempotent', async () => {
   const slots = new FillSlots(3, 2);
   const got: string[] = [];
-  const take = (key: string) => slots.acquire(key).then((release) => (got.push(key), release));
+  const take = (key: string) =>
+    slots.acquire(key).then((release) => {
+      got.push(key);
+      return release;
+    });
   const a1 = take('a');
   const a2 = take('a');
   const a3 = take('a');
