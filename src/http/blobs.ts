@@ -28,7 +28,8 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
     base['x-stevedore-cache'] = st.outcome;
     return sendBytes(200, st.size !== undefined ? { ...base, 'content-length': String(st.size) } : base, null);
   }
-  const blob = await proxy.blobs.get(target, digest);
+  // The request's signal aborts when the client goes away: a fill still queued for it then never starts.
+  const blob = await proxy.blobs.get(target, digest, c.req.raw.signal);
   info.outcome = blob.outcome;
   base['x-stevedore-cache'] = blob.outcome;
   if (blob.redirect) return sendBytes(302, { location: blob.redirect, 'docker-content-digest': digest, 'content-length': '0' }, null);

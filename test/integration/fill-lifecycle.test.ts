@@ -72,6 +72,27 @@ describe('fill lifecycle', () => {
     assert.equal(fake.count('GET', d), 1);
   });
 
+  test('a queued fill whose clients all left is never started', async () => {
+    // 2 per upstream: two slow downloads hold the slots, three more requests queue, and their clients leave.
+    const slow = { kind: 'slow-body', bytesPerTick: 64 << 10, tickMs: 40 } as const;
+    const running = [0, 1].map(() => fake.addBlob('wait/x', randomBytes(1 << 20)));
+    const queued = [0, 1, 2].map(() => fake.addBlob('wait/x', randomBytes(1 << 20)));
+    for (const d of running) fake.setFault(d, slow);
+    const pulls = running.map((d) => get(blobUrl('wait/x', d)));
+    await waitFor('two downloads running', async () => sd.proxy.blobs.fillsInFlight === 2 || undefined, 10_000, 10);
+    const acs = queued.map(() => new AbortController());
+    const gone = queued.map((d, i) => request(blobUrl('wait/x', d), { signal: acs[i]!.signal }).catch(() => undefined));
+    await waitFor('three queued', async () => sd.proxy.blobs.fillsQueued === 3 || undefined, 10_000, 10);
+    for (const a of acs) a.abort();
+    await Promise.all(gone);
+    for (const [i, r] of (await Promise.all(pulls)).entries()) assert.equal(sha256(r.body), running[i]);
+    await waitFor('the queue to drain', async () => (sd.proxy.blobs.fillsQueued === 0 && sd.proxy.blobs.fillsInFlight === 0) || undefined, 10_000, 10);
+    for (const d of queued) assert.equal(fake.count('GET', d), 0, 'never asked of the upstream');
+    // A later request for one of them is served normally.
+    const again = await get(blobUrl('wait/x', queued[0]!));
+    assert.equal(sha256(again.body), queued[0]);
+  });
+
   test('fills are capped (3 at once, 2 per upstream) and queue; manifests and tags are answered meanwhile', async () => {
     const other = await startFakeUpstream();
     try {

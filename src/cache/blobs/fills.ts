@@ -1,14 +1,24 @@
 // The fills registry: at most one fill per digest in this process (single flight); every reader follows that one.
 import type { Digest } from '../../oci/digest.js';
+import { OciError } from '../../oci/errors.js';
 import { Coalescer } from '../coalesce.js';
 import { BlobFill, type FillDeps, type FillSource } from './fill.js';
 import type { BlobHandle, BlobOutcome } from './handle.js';
 import { FillSlots } from './slots.js';
 
+/** A queued fill whose every caller went away: it was never started (nobody is there to see this error). */
+export class FillNotWantedError extends OciError {
+  constructor(reason: string) {
+    super('UNAVAILABLE', { reason });
+    this.name = 'FillNotWantedError';
+  }
+}
+
 export class Fills {
   private readonly fills = new Map<Digest, BlobFill>();
   private readonly starting = new Coalescer<BlobFill>();
   private readonly slots: FillSlots;
+  private readonly waiting = new Map<Digest, { n: number }>();
 
   constructor(
     private readonly deps: FillDeps & { maxFills?: number; maxFillsPerUpstream?: number },
@@ -43,12 +53,26 @@ export class Fills {
   }
 
   /** One fill per digest: joins the running one, or starts one from make(). */
-  async startOrJoin(digest: Digest, make: () => Promise<FillSource>, upstream = ''): Promise<{ fill: BlobFill; joined: boolean }> {
+  async startOrJoin(digest: Digest, make: () => Promise<FillSource>, upstream = '', signal?: AbortSignal): Promise<{ fill: BlobFill; joined: boolean }> {
     const running = this.fills.get(digest);
     if (running?.active) return { fill: running, joined: true };
+    // Callers still waiting for this digest's fill to start; one without a signal (prefetch) always counts.
+    const interest = this.waiting.get(digest) ?? { n: 0 };
+    this.waiting.set(digest, interest);
+    if (!signal?.aborted) interest.n++;
+    signal?.addEventListener('abort', () => interest.n--, { once: true });
     const { promise, joined } = this.starting.run(digest, async () => {
       // Past the caps, a new fill waits here (its callers with it) before it asks the upstream for anything.
-      const release = await this.slots.acquire(upstream);
+      let release: () => void;
+      try {
+        release = await this.slots.acquire(upstream);
+      } finally {
+        this.waiting.delete(digest);
+      }
+      if (interest.n <= 0) {
+        release();
+        throw new FillNotWantedError(`every client waiting for ${digest} left before its download could start`);
+      }
       let fill: BlobFill;
       try {
         fill = await BlobFill.start(this.deps, await make(), digest);

@@ -166,7 +166,8 @@ export class Blobs {
     return { size: cl !== undefined ? Number(cl) : size, outcome: 'miss' };
   }
 
-  async get(target: Target, digest: Digest): Promise<BlobHandle> {
+  /** `signal`: the client's; once every client waiting for a queued fill is gone, the fill is not started. */
+  async get(target: Target, digest: Digest, signal?: AbortSignal): Promise<BlobHandle> {
     const { meta } = this.deps;
     const up = target.upstream.name;
     const fd = this.deps.foreign?.lookup(target, digest);
@@ -216,10 +217,10 @@ export class Blobs {
         }
         return this.fills.follow(started.fill, started.joined ? 'coalesced' : 'miss');
       }
-      const { fill, joined } = await this.fills.startOrJoin(digest, () => this.fillSource(target, digest), up);
+      const { fill, joined } = await this.fills.startOrJoin(digest, () => this.fillSource(target, digest), up, signal);
       if (joined && fill.holder !== up) return this.prove(target, digest, undefined, fd);
       if (joined && !linked) await this.upstream.head(target, digest);
-      if (fill.state === 'done') return this.get(target, digest);
+      if (fill.state === 'done') return this.get(target, digest, signal);
       return this.fills.follow(fill, joined ? 'coalesced' : 'miss');
     } catch (e) {
       if (e instanceof FilledElsewhere) return this.followElsewhere(target, digest);
