@@ -61,7 +61,7 @@ export class Blobs {
   private readonly upstream: UpstreamBlobs;
   private passThroughUntil = 0;
   /** Why the store refused the last write, while misses pass through. */
-  private refusal: { error: string } | undefined;
+  private refusal: { error: string; full: boolean } | undefined;
 
   constructor(private readonly deps: BlobsDeps) {
     this.hits = new Hits(deps.store, deps.onAccess);
@@ -205,8 +205,9 @@ export class Blobs {
       if (now() < this.passThroughUntil) {
         const src = await this.upstream.source(target, digest, false);
         const len = contentLength(src);
-        // Caching resumes by itself as soon as the disk has room for the blob asked for.
-        if (len === undefined || !(await this.room(len)).ok) return passThroughHandle(src, undefined, digest);
+        // After a full disk, caching resumes by itself as soon as there is room for the blob asked for (a
+        // read-only one is tried again when the pass-through period ends).
+        if (len === undefined || !this.refusal?.full || !(await this.room(len)).ok) return passThroughHandle(src, undefined, digest);
         this.deps.log.info({ digest, size: len }, 'store has room again: caching resumes');
         this.passThroughUntil = 0;
         this.refusal = undefined;
@@ -283,7 +284,8 @@ export class Blobs {
     this.deps.log.warn({ err: e.message }, 'store unwritable: passing blobs through without caching');
     const now = (this.deps.now ?? Date.now)();
     this.passThroughUntil = now + PASS_THROUGH_MS;
-    this.refusal = { error: e.message };
+    const code = (e as NodeJS.ErrnoException).code;
+    this.refusal = { error: e.message, full: code === 'ENOSPC' || code === 'EDQUOT' };
     this.deps.onStoreFull?.();
   }
 
