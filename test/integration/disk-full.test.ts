@@ -67,9 +67,10 @@ describe('a small disk', () => {
 
   test('a full disk: the partial goes, readyz and metrics say so, misses pass through, caching resumes when there is room', async () => {
     sd = await startInProcess({ upstream: [fake.url], data: path.join(mnt.path, 'full') });
-    // Someone else's 4 MB on the file system, then a 7 MiB download (it fits when it starts)...
+    // Someone else's 2 MiB on the file system, then a 7 MiB download (it fits, with the 8 MiB margin, when it
+    // starts: otherwise it would be streamed through from the start)...
     const filler = path.join(mnt.path, 'filler');
-    writeFileSync(filler, randomBytes(4 << 20));
+    writeFileSync(filler, randomBytes(2 << 20));
     const big = randomBytes(7 << 20);
     const d = fake.addBlob('disk/x', big);
     fake.setFault(d, { kind: 'slow-body', bytesPerTick: 64 << 10, tickMs: 20 });
@@ -77,8 +78,9 @@ describe('a small disk', () => {
     await waitFor('the download to start', async () => fake.bytesSent(d) > 0 || undefined, 10_000, 10);
     // ...and while it runs, someone else fills the disk.
     const filler2 = path.join(mnt.path, 'filler2');
-    writeFileSync(filler2, randomBytes(10 << 20));
+    writeFileSync(filler2, randomBytes(12 << 20));
     const r1 = await first;
+    assert.equal(r1.headers['x-stevedore-cache'], 'miss', 'a fill, not a pass-through');
     assert.ok(r1.error !== undefined || r1.body.length < big.length, 'the fill that ran out of disk never ends cleanly');
     await waitFor('the fill to settle', async () => sd!.proxy.blobs.fillsInFlight === 0 || undefined, 10_000, 20);
     await waitFor(
