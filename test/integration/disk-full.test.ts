@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, statfsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
@@ -67,20 +67,23 @@ describe('a small disk', () => {
 
   test('a full disk: the partial goes, readyz and metrics say so, misses pass through, caching resumes when there is room', async () => {
     sd = await startInProcess({ upstream: [fake.url], data: path.join(mnt.path, 'full') });
-    // Someone else's 2 MiB on the file system, then a 7 MiB download (it fits, with the 8 MiB margin, when it
+    // Someone else's file leaves 12.5 MiB, then a 3 MiB download (it fits, with the 8 MiB margin, when it
     // starts: otherwise it would be streamed through from the start)...
     const filler = path.join(mnt.path, 'filler');
-    writeFileSync(filler, randomBytes(2 << 20));
-    const big = randomBytes(7 << 20);
+    const fs0 = statfsSync(mnt.path);
+    // Leave 12.5 MiB free, whatever else the file system holds.
+    const free0 = fs0.bavail * fs0.bsize;
+    writeFileSync(filler, randomBytes(Math.max(0, free0 - (25 << 19))));
+    const big = randomBytes(3 << 20);
     const d = fake.addBlob('disk/x', big);
     fake.setFault(d, { kind: 'slow-body', bytesPerTick: 64 << 10, tickMs: 20 });
     const first = get(`${sd.url}/v2/disk/x/blobs/${d}`);
     await waitFor('the download to start', async () => fake.bytesSent(d) > 0 || undefined, 10_000, 10);
     // ...and while it runs, someone else fills the disk.
     const filler2 = path.join(mnt.path, 'filler2');
-    writeFileSync(filler2, randomBytes(12 << 20));
+    writeFileSync(filler2, randomBytes(11 << 20));
     const r1 = await first;
-    assert.equal(r1.headers['x-stevedore-cache'], 'miss', 'a fill, not a pass-through');
+    assert.equal(r1.headers['x-stevedore-cache'], 'miss', `a fill, not a pass-through (${free0} bytes were free)`);
     assert.ok(r1.error !== undefined || r1.body.length < big.length, 'the fill that ran out of disk never ends cleanly');
     await waitFor('the fill to settle', async () => sd!.proxy.blobs.fillsInFlight === 0 || undefined, 10_000, 20);
     await waitFor(
