@@ -284,6 +284,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     prefetch: runPrefetch,
     warmer,
     async start({ cleanup = true, leader = true } = {}) {
+      m.collectProcessMetrics();
       if (cleanup) {
         store.removeLeftovers();
         const r = await reconcile(store, meta);

@@ -93,6 +93,6 @@ export class Fills {
 
   /** A handle whose body follows the fill as it grows. */
   follow(fill: BlobFill, outcome: BlobOutcome): BlobHandle {
-    return { size: fill.size, outcome, open: (s, e) => fill.reader(s, e) };
+    return { size: fill.size, outcome, resumedFrom: fill.resumedFrom, open: (s, e) => fill.reader(s, e) };
   }
 }
