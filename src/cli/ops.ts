@@ -11,25 +11,34 @@ import { humanBytes } from './format.js';
 import { budgetFlags, build, CommandError, dataDirFlags, imageRef, runCommand, upstreamFlags } from './run.js';
 
 /**
- * The root digest of a cached image, checked locally (nothing is fetched): the tag's mapping, every manifest of
- * the DAG (every platform of an index) and every blob must be in the store.
+ * The root digest of a cached image, checked locally (nothing is fetched): the tag's mapping, the root manifest
+ * and every layer of each image manifest that is stored. Of an index, the platforms that were never pulled are
+ * not needed (a pin keeps what is cached), but at least one must be complete.
  */
-function cachedRoot(s: Stevedore, ref: string, upstream: string, repo: string, reference: Reference): Digest {
+function cachedRoot(s: Stevedore, ref: string, upstream: string, repo: string, reference: Reference): { digest: Digest; platforms?: string } {
   const notCached = (what: string): never => {
     throw new CommandError(`${ref} is not cached (${what}); fetch and pin it with: stevedore prefetch --pin ${ref}`);
   };
   const root = reference.kind === 'digest' ? reference.digest : (s.meta.getTag(upstream, repo, reference.tag)?.digest ?? notCached('tag unknown here'));
-  const queue: Digest[] = [root];
-  for (let d = queue.shift(); d !== undefined; d = queue.shift()) {
-    const m = s.meta.getManifest(d) ?? notCached(`manifest ${d} missing`);
-    const parsed = parseManifest(m.body, m.mediaType);
-    for (const c of parsed.descriptors) {
-      if (c.subject) continue;
-      if (isIndexType(m.mediaType) && c.kind === 'manifest') queue.push(c.digest);
-      else if (c.kind === 'blob' && s.meta.blobSize(c.digest) === undefined && !c.foreign) notCached(`blob ${c.digest} missing`);
-    }
+  const rootRow = s.meta.getManifest(root) ?? notCached(`manifest ${root} missing`);
+  const complete = (m: { body: Buffer; mediaType: string }): void => {
+    for (const d of parseManifest(m.body, m.mediaType).descriptors)
+      if (d.kind === 'blob' && !d.subject && !d.foreign && s.meta.blobSize(d.digest) === undefined) notCached(`blob ${d.digest} missing`);
+  };
+  if (!isIndexType(rootRow.mediaType)) {
+    complete(rootRow);
+    return { digest: root };
   }
-  return root;
+  const entries = parseManifest(rootRow.body, rootRow.mediaType).descriptors.filter((d) => d.kind === 'manifest' && !d.subject && d.platform?.os !== 'unknown');
+  let cached = 0;
+  for (const e of entries) {
+    const child = s.meta.getManifest(e.digest);
+    if (!child) continue;
+    complete(child);
+    cached++;
+  }
+  if (cached === 0) notCached('no platform of the index is cached');
+  return { digest: root, platforms: `${cached} of ${entries.length} platforms cached` };
 }
 
 export function registerOpsCommands(program: Command): void {
@@ -113,12 +122,18 @@ export function registerOpsCommands(program: Command): void {
         // Check every ref before pinning any: a refused ref pins nothing.
         const pins = parsed.map(({ ref, name, reference }) => {
           const target = s.proxy.resolve(name, undefined);
-          const digest = cachedRoot(s, ref, target.upstream.name, target.repo, reference);
-          return { upstream: target.upstream.name, repo: target.repo, reference: reference.kind === 'tag' ? reference.tag : reference.digest, digest };
+          const { digest, platforms } = cachedRoot(s, ref, target.upstream.name, target.repo, reference);
+          return {
+            upstream: target.upstream.name,
+            repo: target.repo,
+            reference: reference.kind === 'tag' ? reference.tag : reference.digest,
+            digest,
+            platforms,
+          };
         });
-        for (const p of pins) {
+        for (const { platforms, ...p } of pins) {
           s.usage.pin(p, Date.now());
-          console.log(`pinned ${p.upstream}/${p.repo}:${p.reference} -> ${p.digest}`);
+          console.log(`pinned ${p.upstream}/${p.repo}:${p.reference} -> ${p.digest}${platforms ? ` (${platforms})` : ''}`);
         }
       },
       { existing: true },

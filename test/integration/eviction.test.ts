@@ -97,7 +97,10 @@ describe('eviction under a small budget with concurrent pulls', () => {
     await waitFor('the pinned DAG committed', () => blobsOfIndex(pinned).every(onDisk), 5_000, 50);
     const r = await cli('pin', 'test/pinned:v1');
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout.trim(), `pinned ${reg.host}/test/pinned:v1 -> ${pinned.manifestDigest}`);
+    assert.equal(
+      r.stdout.trim(),
+      `pinned ${reg.host}/test/pinned:v1 -> ${pinned.manifestDigest} (${pinned.manifests.length} of ${pinned.manifests.length} platforms cached)`,
+    );
     assert.match((await cli('pins')).stdout, new RegExp(`^${reg.host}/test/pinned:v1 ${pinned.manifestDigest} `, 'm'));
   });
 

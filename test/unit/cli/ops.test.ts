@@ -111,6 +111,24 @@ describe('operator commands (child process on the data dir)', () => {
     assert.match(bad.stderr, /^stevedore: pin: invalid image reference "Not\/A\/\/Ref"/);
   });
 
+  test('an index pins when at least one platform is completely cached; never-pulled platforms are not needed', async () => {
+    const f = fixture();
+    const amd = await f.image('multi', [], 1);
+    const arm = await f.image('multi', [], 1);
+    const idx = f.index('multi', ['v1'], [amd, arm]);
+    const gone = f.index('none', ['v1'], [await f.image('none', [], 1)]);
+    f.usage.deleteManifest(arm.digest); // arm was never pulled: its manifest is not here
+    f.usage.deleteManifest(JSON.parse(f.meta.getManifest(gone.digest)!.body.toString()).manifests[0].digest);
+    f.meta.close();
+    const pin = (ref: string) => run(['pin', ref, '--data', f.tmp.path, '--upstream', `${UP}=http://127.0.0.1:9`]);
+    const ok = await pin(`${UP}/multi:v1`);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, `pinned ${UP}/multi:v1 -> ${idx.digest} (1 of 2 platforms cached)\n`);
+    const none = await pin(`${UP}/none:v1`);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /is not cached \(no platform of the index is cached\); fetch and pin it with: stevedore prefetch --pin /);
+  });
+
   test('read-only commands refuse a data dir that does not exist, with one line, and create nothing', async () => {
     const dir = path.join(makeTempDir('stevedore-nodata-').path, 'typo');
     for (const cmd of [['du'], ['pins'], ['verify'], ['gc'], ['foreign', 'list']]) {
