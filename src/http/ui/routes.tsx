@@ -18,6 +18,7 @@ const NO_STORE = { 'cache-control': 'no-store', 'x-content-type-options': 'nosni
 
 export function uiRoutes(app: Hono<Env>, deps: UiDeps): void {
   app.use('/-/ui/*', async (c, next) => {
+    c.get('info').route = 'ui';
     if (!canViewStatus(c.req.header('authorization'), deps.adminToken, deps.clientAuth)) {
       if (deps.adminToken === undefined) return c.text('client authentication is on: set adminToken to open the status page\n', 403);
       return c.text('the status page needs the admin token (as the password of Basic auth, or Authorization: Bearer <token>)\n', 401, {
