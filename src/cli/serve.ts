@@ -158,8 +158,19 @@ async function primary(config: Config, n: number): Promise<void> {
         (e: unknown) => w.isConnected() && w.send({ type: METRICS_MSG, id: msg.id, error: String(e) }),
       );
     });
+    let listened = false;
+    w.once('listening', () => {
+      listened = true;
+    });
     w.on('exit', (code, signal) => {
       if (stopping) return;
+      if (!listened) {
+        // A worker that never got to listen (address in use, bad TLS files) would fail again: stop with its exit
+        // code (it printed the one-line reason) instead of restarting it forever.
+        stopping = true;
+        for (const o of Object.values(cluster.workers ?? {})) if (o && !o.isDead()) o.process.kill('SIGTERM');
+        process.exit(code || 1);
+      }
       log.error({ worker: index, code, signal }, 'worker exited: starting another');
       setTimeout(() => !stopping && fork(index), 1_000).unref();
     });
