@@ -21,7 +21,8 @@ WORKDIR /var/lib/stevedore
 USER 1000:1000
 VOLUME ["/var/lib/stevedore"]
 EXPOSE 5000
+# The probe reads the listen address like serve does (STEVEDORE_LISTEN, or listen: in the STEVEDORE_CONFIG file).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "/app/dist/main.js", "healthcheck"]
 ENTRYPOINT ["node", "/app/dist/main.js"]
 CMD ["serve"]

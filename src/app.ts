@@ -21,7 +21,10 @@ import type { RequestInfo } from './http/middleware.js';
 import { opsRoutes } from './http/ops.js';
 import { createApp } from './http/routes.js';
 import { ClientAuth } from './http/client-auth.js';
+import { TrafficHistory } from './obs/history.js';
 import { Metrics } from './obs/metrics.js';
+import { uiRoutes } from './http/ui/routes.js';
+import { LastErrors, PullCounter, statusData } from './status.js';
 import { BlobStore } from './store/blob-store.js';
 import { ForeignStore } from './store/foreign.js';
 import { ReferrersStore } from './store/referrers.js';
@@ -83,20 +86,31 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
   const meta = new Metadata(store.paths.db, now);
   const breaker = new CircuitBreaker({ failures: config.circuitBreaker.failures, cooldownMs: config.circuitBreaker.cooldown * 1000, now });
   let metrics: Metrics | undefined;
+  // For the status page: traffic per minute, pulls per repository, each upstream's last error.
+  const history = new TrafficHistory();
+  const pulls = new PullCounter();
+  const lastErrors = new LastErrors();
+  const startedAt = now();
   const client = new UpstreamClient({
     timeouts: config.timeouts,
     retries: config.retries,
     offline: config.offline,
     breaker,
     observe: (upstream, method, status, seconds) => metrics?.upstreamSeconds.observe({ upstream, method, status: String(status) }, seconds),
-    onError: (upstream, reason) => metrics?.upstreamErrors.inc({ upstream, reason }),
+    onError: (upstream, reason) => {
+      metrics?.upstreamErrors.inc({ upstream, reason });
+      lastErrors.record(upstream, reason, now());
+    },
   });
   // Every cache-layer request goes through the upstream's endpoints in order (upstreams.<name>.endpoints).
   const upstream = new MirrorChain(client);
   const registries = new Registries(config.upstreams, config.defaultUpstream);
   const usage = new Usage(meta.db);
   const access = new AccessTracker(meta, now);
-  const onBlobBytes = (n: number): void => metrics?.upstreamBytes.inc({ kind: 'blob' }, n);
+  const onBlobBytes = (n: number): void => {
+    metrics?.upstreamBytes.inc({ kind: 'blob' }, n);
+    history.fetched(n);
+  };
   const foreign = new ForeignLayers({
     store: new ForeignStore(meta.db),
     policy: new ForeignPolicy(config.foreign.rules),
@@ -149,7 +163,10 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     now,
     tagTtlMs: config.tagTtl * 1000,
     offline: config.offline,
-    onUpstreamBytes: (n: number) => metrics?.upstreamBytes.inc({ kind: 'manifest' }, n),
+    onUpstreamBytes: (n: number) => {
+      metrics?.upstreamBytes.inc({ kind: 'manifest' }, n);
+      history.fetched(n);
+    },
     onAccess: (d: Digest) => access.touch(d),
     onManifest: foreign.onManifest,
   };
@@ -208,6 +225,8 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
       const kind = info.route === 'manifests' ? 'manifest' : 'blob';
       m.cache.inc({ kind, outcome: info.outcome });
       if (info.bytes) m.servedBytes.inc({ kind, outcome: info.outcome }, info.bytes);
+      history.served(info.outcome, info.bytes ?? 0);
+      if (kind === 'manifest' && c.req.method === 'GET' && info.upstream) pulls.pull(`${info.upstream}/${info.repo}`);
     }
   };
   const ops = opsRoutes({
@@ -270,6 +289,8 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
         });
   const runPrefetch = (items: PrefetchItem[], opts: PrefetchOptions) => prefetch(prefetchDeps, items, opts);
   const warmer = config.warm.length > 0 ? new Warmer({ entries: config.warm, prefetch: runPrefetch, log, metrics: m }) : undefined;
+  const statusDeps = { config, startedAt, usage, breaker, blobs, eviction, foreign: foreignAdmin, warmer, history, pulls, errors: lastErrors };
+  uiRoutes(app, { status: () => statusData(statusDeps), clientAuth: !!config.clientAuth, ...(config.adminToken ? { adminToken: config.adminToken } : {}) });
   return {
     app,
     proxy,
@@ -284,6 +305,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     prefetch: runPrefetch,
     warmer,
     async start({ cleanup = true, leader = true } = {}) {
+      m.collectProcessMetrics();
       if (cleanup) {
         store.removeLeftovers();
         const r = await reconcile(store, meta);

@@ -13,6 +13,7 @@ const TOOLS = {
   openssl: 'openssl',
   podman: 'podman',
   haproxy: 'haproxy',
+  chromium: 'chromium',
 };
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
 const missing = [

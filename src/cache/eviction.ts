@@ -11,8 +11,11 @@ import type { AccessTracker } from './access.js';
 export interface SweepResult {
   needed: number;
   freedBytes: number;
-  /** kind 'partial': an interrupted download in partial/ (digest is its file name there). */
-  evicted: { kind: 'blob' | 'manifest' | 'partial'; digest: Digest; size: number }[];
+  /**
+   * What went, each with the images it belonged to (`upstream/repo:tag`, or `upstream/repo` for a stray blob).
+   * kind 'partial': an interrupted download in partial/ (digest is its file name there).
+   */
+  evicted: { kind: 'blob' | 'manifest' | 'partial'; digest: Digest; size: number; names: string[] }[];
   /** True when the budget could not be met: everything left is pinned, kept or in use. */
   short: boolean;
 }
@@ -32,7 +35,28 @@ export interface EvictionDeps {
   onEvict?: (kind: 'blob' | 'manifest' | 'partial', size: number) => void;
 }
 
+const RECENT = 20;
+
+/** Bytes freed per image: everything evicted grouped by the first name it carries. */
+export function imagesOf(r: SweepResult): { image: string; bytes: number }[] {
+  const by = new Map<string, number>();
+  for (const e of r.evicted) {
+    const name = e.names[0] ?? `(unnamed) ${e.digest}`;
+    by.set(name, (by.get(name) ?? 0) + e.size);
+  }
+  return [...by].map(([image, bytes]) => ({ image, bytes }));
+}
+
+export interface SweepRecord {
+  at: number;
+  freedBytes: number;
+  short: boolean;
+  images: { image: string; bytes: number }[];
+}
+
 export class Eviction {
+  /** The last sweeps that evicted something, newest first (status page). */
+  readonly recentSweeps: SweepRecord[] = [];
   private running: Promise<SweepResult> | undefined;
   private again = false;
   constructor(private readonly deps: EvictionDeps) {}
@@ -83,7 +107,7 @@ export class Eviction {
       if (result.freedBytes >= needed) return result;
       if (p.busy) continue;
       if (!opts.dryRun && !(await store.removePartial(p.path))) continue;
-      result.evicted.push({ kind: 'partial', digest: partialDigest(p.path), size: p.size });
+      result.evicted.push({ kind: 'partial', digest: partialDigest(p.path), size: p.size, names: ['(interrupted downloads)'] });
       result.freedBytes += p.size;
       if (!opts.dryRun) this.deps.onEvict?.('partial', p.size);
     }
@@ -92,6 +116,8 @@ export class Eviction {
       return result;
     }
     const files: Digest[] = [];
+    // Names are read before the rows go: an image's blobs and child manifests inherit its names.
+    const owners = new Map<Digest, string[]>();
     const decide = (): void => {
       const pinned = usage.pinnedClosure();
       // Cached foreign layers go last: an air-gapped site cannot fetch them again from anywhere.
@@ -105,15 +131,17 @@ export class Eviction {
             if (keep(blob.digest)) continue;
             usage.deleteBlob(blob.digest);
             files.push(blob.digest);
-            result.evicted.push({ kind: 'blob', ...blob });
+            result.evicted.push({ kind: 'blob', ...blob, names: owners.get(blob.digest) ?? usage.repositories(blob.digest) });
             result.freedBytes += blob.size;
           }
           if (result.freedBytes >= needed) return;
           // Then the least recently used image or index; what only it needed becomes a candidate next round.
           const root = usage.rootManifests().find((c) => !keep(c.digest));
           if (!root) break;
+          const names = owners.get(root.digest) ?? usage.imageNames(root.digest);
+          for (const child of usage.children(root.digest)) if (!owners.has(child)) owners.set(child, names);
           usage.deleteManifest(root.digest);
-          result.evicted.push({ kind: 'manifest', ...root });
+          result.evicted.push({ kind: 'manifest', ...root, names });
           result.freedBytes += root.size;
         }
       }
@@ -144,7 +172,13 @@ export class Eviction {
       this.deps.onEvict?.(e.kind, e.size);
     }
     const manifests = result.evicted.filter((e) => e.kind === 'manifest').length;
-    log.info({ needed, freed: result.freedBytes, blobs: files.length, manifests, short: result.short }, 'eviction sweep');
+    const images = imagesOf(result);
+    log.info(
+      { needed, freed: result.freedBytes, blobs: files.length, manifests, short: result.short, images },
+      `eviction sweep: evicted ${images.length} image(s), ${result.freedBytes} bytes: ${images.map((i) => `${i.image} (${i.bytes} B)`).join(', ')}`,
+    );
+    if (result.evicted.length > 0) this.recentSweeps.unshift({ at: Date.now(), freedBytes: result.freedBytes, short: result.short, images });
+    this.recentSweeps.length = Math.min(this.recentSweeps.length, RECENT);
     return result;
   }
 }

@@ -8,7 +8,7 @@ import { parseImageRef } from '../oci/reference.js';
 import type { ConfigFlags } from '../config/load.js';
 import { OciError } from '../oci/errors.js';
 import { humanBytes } from './format.js';
-import { build, common, runCommand, UsageError } from './run.js';
+import { build, runCommand, upstreamFlags, UsageError } from './run.js';
 
 type ExportFlags = ConfigFlags & { output: string; platform?: string[]; compression: Compression; referrers?: boolean };
 type ImportFlags = ConfigFlags & { name?: string };
@@ -16,12 +16,13 @@ type ImportFlags = ConfigFlags & { name?: string };
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
 export function registerBundleCommands(program: Command): void {
-  common(
+  upstreamFlags(
     program
       .command('export')
       .argument('<ref...>', 'images, e.g. docker.io/library/alpine:3.20 or ghcr.io/org/app@sha256:...')
       .description('write cached images (fetched first unless --offline) to an OCI image layout archive, byte for byte'),
   )
+    .option('--offline', 'export only what is cached; fetch nothing (env STEVEDORE_OFFLINE=1)')
     .requiredOption('-o, --output <file>', 'the archive to write (a tar; readable as oci-archive: by skopeo)')
     .addOption(
       new Option('--platform <os/arch[/variant]>', 'only these platforms of multi-platform images (repeatable; default: all)').argParser(
@@ -66,7 +67,7 @@ export function registerBundleCommands(program: Command): void {
       });
     });
 
-  common(
+  upstreamFlags(
     program
       .command('import')
       .argument('<bundle>', 'an OCI image layout archive: from stevedore export, or skopeo copy ... oci-archive:FILE[:NAME]')

@@ -4,7 +4,7 @@ import type { ConfigFlags } from '../config/load.js';
 import { FOREIGN_STATUSES, isForeignStatus, type LayerView } from '../foreign/ops.js';
 import { requireDigest } from '../oci/digest.js';
 import type { ForeignLayerRow } from '../store/foreign.js';
-import { build, common, runCommand, UsageError } from './run.js';
+import { build, dataDirFlags, runCommand, UsageError } from './run.js';
 
 type Flags = ConfigFlags & { json?: boolean };
 
@@ -32,29 +32,40 @@ function showText(v: LayerView): string {
 
 export function registerForeignCommands(program: Command): void {
   const foreign = program.command('foreign').description('foreign / non-distributable layers: recorded URLs, mirrors, health, pre-fill');
-  common(foreign.command('list').description('list recorded foreign layers and layers with urls'))
+  dataDirFlags(foreign.command('list').description('list recorded foreign layers and layers with urls'))
     .option('--status <status>', 'only this status: unresolved|redirectable|fetchable|cached|unavailable|denied')
     .option('--json', 'print JSON')
     .action((flags: Flags & { status?: string }) =>
-      runCommand('foreign list', build(flags), ({ foreignAdmin }) => {
-        const { status } = flags;
-        if (status !== undefined && !isForeignStatus(status)) throw new UsageError(`unknown status "${status}"; one of ${FOREIGN_STATUSES.join(', ')}`);
-        const rows = foreignAdmin.list(status);
-        if (flags.json) out(JSON.stringify(rows, null, 2));
-        else for (const r of rows) out(row(r));
-      }),
+      runCommand(
+        'foreign list',
+        build(flags),
+        ({ foreignAdmin }) => {
+          const { status } = flags;
+          if (status !== undefined && !isForeignStatus(status)) throw new UsageError(`unknown status "${status}"; one of ${FOREIGN_STATUSES.join(', ')}`);
+          const rows = foreignAdmin.list(status);
+          if (flags.json) out(JSON.stringify(rows, null, 2));
+          else if (rows.length === 0) out(`no foreign layers or layers with urls recorded${status ? ` with status ${status}` : ''}`);
+          else for (const r of rows) out(row(r));
+        },
+        { existing: true },
+      ),
     );
-  common(foreign.command('show').description('one layer: where it was seen, its URLs in the order they are tried, their health').argument('<digest>'))
+  dataDirFlags(foreign.command('show').description('one layer: where it was seen, its URLs in the order they are tried, their health').argument('<digest>'))
     .option('--json', 'print JSON')
     .action((digest: string, flags: Flags) =>
-      runCommand('foreign show', build(flags), ({ foreignAdmin }) => {
-        const v = foreignAdmin.show(requireDigest(digest));
-        out(flags.json ? JSON.stringify(v, null, 2) : showText(v));
-      }),
+      runCommand(
+        'foreign show',
+        build(flags),
+        ({ foreignAdmin }) => {
+          const v = foreignAdmin.show(requireDigest(digest));
+          out(flags.json ? JSON.stringify(v, null, 2) : showText(v));
+        },
+        { existing: true },
+      ),
     );
   const mirror = foreign.command('mirror').description('operator mirror URLs, kept beside (not in) the signed manifest');
   for (const verb of ['add', 'remove'] as const) {
-    common(
+    dataDirFlags(
       mirror
         .command(verb)
         .description(`${verb} mirror URLs for DIGEST, or with --prefix URL prefixes/templates ("https://m.example/{digest}") for every digest`)
@@ -73,7 +84,7 @@ export function registerForeignCommands(program: Command): void {
         }),
       );
   }
-  common(foreign.command('check').description('probe the allowed URLs (HEAD) of one layer or all; update URL health and status').argument('[digest]'))
+  dataDirFlags(foreign.command('check').description('probe the allowed URLs (HEAD) of one layer or all; update URL health and status').argument('[digest]'))
     .option('--json', 'print JSON')
     .action((digest: string | undefined, flags: Flags) =>
       runCommand('foreign check', build(flags), async ({ foreignAdmin }) => {
@@ -88,7 +99,7 @@ export function registerForeignCommands(program: Command): void {
         return results.some((r) => r.status === 'unavailable' || r.status === 'denied') ? 1 : 0;
       }),
     );
-  common(foreign.command('fetch').description('download, verify and cache one layer now (pre-fill for air-gapped sites)').argument('<digest>'))
+  dataDirFlags(foreign.command('fetch').description('download, verify and cache one layer now (pre-fill for air-gapped sites)').argument('<digest>'))
     .option('--json', 'print JSON')
     .action((digest: string, flags: Flags) =>
       runCommand('foreign fetch', build(flags), async ({ foreignAdmin }) => {

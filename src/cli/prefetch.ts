@@ -6,7 +6,7 @@ import type { Compression } from '../oci/platform.js';
 import type { ImageState, PrefetchEvent, PrefetchRun, PrefetchSummary } from '../jobs/prefetch.js';
 import { selectionOf } from '../config/warm.js';
 import { humanBytes, seconds } from './format.js';
-import { build, common, fail, runCommand, UsageError } from './run.js';
+import { build, fail, imageRef, runCommand, upstreamFlags, UsageError } from './run.js';
 
 interface PrefetchFlags extends ConfigFlags {
   from?: string;
@@ -127,6 +127,7 @@ function jsonProgress(run: PrefetchRun, write: (o: object) => void): { onEvent: 
           size: e.blob.size,
           status: e.blob.status,
           bytes: e.blob.bytes,
+          ...(e.blob.resumed ? { resumed: e.blob.resumed } : {}),
           ...(e.blob.reason ? { reason: e.blob.reason } : {}),
         });
       else write({ event: 'image-done', ref: img.ref, digest: img.digest, status: img.status, ...(img.reason ? { reason: img.reason } : {}) });
@@ -139,15 +140,17 @@ function jsonProgress(run: PrefetchRun, write: (o: object) => void): { onEvent: 
 }
 
 function printSummary(s: PrefetchSummary): void {
+  const resumed = s.resumed.blobs ? ` (${s.resumed.blobs} resumed: ${humanBytes(s.resumed.bytes)} were already on disk)` : '';
+  const cut = s.interrupted ? `, interrupted ${s.interrupted.blobs} (${humanBytes(s.interrupted.bytes)} kept)` : '';
   console.log(
-    `fetched ${s.fetched.blobs} blobs (${humanBytes(s.fetched.bytes)}), already cached ${s.cached.blobs} (${humanBytes(s.cached.bytes)})` +
+    `fetched ${s.fetched.blobs} blobs (${humanBytes(s.fetched.bytes)})${resumed}${cut}, already cached ${s.cached.blobs} (${humanBytes(s.cached.bytes)})` +
       `${s.skipped.blobs ? `, skipped ${s.skipped.blobs} (${humanBytes(s.skipped.bytes)})` : ''}, failed ${s.failed.blobs} blobs / ${s.failed.images} images in ${s.seconds.toFixed(1)}s`,
   );
   for (const r of s.failed.reasons) console.log(`failed: ${r.ref}${r.digest ? ` ${r.digest}` : ''}: ${r.reason}`);
 }
 
 export function registerPrefetchCommand(program: Command): void {
-  common(
+  upstreamFlags(
     program
       .command('prefetch')
       .argument('[ref...]', 'e.g. docker.io/library/alpine:3.20 ghcr.io/org/app@sha256:...')
@@ -185,6 +188,7 @@ export function registerPrefetchCommand(program: Command): void {
       }
       refs = [...new Set(refs)];
       if (refs.length === 0) usage('no image references (give REF... or --from FILE)');
+      for (const ref of refs) imageRef('prefetch', ref);
       if (flags.allPlatforms && flags.platform) usage('--platform and --all-platforms exclude each other');
       const concurrency = Number(flags.concurrency);
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) usage('--concurrency must be an integer from 1 to 64');
@@ -199,18 +203,24 @@ export function registerPrefetchCommand(program: Command): void {
       const write = (o: object): void => void process.stdout.write(`${JSON.stringify(o)}\n`);
       await runCommand('prefetch', config, async (s) => {
         let json: ReturnType<typeof jsonProgress> | undefined;
+        // Ctrl-C stops the downloads, keeps what reached the disk (partial/) and still prints the summary.
+        const interrupt = new AbortController();
+        const onSigint = (): void => interrupt.abort();
+        process.once('SIGINT', onSigint);
         const run = s.prefetch(
           refs.map((ref) => ({ ref, selection: selection!, ...(flags.referrers ? { referrers: true } : {}) })),
-          { concurrency, onEvent: (e) => json?.onEvent(e) },
+          { concurrency, signal: interrupt.signal, onEvent: (e) => json?.onEvent(e) },
         );
         json = tty ? undefined : jsonProgress(run, write);
         const stopTty = tty ? ttyProgress(run, process.stdout) : undefined;
         const summary = await run.done;
+        process.off('SIGINT', onSigint);
         stopTty?.();
         json?.stop();
         if (flags.pin) {
           for (const img of run.images) {
-            if (!img.digest || !img.upstream || !img.repo || !img.reference) continue;
+            // Only what is complete: a pin of an image missing layers would keep nothing worth keeping.
+            if (img.status !== 'done' || !img.digest || !img.upstream || !img.repo || !img.reference) continue;
             s.usage.pin({ upstream: img.upstream, repo: img.repo, reference: img.reference, digest: img.digest }, Date.now());
             if (tty) console.log(`pinned ${img.upstream}/${img.repo}:${img.reference} -> ${img.digest}`);
             else write({ event: 'pin', ref: img.ref, upstream: img.upstream, repo: img.repo, reference: img.reference, digest: img.digest });
@@ -218,6 +228,15 @@ export function registerPrefetchCommand(program: Command): void {
         }
         if (tty) printSummary(summary);
         else write({ event: 'summary', ...summary });
+        if (summary.interrupted) {
+          const i = summary.interrupted;
+          process.stderr.write(
+            `stevedore: prefetch interrupted: ${i.blobs} blob(s) cut short, ${humanBytes(i.bytes)} of them kept; re-run the same command to resume\n`,
+          );
+          // Not s.close(): it would wait for the downloads in flight to finish. What reached the disk stays in
+          // partial/ (re-hashed and continued with Range by the next run); SQLite's WAL needs no close.
+          process.exit(130);
+        }
         return summary.ok ? 0 : 1;
       });
     });

@@ -33,7 +33,7 @@ export async function serve(config: Config): Promise<void> {
 
 /** One serving process: the whole server (`--workers 1`) or one cluster worker. */
 async function serveOne(config: Config, role: { cleanup: boolean; leader: boolean }, opts: BuildOptions = {}): Promise<void> {
-  const base = createLogger(config.logLevel);
+  const base = createLogger(config.logLevel, undefined, config.logFormat);
   // Under --workers N every line says which worker wrote it.
   const log = cluster.isWorker ? base.child({ worker: Number(process.env[WORKER_ENV]) }) : base;
   const s = buildApp(config, log, Date.now, opts);
@@ -91,8 +91,14 @@ async function serveOne(config: Config, role: { cleanup: boolean; leader: boolea
     force.unref();
     server.close(() => {
       // In-flight fills finish (bounded by the grace period) so their bytes are not downloaded twice.
-      const grace = new Promise((r) => setTimeout(r, GRACE_MS).unref());
-      void Promise.race([s.close(), grace]).finally(() => {
+      const grace = new Promise<string>((r) => setTimeout(() => r('grace period over: fills still running were cut short'), GRACE_MS).unref());
+      const closed = s.close().then(
+        () => 'clean',
+        (e: unknown) => `close failed: ${(e as Error).message}`,
+      );
+      void Promise.race([closed, grace]).then((how) => {
+        // The last line: an operator reading the log knows the process ended on purpose, and how.
+        log.info({ signal, how, uptimeSeconds: Math.round(process.uptime()) }, 'stevedore stopped');
         log.flush();
         process.exit(0);
       });
@@ -136,7 +142,7 @@ function listening(config: Config, log: ReturnType<typeof createLogger>, workers
  * SIGTERM/SIGINT stops every worker gracefully and exits when they have.
  */
 async function primary(config: Config, n: number): Promise<void> {
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, config.logFormat);
   await prepareDataDir(config, log);
   const inherited = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
   const extra = NODE_FLAGS.filter((f) => !inherited.some((a) => a.startsWith(f.split('=')[0]!)));
@@ -184,7 +190,9 @@ async function primary(config: Config, n: number): Promise<void> {
     log.info({ signal, workers: n }, 'shutting down all workers');
     const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
     let left = alive.length;
-    const done = (): void => {
+    const done = (how = 'clean'): void => {
+      // The last line of the whole server (each worker wrote its own).
+      log.info({ signal, how, workers: n, uptimeSeconds: Math.round(process.uptime()) }, 'stevedore stopped');
       log.flush();
       process.exit(0);
     };
@@ -197,7 +205,7 @@ async function primary(config: Config, n: number): Promise<void> {
     setTimeout(
       () => {
         for (const w of alive) if (!w.isDead()) w.process.kill('SIGKILL');
-        done();
+        done('workers still running after the grace period were killed');
       },
       2 * GRACE_MS + 5_000,
     ).unref();

@@ -21,6 +21,7 @@ export interface ConfigFlags {
   upstream?: string[];
   tagTtl?: string;
   logLevel?: string;
+  logFormat?: string;
   offline?: boolean;
   maxSize?: string;
   minFreeDisk?: string;
@@ -41,6 +42,45 @@ export function parseUpstreamFlag(value: string): { name: string; url: string; i
     throw new ConfigError(`invalid config: upstream: "${value}" is neither URL nor NAME=URL`);
   }
   return { name: host, url: value, isDefault: true };
+}
+
+/** Every STEVEDORE_* variable stevedore reads (besides STEVEDORE_UPSTREAM_<NAME>_USERNAME|PASSWORD|TOKEN). */
+export const ENV_VARS = [
+  'STEVEDORE_CONFIG',
+  'STEVEDORE_LISTEN',
+  'STEVEDORE_DATA',
+  'STEVEDORE_UPSTREAM',
+  'STEVEDORE_TAG_TTL',
+  'STEVEDORE_LOG_LEVEL',
+  'STEVEDORE_LOG_FORMAT',
+  'STEVEDORE_OFFLINE',
+  'STEVEDORE_MAX_SIZE',
+  'STEVEDORE_MIN_FREE_DISK',
+  'STEVEDORE_UPSTREAM_RATE',
+  'STEVEDORE_TLS_CERT',
+  'STEVEDORE_TLS_KEY',
+  'STEVEDORE_ADMIN_TOKEN',
+  'STEVEDORE_WORKERS',
+  // One line per failure; this adds the stack (for a bug report).
+  'STEVEDORE_DEBUG',
+  // Set by serve for its cluster workers.
+  'STEVEDORE_WORKER_INDEX',
+];
+
+/** A STEVEDORE_* variable nothing reads is a typo or a leftover: refused like an unknown YAML key. */
+function checkEnv(env: NodeJS.ProcessEnv, upstreamNames: string[]): void {
+  const credentials = new Set(upstreamNames.flatMap((n) => ['USERNAME', 'PASSWORD', 'TOKEN'].map((k) => `STEVEDORE_UPSTREAM_${envKey(n)}_${k}`)));
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('STEVEDORE_') || ENV_VARS.includes(name) || credentials.has(name)) continue;
+    // The test and bench harnesses' own variables (which binary to run): read by them, not by stevedore.
+    if (/^STEVEDORE_([A-Z]+_BIN|BENCH_[A-Z_]+)$/.test(name)) continue;
+    const hint = /^STEVEDORE_UPSTREAM_.+_(USERNAME|PASSWORD|TOKEN)$/.test(name)
+      ? ': it names no configured upstream (STEVEDORE_UPSTREAM_<NAME>_USERNAME|PASSWORD|TOKEN, <NAME> upper-cased with non-alphanumerics as _)'
+      : /^STEVEDORE_(SERVICE_|PORT)/.test(name)
+        ? ' (a Kubernetes service link: set enableServiceLinks: false in the pod spec)'
+        : `; known: ${ENV_VARS.join(', ')}`;
+    throw new ConfigError(`invalid config: environment variable ${name} is not a stevedore setting${hint}`);
+  }
 }
 
 function envKey(name: string): string {
@@ -89,6 +129,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   set('data', env.STEVEDORE_DATA);
   set('tagTtl', num(env.STEVEDORE_TAG_TTL));
   set('logLevel', env.STEVEDORE_LOG_LEVEL);
+  set('logFormat', env.STEVEDORE_LOG_FORMAT);
   set('maxSize', env.STEVEDORE_MAX_SIZE);
   set('minFreeDisk', env.STEVEDORE_MIN_FREE_DISK);
   set('upstreamRate', env.STEVEDORE_UPSTREAM_RATE);
@@ -108,6 +149,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   set('tagTtl', num(flags.tagTtl));
   set('logLevel', flags.logLevel);
   set('workers', num(flags.workers));
+  set('logFormat', flags.logFormat);
   const upstreamArgs = [...(env.STEVEDORE_UPSTREAM?.split(',').filter(Boolean) ?? []), ...(flags.upstream ?? [])];
   const ups = { ...((raw.upstreams as Record<string, unknown> | undefined) ?? {}) };
   for (const arg of upstreamArgs) {
@@ -130,6 +172,7 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
   if (c.builtinUpstreams)
     for (const [name, url] of Object.entries(BUILTIN_UPSTREAMS)) all[name] = { url, realms: BUILTIN_REALMS[name], clientCredentials: 'config' };
   for (const [name, u] of Object.entries(c.upstreams)) all[name] = u;
+  checkEnv(env, Object.keys(all));
   for (const [name, u] of Object.entries(all)) upstreams[name] = buildUpstream(name, u, env);
   if (!upstreams[c.defaultUpstream]) {
     throw new ConfigError(`invalid config: defaultUpstream: "${c.defaultUpstream}" is not a configured upstream`);

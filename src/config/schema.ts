@@ -91,6 +91,8 @@ export const configSchema = z.strictObject({
     .max(365 * 24 * 3600)
     .default(30),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** json: JSON lines; pretty: human-readable lines (pino-pretty); auto: pretty on a terminal, else JSON. */
+  logFormat: z.enum(['auto', 'json', 'pretty']).default('auto'),
   timeouts: z
     .strictObject({
       connect: z.number().int().positive().default(10_000),

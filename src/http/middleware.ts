@@ -39,7 +39,9 @@ export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: n
     if (!out) c.res.headers.set('x-request-id', reqId);
     const finish = (): void => {
       const status = streamed ? out.statusCode : c.res.status;
-      child.info({ method: c.req.method, path: c.get('rawPath'), status, ms: Math.round(performance.now() - started), ...info }, 'request');
+      // The status page refreshes itself every few seconds: its requests would drown the access log at info.
+      const level = info.route === 'ui' ? 'debug' : 'info';
+      child[level]({ method: c.req.method, path: c.get('rawPath'), status, ms: Math.round(performance.now() - started), ...info }, 'request');
       onDone?.(c, status, info);
     };
     if (streamed) out.once('close', finish);

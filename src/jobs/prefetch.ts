@@ -20,14 +20,17 @@ export interface PrefetchItem {
   referrers?: boolean;
 }
 
-export type BlobStatus = 'pending' | 'fetching' | 'fetched' | 'cached' | 'skipped' | 'failed';
+export type BlobStatus = 'pending' | 'fetching' | 'fetched' | 'cached' | 'skipped' | 'failed' | 'interrupted';
 
 /** One digest's state, shared by every image of the run that references it (fetched once). */
 export interface BlobState {
   digest: Digest;
   size: number;
   status: BlobStatus;
+  /** Bytes read so far, including `resumed`. */
   bytes: number;
+  /** Bytes an earlier, interrupted download left on disk: read back, not fetched by this run. */
+  resumed: number;
   reason?: string;
 }
 
@@ -52,7 +55,12 @@ export interface PrefetchSummary {
   ok: boolean;
   seconds: number;
   images: { ref: string; digest?: Digest; ok: boolean; reason?: string }[];
+  /** Bytes this run actually downloaded (a resumed blob counts only what was missing). */
   fetched: { blobs: number; bytes: number };
+  /** Blobs continued from an earlier interrupted run, and the bytes that run had already kept. */
+  resumed: { blobs: number; bytes: number };
+  /** Stopped by the signal (SIGINT): blobs cut short, and the bytes this run fetched of them (kept to resume). */
+  interrupted?: { blobs: number; bytes: number };
   cached: { blobs: number; bytes: number };
   skipped: { blobs: number; bytes: number };
   failed: { images: number; blobs: number; reasons: { ref: string; digest?: Digest; reason: string }[] };
@@ -165,7 +173,7 @@ export class PrefetchRun {
       blobsDone = 0;
     for (const { state: b } of this.digests.values()) {
       bytes += b.size;
-      if (b.status === 'fetching' || b.status === 'fetched') fetchedBytes += b.bytes;
+      if (b.status === 'fetching' || b.status === 'fetched' || b.status === 'interrupted') fetchedBytes += Math.max(0, b.bytes - b.resumed);
       if (b.status === 'fetching') doneBytes += b.bytes;
       else if (b.status !== 'pending') {
         doneBytes += b.size;
@@ -199,7 +207,8 @@ export class PrefetchRun {
       if (dag.root.outcome === 'stale') throw new Error(`upstream unreachable: could not revalidate the tag (cached ${dag.root.digest} kept)`);
       // The platforms that are there are still fetched; the image fails at the end, naming the missing ones.
       const missing = this.missingPlatforms(dag.root, item.selection);
-      if (missing.length > 0) this.problems.set(img, `no manifest for platform ${missing.join(', ')} in the index`);
+      if (missing.length > 0)
+        this.problems.set(img, `no manifest for platform ${missing.join(', ')} in the index; it has ${this.platformsOf(dag.root).join(', ') || 'none'}`);
       const blobs = new Map(dag.blobs.map((d) => [d.digest, d]));
       if (item.referrers && this.deps.referrers) {
         const sets = await walkReferrers(
@@ -223,6 +232,16 @@ export class PrefetchRun {
     }
   }
 
+  /** The platforms an index offers (attestation entries left out), as os/arch[/variant]. */
+  private platformsOf(root: { body: Buffer; mediaType: string }): string[] {
+    const out = new Set<string>();
+    for (const e of parseManifest(root.body, root.mediaType).descriptors) {
+      const p = e.platform;
+      if (e.kind === 'manifest' && p && p.os !== 'unknown') out.add([p.os, p.architecture, p.variant].filter(Boolean).join('/'));
+    }
+    return [...out];
+  }
+
   private missingPlatforms(root: { body: Buffer; mediaType: string }, sel: Selection): string[] {
     if (!sel.platforms || !isIndexType(root.mediaType)) return [];
     const entries = parseManifest(root.body, root.mediaType).descriptors;
@@ -235,11 +254,11 @@ export class PrefetchRun {
   private blob(target: Target, digest: Digest, size: number): BlobState {
     const known = this.digests.get(digest);
     if (known) return known.state;
-    const state: BlobState = { digest, size, status: 'pending', bytes: 0 };
+    const state: BlobState = { digest, size, status: 'pending', bytes: 0, resumed: 0 };
     const done = this.pool
       .run(() => this.fill(target, state))
       .catch((e: unknown) => {
-        state.status = 'failed';
+        state.status = this.opts.signal?.aborted ? 'interrupted' : 'failed';
         state.reason = reasonOf(e);
       });
     this.digests.set(digest, { state, done });
@@ -263,6 +282,7 @@ export class PrefetchRun {
       return;
     }
     b.status = 'fetching';
+    b.resumed = handle.resumedFrom ?? 0;
     const stream = handle.open();
     this.streams.add(stream);
     try {
@@ -286,9 +306,11 @@ export class PrefetchRun {
   private finish(img: ImageState): void {
     if (img.status !== 'failed') {
       const bad = img.blobs.filter((b) => b.status === 'failed').length;
+      const cut = img.blobs.filter((b) => b.status === 'interrupted').length;
       const problem = this.problems.get(img);
-      img.status = bad > 0 || problem ? 'failed' : 'done';
-      if (img.status === 'failed') img.reason = [problem, bad > 0 ? `${bad} blob(s) failed` : undefined].filter(Boolean).join('; ');
+      img.status = bad > 0 || cut > 0 || problem ? 'failed' : 'done';
+      if (img.status === 'failed')
+        img.reason = [problem, bad > 0 ? `${bad} blob(s) failed` : undefined, cut > 0 ? `${cut} blob(s) interrupted` : undefined].filter(Boolean).join('; ');
     }
     this.emit({ type: 'image-done', image: img });
   }
@@ -299,6 +321,8 @@ export class PrefetchRun {
       seconds: (this.now() - this.startedAt) / 1000,
       images: [],
       fetched: { blobs: 0, bytes: 0 },
+      resumed: { blobs: 0, bytes: 0 },
+      ...(this.opts.signal?.aborted ? { interrupted: { blobs: 0, bytes: 0 } } : {}),
       cached: { blobs: 0, bytes: 0 },
       skipped: { blobs: 0, bytes: 0 },
       failed: { images: 0, blobs: 0, reasons: [] },
@@ -313,15 +337,17 @@ export class PrefetchRun {
     }
     for (const { state: b } of this.digests.values()) {
       const owner = this.images.find((i) => i.blobs.includes(b))!;
-      if (b.status === 'fetched') add(s.fetched, b.bytes);
+      if (b.resumed > 0) add(s.resumed, b.resumed);
+      if (b.status === 'fetched') add(s.fetched, b.bytes - b.resumed);
+      else if (b.status === 'interrupted' && s.interrupted) add(s.interrupted, Math.max(0, b.bytes - b.resumed));
       else if (b.status === 'cached') add(s.cached, b.size);
       else if (b.status === 'skipped') add(s.skipped, b.size);
-      else {
+      else if (b.status !== 'interrupted') {
         s.failed.blobs++;
         s.failed.reasons.push({ ref: owner.ref, digest: b.digest, reason: b.reason ?? 'failed' });
       }
     }
-    s.ok = s.failed.images === 0 && s.failed.blobs === 0;
+    s.ok = s.failed.images === 0 && s.failed.blobs === 0 && !s.interrupted;
     return s;
   }
 }

@@ -51,6 +51,8 @@ export class Warmer {
   /** Finished runs (for status and tests). */
   runs = 0;
   last: { entry: string; startedAt: number; summary: PrefetchSummary } | undefined;
+  /** The last runs, newest first (status page). */
+  readonly recent: { entry: string; startedAt: number; summary: PrefetchSummary }[] = [];
 
   constructor(private readonly deps: WarmerDeps) {
     this.now = deps.now ?? Date.now;
@@ -109,6 +111,8 @@ export class Warmer {
     const s = await this.deps.prefetch(items, { concurrency: e.concurrency, signal: this.abort.signal }).done;
     this.runs++;
     this.last = { entry: e.name, startedAt, summary: s };
+    this.recent.unshift(this.last);
+    this.recent.length = Math.min(this.recent.length, 10);
     metrics?.warmRuns.inc({ result: s.ok ? 'ok' : 'failed' });
     metrics?.warmBytes.inc(s.fetched.bytes);
     for (const status of ['fetched', 'cached', 'skipped'] as const) if (s[status].blobs > 0) metrics?.warmBlobs.inc({ status }, s[status].blobs);

@@ -1,5 +1,5 @@
 // Prometheus metrics (prom-client), one registry per app instance so in-process tests never share counters.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface GaugeSources {
   fillsInFlight(): number;
@@ -29,6 +29,18 @@ export class Metrics {
   readonly scrubCorrupt: Counter;
   readonly connectionsOpen: Gauge;
   readonly connectionsClosed: Counter<'reason'>;
+
+  private processMetrics = false;
+
+  /**
+   * Adds prom-client's default collectors to this registry: process_resident_memory_bytes, process_open_fds,
+   * nodejs_eventloop_lag_seconds, heap, GC. Once per instance, for serve only (a CLI command has no scraper).
+   */
+  collectProcessMetrics(): void {
+    if (this.processMetrics) return;
+    this.processMetrics = true;
+    collectDefaultMetrics({ register: this.registry });
+  }
 
   constructor(sources?: GaugeSources) {
     const registers = [this.registry];

@@ -103,6 +103,31 @@ export class Usage {
     return this.db.prepare<[], Pin>('SELECT upstream, repo, reference, digest, created_at AS createdAt FROM pins ORDER BY upstream, repo, reference').all();
   }
 
+  /** What a manifest is known as: its tags (`upstream/repo:tag`), else the repositories it is in (`upstream/repo@digest`). */
+  imageNames(digest: Digest): string[] {
+    const tags = this.db
+      .prepare<[string], { n: string }>("SELECT upstream || '/' || repo || ':' || tag AS n FROM tags WHERE digest = ? ORDER BY upstream, repo, tag")
+      .all(digest);
+    if (tags.length > 0) return tags.map((t) => t.n);
+    return this.repositories(digest).map((r) => `${r}@${digest}`);
+  }
+
+  /** The repositories (`upstream/repo`) a digest is known to belong to. */
+  repositories(digest: Digest): string[] {
+    return this.db
+      .prepare<[string], { n: string }>("SELECT upstream || '/' || repo AS n FROM links WHERE digest = ? ORDER BY upstream, repo")
+      .all(digest)
+      .map((r) => r.n);
+  }
+
+  /** The digests a stored manifest references (child manifests, config, layers). */
+  children(digest: Digest): Digest[] {
+    return this.db
+      .prepare<[string], { c: Digest }>('SELECT child AS c FROM manifest_refs WHERE manifest = ?')
+      .all(digest)
+      .map((r) => r.c);
+  }
+
   /** Bytes of cached blobs linked to each repository (a blob shared by several repositories counts in each). */
   byRepository(): RepoUsage[] {
     return this.db

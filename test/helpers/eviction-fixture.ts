@@ -42,13 +42,13 @@ export class Fixture {
   readonly inUse = new Set<string>();
   private seq = 0;
 
-  eviction(maxSize?: number): Eviction {
+  eviction(maxSize?: number, log: pino.Logger = pino({ level: 'silent' })): Eviction {
     return new Eviction({
       meta: this.meta,
       usage: this.usage,
       store: this.store,
       access: this.access,
-      log: pino({ level: 'silent' }),
+      log,
       maxSize,
       inUse: (d) => this.inUse.has(d),
     });

@@ -117,9 +117,17 @@ export async function waitFor<T>(
   }
 }
 
+/**
+ * The test helpers' own STEVEDORE_*_BIN variables (which binary to run) are read by this process only: children
+ * never get them, since stevedore refuses STEVEDORE_* variables it does not know.
+ */
+function childEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !/^STEVEDORE_[A-Z]+_BIN$/.test(k)));
+}
+
 /** Spawn a child that is SIGKILLed at process exit unless stopped first. */
 export function spawnTracked(cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts, env: childEnv(opts.env ?? process.env) });
   children.add(child);
   child.once('exit', () => children.delete(child));
   child.once('error', () => children.delete(child));

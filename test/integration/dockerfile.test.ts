@@ -58,7 +58,8 @@ function dockerfileProblems(text: string): string[] {
   if (user === undefined || user === 'root' || user === '0') problems.push(`final stage runs as ${user ?? 'root (no USER)'}`);
   const health = final.find((i) => i.cmd === 'HEALTHCHECK');
   if (!health || /^NONE$/i.test(health.args)) problems.push('no HEALTHCHECK');
-  else if (!health.args.includes('/healthz')) problems.push('HEALTHCHECK does not probe /healthz');
+  // `stevedore healthcheck` probes /healthz at the configured listen address; a hard-coded port would not follow it.
+  else if (!/"\/app\/dist\/main\.js",\s*"healthcheck"\]/.test(health.args)) problems.push('HEALTHCHECK does not run stevedore healthcheck');
   const volume = final.find((i) => i.cmd === 'VOLUME');
   if (!volume) problems.push('no VOLUME for the data dir');
   // The default data dir is ./data: it must land on the volume, i.e. the volume is the working directory.
@@ -85,6 +86,7 @@ describe('Dockerfile', () => {
       [/^USER .*$/m, 'USER 0:0'],
       [/^USER .*$/m, ''],
       [/^HEALTHCHECK[^\n]*\\\n[^\n]*\n/m, ''],
+      [/CMD \["node", "\/app\/dist\/main\.js", "healthcheck"\]/, `CMD ["node", "-e", "fetch('http://127.0.0.1:5000/healthz')"]`],
       [/^VOLUME .*$/m, ''],
       [/^VOLUME .*$/m, 'VOLUME ["/data"]'],
       [/^ENV NODE_ENV=production$/m, 'ENV NODE_ENV=production STEVEDORE_DATA=/var/lib/stevedore'],

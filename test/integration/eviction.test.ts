@@ -33,8 +33,11 @@ describe('eviction under a small budget with concurrent pulls', () => {
   let tmp: TempDir;
   let pinned: PushedIndex;
   const images: PushedImage[] = [];
+  // Only the commands that name images take --upstream.
   const cli = (...args: string[]) =>
-    runCommand(process.execPath, [MAIN, ...args, '--data', sd.dataDir, '--upstream', reg.url, '--log-level', 'warn'], { timeoutMs: 60_000 });
+    runCommand(process.execPath, [MAIN, ...args, '--data', sd.dataDir, ...(args[0] === 'pin' ? ['--upstream', reg.url] : []), '--log-level', 'warn'], {
+      timeoutMs: 60_000,
+    });
   const blobFile = (digest: string) => path.join(sd.dataDir, 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
   const onDisk = (digest: string) => existsSync(blobFile(digest)) && sha256(readFileSync(blobFile(digest))) === digest;
   const layerGets = (digest: string) => reg.requests().filter((r) => r.method === 'GET' && r.uri.endsWith(`/blobs/${digest}`)).length;
@@ -79,16 +82,25 @@ describe('eviction under a small budget with concurrent pulls', () => {
     await tmp?.cleanup();
   });
 
-  test('pinning an index from the CLI on the live data dir, then pulling it, caches its whole DAG', async () => {
-    const r = await cli('pin', 'test/pinned:v1');
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout.trim(), `pinned ${reg.host}/test/pinned:v1 -> ${pinned.manifestDigest}`);
+  test('an index not cached yet cannot be pinned (prefetch --pin is named); pulled, it pins from the CLI on the live data dir', async () => {
+    const refused = await cli('pin', 'test/pinned:v1');
+    assert.equal(refused.code, 1);
+    assert.match(
+      refused.stderr,
+      /^stevedore: test\/pinned:v1 is not cached \(tag unknown here\); fetch and pin it with: stevedore prefetch --pin test\/pinned:v1\n$/,
+    );
     const dir = path.join(tmp.path, 'pinned');
     const pull = await copyToOciDir(`docker://${sd.host}/test/pinned:v1`, dir, { all: true });
     assert.equal(pull.code, 0, pull.stderr);
     assertLayoutIntact(dir, [pinned.manifestDigest, ...pinned.manifests.map((m) => m.manifestDigest), ...blobsOfIndex(pinned)]);
     // The commit follows the verified last byte by a moment.
     await waitFor('the pinned DAG committed', () => blobsOfIndex(pinned).every(onDisk), 5_000, 50);
+    const r = await cli('pin', 'test/pinned:v1');
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      r.stdout.trim(),
+      `pinned ${reg.host}/test/pinned:v1 -> ${pinned.manifestDigest} (${pinned.manifests.length} of ${pinned.manifests.length} platforms cached)`,
+    );
     assert.match((await cli('pins')).stdout, new RegExp(`^${reg.host}/test/pinned:v1 ${pinned.manifestDigest} `, 'm'));
   });
 
@@ -99,7 +111,7 @@ describe('eviction under a small budget with concurrent pulls', () => {
       sd
         .logs()
         .split('\n')
-        .filter((l) => l.includes('"msg":"eviction sweep"')).length;
+        .filter((l) => l.includes('"msg":"eviction sweep')).length;
     const fetched = () => images.reduce((n, img) => n + layerGets(img.layers[0]!.digest), 0);
     const enough = () => sweeps() >= 2 && fetched() > IMAGES + 2;
     const runs = await Promise.all(
@@ -131,7 +143,7 @@ describe('eviction under a small budget with concurrent pulls', () => {
     assert.ok(n >= evicted.length, `evictions counted: ${n}`);
     const gc = await cli('gc', '--max-size', String(BUDGET));
     assert.equal(gc.code, 0, gc.stderr);
-    assert.match(gc.stdout, /^freed 0 B of 0 B needed \(0 objects\)$/m);
+    assert.match(gc.stdout, /^freed 0 B of 0 B needed \(0 objects; budget maxSize 4\.\d MB\)$/m);
     const du = await cli('du');
     assert.match(du.stdout, /^total \d+(\.\d)? (kB|MB): /m);
   });

@@ -19,7 +19,7 @@ import {
 } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { copyToOciDir, inspectRaw } from '../helpers/skopeo.ts';
-import { makeTempDir, type TempDir } from '../helpers/tmp.ts';
+import { makeTempDir, runCommand, type TempDir } from '../helpers/tmp.ts';
 
 describe('test helpers', () => {
   let reg: Registry;
@@ -192,5 +192,16 @@ describe('test helpers', () => {
     assert.equal(byTag.headers['docker-content-digest'], md);
     assert.ok(Buffer.from(await byTag.body.arrayBuffer()).equals(multi.manifestBytes));
     assert.ok(existsSync(multi.layers[0]!.path!) && readFileSync(multi.layers[0]!.path!).length === multi.layers[0]!.size);
+  });
+
+  test("the helpers' STEVEDORE_*_BIN variables never reach a child (stevedore refuses unknown STEVEDORE_* variables)", async () => {
+    const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
+    process.env.STEVEDORE_SKOPEO_BIN = 'skopeo';
+    try {
+      const r = await runCommand(process.execPath, [MAIN, 'check-config']);
+      assert.equal(r.code, 0, r.stderr);
+    } finally {
+      delete process.env.STEVEDORE_SKOPEO_BIN;
+    }
   });
 });

@@ -58,6 +58,15 @@ describe('metrics and readiness', () => {
     await tmp?.cleanup();
   });
 
+  test("/metrics has prom-client's process and runtime metrics: RSS, open fds, event-loop lag", async () => {
+    const m = await scrape();
+    for (const name of ['process_resident_memory_bytes', 'process_open_fds', 'nodejs_heap_size_used_bytes'])
+      assert.ok(v(m, name) > 0, `${name} = ${m.get(name)}`);
+    // The lag itself may round to 0 on an idle loop; the sampled histogram's p99 never does.
+    assert.ok(m.has('nodejs_eventloop_lag_seconds'));
+    assert.ok(v(m, 'nodejs_eventloop_lag_p99_seconds') > 0);
+  });
+
   test('/healthz is 200; /readyz is 200 with an empty store before any pull', async () => {
     const h = await fetch(`${sd.url}/healthz`);
     assert.deepEqual([h.status, await h.json()], [200, { status: 'ok' }]);

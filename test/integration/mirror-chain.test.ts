@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
+import { parse as parseYaml } from 'yaml';
 import { pushMultiLayer, sha256, type PushedImage } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { copyToOciDir } from '../helpers/skopeo.ts';
@@ -122,7 +123,7 @@ describe('mirror chain: node-tier stevedore -> site-tier stevedore -> real regis
     assert.ok(metrics.includes(`stevedore_upstream_circuit_open{upstream="${reg.host}@${reg.host}"} 0`));
   });
 
-  test('check-config prints each endpoint with its credentials redacted', async () => {
+  test('check-config prints each endpoint (YAML usable as --config) with its secrets left out and named', async () => {
     const file = path.join(tmp.path, 'chain.yaml');
     writeFileSync(
       file,
@@ -131,12 +132,13 @@ describe('mirror chain: node-tier stevedore -> site-tier stevedore -> real regis
     const r = await runCommand(process.execPath, [path.resolve(import.meta.dirname, '../../dist/main.js'), 'check-config', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!r.stdout.includes('s3cret-origin'));
-    const printed = JSON.parse(r.stdout) as { upstreams: Record<string, unknown> };
+    const printed = parseYaml(r.stdout) as { upstreams: Record<string, unknown> };
     assert.deepEqual(printed.upstreams['docker.io'], {
       endpoints: [
         { url: site.url, mirror: true },
-        { url: reg.url, mirror: false, credentials: '[redacted]' },
+        { url: reg.url, mirror: false, username: 'robot' },
       ],
     });
+    assert.match(r.stdout, /^# Secrets not printed: upstreams\.docker\.io\.endpoints\.1\.password\.$/m);
   });
 });

@@ -103,7 +103,7 @@ describe('stevedore prefetch', () => {
     assert.deepEqual(blobGets(), blobsOf(idx.amd64Zstd));
     assert.ok(!registry.requests().some((q) => q.uri.endsWith(idx.amd64.manifestDigest)), 'the gzip amd64 manifest was not fetched');
     assert.ok(r.lines.some((l) => l.event === 'pin' && l.digest === idx.manifestDigest));
-    const pins = await runCommand(process.execPath, [MAIN, 'pins', '--data', data, '--upstream', proxy.url]);
+    const pins = await runCommand(process.execPath, [MAIN, 'pins', '--data', data]);
     assert.match(pins.stdout, new RegExp(`test/idx:1 ${idx.manifestDigest}`));
   });
 
@@ -127,7 +127,14 @@ describe('stevedore prefetch', () => {
     const s390 = await prefetch(['test/idx:1', '--platform', 'linux/arm64,linux/s390x']);
     assert.equal(s390.code, 1);
     assert.equal(s390.summary.cached.blobs, 3);
-    assert.deepEqual(s390.summary.failed.reasons, [{ ref: 'test/idx:1', reason: 'no manifest for platform linux/s390x in the index' }]);
+    assert.deepEqual(s390.summary.failed.reasons, [
+      { ref: 'test/idx:1', reason: 'no manifest for platform linux/s390x in the index; it has linux/amd64, linux/arm64/v8' },
+    ]);
+    // An invalid ref is a usage error before anything runs: one line, exit 2.
+    const bad = await runCommand(process.execPath, [MAIN, 'prefetch', '--data', data, 'test/idx:1', 'Bad//Ref'], { timeoutMs: 30_000 });
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stdout, '');
+    assert.match(bad.stderr, /^stevedore: prefetch: invalid image reference "Bad\/\/Ref": expected \[host\[:port\]\/\]repo\[:tag\|@digest\]/);
   });
 
   test('a prefetch beside a running serve on the same data dir: later pulls are cache hits', async () => {
@@ -195,6 +202,49 @@ describe('stevedore prefetch', () => {
     assert.equal(total, first + layer.size - kept, 'the kept bytes were not downloaded again');
     const file = path.join(dir, 'blobs', 'sha256', layer.digest.slice(7, 9), layer.digest.slice(7));
     assert.equal(`sha256:${createHash('sha256').update(readFileSync(file)).digest('hex')}`, layer.digest);
+  });
+
+  test('SIGINT mid-download: summary and "re-run to resume"; the re-run counts only the bytes it actually fetched', async () => {
+    const big = await pushBigLayer(registry.url, 'test/int', '1', 48);
+    const layer = big.layers[0]!;
+    const dir = makeTempDir('stevedore-prefetch-int-').path;
+    const child = spawnTracked(process.execPath, [MAIN, 'prefetch', 'test/int:1', '--data', dir, '--upstream', proxy.url, '--rate', '16MB/s']);
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const partial = path.join(dir, 'partial', layer.digest.replace(':', '-'));
+    const size = () => {
+      try {
+        return statSync(partial).size;
+      } catch {
+        return 0;
+      }
+    };
+    await waitFor('a third of the layer on disk', () => size() > layer.size / 3, 20_000, 20);
+    child.kill('SIGINT');
+    assert.equal(await exited, 130, stderr);
+    const summary = stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Line)
+      .find((l) => l.event === 'summary') as unknown as Summary & { interrupted: { blobs: number; bytes: number } };
+    assert.ok(summary, stdout);
+    assert.equal(summary.ok, false);
+    assert.equal(summary.interrupted.blobs, 1);
+    assert.ok(summary.interrupted.bytes > 0 && summary.interrupted.bytes < layer.size, JSON.stringify(summary.interrupted));
+    assert.match(stderr, /^stevedore: prefetch interrupted: 1 blob\(s\) cut short, .+ of them kept; re-run the same command to resume\n$/m);
+    const kept = size();
+    assert.ok(kept > 0 && kept < layer.size, `partial of ${kept} bytes kept`);
+    const before = proxy.bytes('/blobs/');
+    const r = await prefetch(['test/int:1'], dir);
+    assert.equal(r.code, 0, r.stderr);
+    const resumed = (r.summary as unknown as { resumed: { blobs: number; bytes: number } }).resumed;
+    assert.deepEqual(resumed, { blobs: 1, bytes: kept });
+    // "fetched" is what came over the wire in this run, not the size of the blobs it completed.
+    assert.equal(r.summary.fetched.bytes, proxy.bytes('/blobs/') - before);
+    assert.ok(r.summary.fetched.bytes < layer.size);
   });
 
   test('--rate 5MB/s holds a ~20 MB image to within ±10 %', async () => {

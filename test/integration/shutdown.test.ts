@@ -1,4 +1,4 @@
-// SIGTERM: stop accepting, let the response and the fill in flight finish, close SQLite, exit 0.
+// SIGTERM: stop accepting, let the response and the fill in flight finish, close SQLite, log a last line, exit 0.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
@@ -60,6 +60,9 @@ describe('graceful shutdown', () => {
     await reading;
     assert.equal(sha256(Buffer.concat(chunks)), digest);
     assert.equal(await exited, 0);
+    // The log ends with one line saying the process stopped, and how (JSON: the output is not a terminal).
+    const last = JSON.parse(sd.logs().trim().split('\n').at(-1)!) as { msg: string; signal: string; how: string };
+    assert.deepEqual([last.msg, last.signal, last.how], ['stevedore stopped', 'SIGTERM', 'clean']);
     // Restarted on the same data dir, the blob is a hit: the fill committed before the process exited.
     fake.clearFault(digest);
     fake.reset();

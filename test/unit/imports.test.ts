@@ -1,7 +1,7 @@
 // Enforces the module map of the README's architecture section by reading every import in src/: each folder is one
 // capability and imports only the folders below it, with no exemptions; and no file imports itself through others.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 
@@ -32,7 +32,7 @@ const FORBIDDEN_PACKAGES: Record<string, RegExp> = {
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((f) => {
     const p = path.join(dir, f);
-    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+    return statSync(p).isDirectory() ? files(p) : /\.tsx?$/.test(p) ? [p] : [];
   });
 }
 
@@ -53,7 +53,9 @@ function graph(): Map<string, string[]> {
   for (const file of files(SRC)) {
     const deps = imports(readFileSync(file, 'utf8'))
       .filter(([spec]) => spec.startsWith('.'))
-      .map(([spec]) => path.relative(SRC, path.resolve(path.dirname(file), spec)).replace(/\.js$/, '.ts'));
+      .map(([spec]) => path.relative(SRC, path.resolve(path.dirname(file), spec)).replace(/\.js$/, '.ts'))
+      // A .js specifier names a .ts file, or a .tsx one (the status page's JSX).
+      .map((rel) => (existsSync(path.join(SRC, rel)) ? rel : rel.replace(/\.ts$/, '.tsx')));
     g.set(path.relative(SRC, file), deps);
   }
   return g;

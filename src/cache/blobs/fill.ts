@@ -103,8 +103,8 @@ export class BlobFill {
     readonly size: number | undefined,
     private readonly handle: fsp.FileHandle,
     private readonly tempPath: string,
-    /** Bytes already present from an earlier, interrupted download of the same digest. */
-    private readonly resumedFrom: number,
+    /** Bytes already present from an earlier, interrupted download of the same digest (not fetched by this fill). */
+    readonly resumedFrom: number,
   ) {
     this.received = this.flushed = resumedFrom;
     this.settled = this.run(source.first);

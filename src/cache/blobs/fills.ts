@@ -19,6 +19,8 @@ export class Fills {
   private readonly starting = new Coalescer<BlobFill>();
   private readonly slots: FillSlots;
   private readonly waiting = new Map<Digest, { n: number }>();
+  /** What each running fill is for (`upstream/repo`), for the status page. */
+  private readonly labels = new Map<Digest, string>();
 
   constructor(
     private readonly deps: FillDeps & { maxFills?: number; maxFillsPerUpstream?: number },
@@ -52,8 +54,22 @@ export class Fills {
     await Promise.allSettled([...this.fills.values()].map((f) => f.settled));
   }
 
+  /** The fills downloading now: digest, what for, bytes received of how many. */
+  list(): { digest: Digest; label?: string; received: number; size?: number }[] {
+    return [...this.fills.values()]
+      .filter((f) => f.active)
+      .map((f) => ({ digest: f.digest, ...(this.labels.has(f.digest) ? { label: this.labels.get(f.digest)! } : {}), received: f.received, size: f.size }));
+  }
+
   /** One fill per digest: joins the running one, or starts one from make(). */
-  async startOrJoin(digest: Digest, make: () => Promise<FillSource>, upstream = '', signal?: AbortSignal): Promise<{ fill: BlobFill; joined: boolean }> {
+  async startOrJoin(
+    digest: Digest,
+    make: () => Promise<FillSource>,
+    upstream = '',
+    signal?: AbortSignal,
+    /** What the fill is for (`upstream/repo`), shown on the status page. */
+    label?: string,
+  ): Promise<{ fill: BlobFill; joined: boolean }> {
     const running = this.fills.get(digest);
     if (running?.active) return { fill: running, joined: true };
     // Callers still waiting for this digest's fill to start; one without a signal (prefetch) always counts.
@@ -81,9 +97,13 @@ export class Fills {
         throw e;
       }
       this.fills.set(digest, fill);
+      if (label) this.labels.set(digest, label);
       void fill.settled.then(() => {
         release();
-        if (this.fills.get(digest) === fill) this.fills.delete(digest);
+        if (this.fills.get(digest) === fill) {
+          this.fills.delete(digest);
+          this.labels.delete(digest);
+        }
         this.onSettled(digest, fill);
       });
       return fill;
@@ -93,6 +113,6 @@ export class Fills {
 
   /** A handle whose body follows the fill as it grows. */
   follow(fill: BlobFill, outcome: BlobOutcome): BlobHandle {
-    return { size: fill.size, outcome, open: (s, e) => fill.reader(s, e) };
+    return { size: fill.size, outcome, resumedFrom: fill.resumedFrom, open: (s, e) => fill.reader(s, e) };
   }
 }

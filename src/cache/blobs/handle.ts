@@ -16,6 +16,8 @@ export interface BlobHandle {
   open(start?: number, end?: number): Readable;
   /** Releases what the handle holds when the body will not be sent after all. */
   discard?(): void;
+  /** A fill that continues an interrupted download: its first resumedFrom bytes come from disk, not the upstream. */
+  resumedFrom?: number;
   /** The body can only be sent whole (pass-through): a Range header is ignored (RFC 9110 allows it). */
   wholeOnly?: boolean;
   /**

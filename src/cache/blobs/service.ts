@@ -106,6 +106,11 @@ export class Blobs {
     return this.fills.queued;
   }
 
+  /** Downloads in progress with their progress (status page). */
+  fillsInProgress(): ReturnType<Fills['list']> {
+    return this.fills.list();
+  }
+
   inUse(digest: Digest): boolean {
     return this.hits.isReading(digest) || this.fills.get(digest) !== undefined;
   }
@@ -218,7 +223,13 @@ export class Blobs {
         }
         return this.fills.follow(started.fill, started.joined ? 'coalesced' : 'miss');
       }
-      const { fill, joined } = await this.fills.startOrJoin(digest, () => this.fillSource(target, digest), up, signal);
+      const { fill, joined } = await this.fills.startOrJoin(
+        digest,
+        () => this.fillSource(target, digest),
+        up,
+        signal,
+        `${target.upstream.name}/${target.repo}`,
+      );
       if (joined && fill.holder !== up) return this.prove(target, digest, undefined, fd);
       if (joined && !linked) await this.upstream.head(target, digest);
       if (fill.state === 'done') return this.get(target, digest, signal);

@@ -119,11 +119,11 @@ export function destinationOf(annotations: Record<string, string> | undefined, n
 }
 
 let version: string | undefined;
-/** Our package version (dist/ and src/ both sit two levels under package.json). */
+/** Our package version (dist/jobs/bundle/ and src/jobs/bundle/ both sit three levels under package.json). */
 export function stevedoreVersion(): string {
   if (version === undefined) {
     try {
-      version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
+      version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
     } catch {
       version = 'unknown';
     }

@@ -161,8 +161,29 @@ describe('eviction', () => {
     assert.ok(f.total() <= budget, `${f.total()} <= ${budget}`);
     assert.ok(r.freedBytes >= r.needed);
     assert.equal(r.evicted[0]!.digest, b.digest, 'b is the least recently used root');
+    // Every evicted object names the image it belonged to (its blobs inherit the image's tag).
+    assert.ok(r.evicted.length > 1 && r.evicted.every((e) => e.names.length > 0 && e.names[0]!.includes('/')), JSON.stringify(r.evicted));
     for (const x of [a, c]) assert.ok(f.meta.getManifest(x.digest));
     for (const x of [...blobsOf(a), ...blobsOf(c)]) assert.ok(f.onDisk(x));
+  });
+
+  test('a sweep logs which images went and how many bytes each freed, and keeps it for the status page', async () => {
+    const f = fixture();
+    const a = await f.image('a', ['v1'], 2);
+    await f.image('b', ['v1'], 2);
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const aBytes = a.size + a.config.size + a.layers.reduce((n, l) => n + l.size, 0);
+    const ev = f.eviction(f.total() - aBytes, log);
+    const r = await ev.sweep();
+    assert.equal(r.freedBytes, aBytes, 'a whole: manifest, config, layers');
+    const line = lines.find((l) => Array.isArray(l.images))!;
+    assert.deepEqual(line.images, [{ image: `${UP}/a:v1`, bytes: aBytes }]);
+    assert.equal(line.msg, `eviction sweep: evicted 1 image(s), ${aBytes} bytes: ${UP}/a:v1 (${aBytes} B)`);
+    assert.deepEqual(
+      ev.recentSweeps.map((s) => s.images),
+      [[{ image: `${UP}/a:v1`, bytes: aBytes }]],
+    );
   });
 
   test('evicting a manifest removes its tag mappings and references (links stay); its blobs become candidates', async () => {
@@ -170,7 +191,7 @@ describe('eviction', () => {
     const img = await f.image('app', ['v1', 'latest'], 2);
     const keep = await f.image('app', ['v2'], 1);
     const r = await f.eviction().sweep({ force: img.size });
-    assert.deepEqual(r.evicted, [{ kind: 'manifest', digest: img.digest, size: img.size }]);
+    assert.deepEqual(r.evicted, [{ kind: 'manifest', digest: img.digest, size: img.size, names: [`${UP}/app:latest`, `${UP}/app:v1`] }]);
     assert.equal(f.meta.getManifest(img.digest), undefined);
     assert.equal(f.meta.getTag(UP, 'app', 'v1'), undefined);
     assert.equal(f.meta.getTag(UP, 'app', 'latest'), undefined);

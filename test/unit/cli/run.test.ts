@@ -5,6 +5,8 @@ import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { BlobStore } from '../../../src/store/blob-store.ts';
+import { Metadata } from '../../../src/store/metadata.ts';
 import { freePort, makeTempDir, runCommand, type TempDir } from '../../helpers/tmp.ts';
 
 const MAIN = path.resolve(import.meta.dirname, '../../../dist/main.js');
@@ -57,9 +59,14 @@ describe('CLI failures: one line, the right exit code', () => {
     }
   });
 
-  test('pin of an image that is not cached and cannot be fetched: one line with the reason, exit 1', async () => {
-    const r = await cli('pin', 'docker.io/library/nothing-here:1', '--offline', '--data', path.join(tmp(), 'data'));
+  test('pin of an image that is not cached: one line with the reason and the command that fetches it, exit 1', async () => {
+    const data = path.join(tmp(), 'data');
+    new Metadata(new BlobStore(data).paths.db).close(); // an existing, empty data dir
+    const r = await cli('pin', 'docker.io/library/nothing-here:1', '--data', data);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(oneLine(r.stderr), /^stevedore: MANIFEST_UNKNOWN: manifest unknown \{.*"reason":"not cached and stevedore is offline/);
+    assert.equal(
+      oneLine(r.stderr),
+      'stevedore: docker.io/library/nothing-here:1 is not cached (tag unknown here); fetch and pin it with: stevedore prefetch --pin docker.io/library/nothing-here:1',
+    );
   });
 });

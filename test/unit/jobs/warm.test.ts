@@ -41,6 +41,7 @@ const summary = (ok: boolean, bytes: number): PrefetchSummary => ({
   seconds: 0.05,
   images: [{ ref: 'a:1', ok }],
   fetched: { blobs: bytes > 0 ? 2 : 0, bytes },
+  resumed: { blobs: 0, bytes: 0 },
   cached: { blobs: 1, bytes: 10 },
   skipped: { blobs: 0, bytes: 0 },
   failed: { images: ok ? 0 : 1, blobs: 0, reasons: ok ? [] : [{ ref: 'a:1', reason: 'MANIFEST_UNKNOWN' }] },
