@@ -12,6 +12,8 @@ FROM node:24-bookworm-slim
 # No STEVEDORE_* env here: env would silently win over a mounted config file. Instead the working directory is
 # the data volume, so the default data dir (./data) lands on it, and the default listen is 0.0.0.0:5000.
 ENV NODE_ENV=production
+# Large freed buffers go back to the OS (see MALLOC_ENV in src/cli/serve.ts).
+ENV MALLOC_MMAP_THRESHOLD_=131072
 COPY --from=build /app/package.json /app/
 COPY --from=build /app/node_modules /app/node_modules
 COPY --from=build /app/dist /app/dist

@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { request } from 'undici';
+import { MALLOC_ENV, NODE_FLAGS } from '../src/cli/serve.ts';
 import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor, type TempDir } from '../test/helpers/tmp.ts';
 
 const MAIN = process.env.STEVEDORE_BENCH_MAIN ?? path.resolve(import.meta.dirname, '../dist/main.js');
@@ -50,7 +51,7 @@ export async function startStevedore(
   const tmp: TempDir | undefined = opts.dataDir ? undefined : makeTempDir('stevedore-bench-data-');
   const dataDir = opts.dataDir ?? tmp!.path;
   // As `npm start` runs it (package.json).
-  const args = ['--max-semi-space-size=2', MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--upstream', upstreamUrl, '--log-level', 'warn'];
+  const args = [...NODE_FLAGS, MAIN, 'serve', '--listen', `127.0.0.1:${port}`, '--data', dataDir, '--upstream', upstreamUrl, '--log-level', 'warn'];
   if (opts.tagTtl !== undefined) args.push('--tag-ttl', String(opts.tagTtl));
   if (opts.workers !== undefined) args.push('--workers', String(opts.workers));
   if (opts.config) {
@@ -58,7 +59,7 @@ export async function startStevedore(
     writeFileSync(file, JSON.stringify(opts.config));
     args.push('--config', file);
   }
-  const child = spawnTracked(process.execPath, args);
+  const child = spawnTracked(process.execPath, args, { env: { ...process.env, ...MALLOC_ENV } });
   const logs = collect(child);
   const url = `http://127.0.0.1:${port}`;
   const stop = async (): Promise<void> => {

@@ -21,6 +21,7 @@ const mib = (n: number): string => `${(n / MiB).toFixed(0)} MiB`;
 
 interface Row {
   scenario: string;
+  startRss: number;
   peakRss: number;
   afterRss: number;
   upstreamBytes: string;
@@ -81,6 +82,7 @@ async function scenario(
 ): Promise<Row> {
   const sd = await startStevedore({ ...opts, upstreams: [registryUrl, `${fake.host}=${fake.url}`] });
   fake.reset();
+  const startRss = procStatusBytes(sd.pid, 'VmRSS') ?? 0;
   const rss = sampleRss(sd.pid, 50);
   let errors = 0;
   let verified = true;
@@ -103,7 +105,7 @@ async function scenario(
   const afterRss = procStatusBytes(sd.pid, 'VmRSS') ?? 0;
   const upstreamBytes = fake.bytesSent('/blobs/');
   await sd.stop();
-  return { scenario: name, peakRss: peak, afterRss, upstreamBytes: mib(upstreamBytes), pullMs, errors, verified, note };
+  return { scenario: name, startRss, peakRss: peak, afterRss, upstreamBytes: mib(upstreamBytes), pullMs, errors, verified, note };
 }
 
 async function main(): Promise<void> {
@@ -281,11 +283,11 @@ async function main(): Promise<void> {
   }
   const out = (l: string): void => void process.stdout.write(`${l}\n`);
   out('');
-  out('| scenario | peak RSS | RSS 3 s after | upstream bytes (fake) | legitimate pull during | errors | every byte verified | notes |');
-  out('|---|---|---|---|---|---|---|---|');
+  out('| scenario | RSS at start | peak RSS | RSS 3 s after | upstream bytes (fake) | legitimate pull during | errors | every byte verified | notes |');
+  out('|---|---|---|---|---|---|---|---|---|');
   for (const r of rows)
     out(
-      `| ${r.scenario} | ${mib(r.peakRss)} | ${mib(r.afterRss)} | ${r.upstreamBytes} | ${r.pullMs === undefined ? '-' : `${r.pullMs.toFixed(0)} ms`} | ${r.errors} | ${r.verified ? 'yes' : 'NO'} | ${r.note} |`,
+      `| ${r.scenario} | ${mib(r.startRss)} | ${mib(r.peakRss)} | ${mib(r.afterRss)} | ${r.upstreamBytes} | ${r.pullMs === undefined ? '-' : `${r.pullMs.toFixed(0)} ms`} | ${r.errors} | ${r.verified ? 'yes' : 'NO'} | ${r.note} |`,
     );
   process.exit(rows.every((r) => r.errors === 0 && r.verified) ? 0 : 1);
 }

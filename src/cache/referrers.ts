@@ -77,7 +77,7 @@ export class Referrers {
       throw e;
     }
     bestEffort(log, 'referrers', () => store.put(up, target.repo, subject, at, { ...answer, checkedAt: now() }));
-    const same = cached !== undefined && cached.body.equals(answer.body) && cached.filters === answer.filters;
+    const same = cached?.body.equals(answer.body) && cached.filters === answer.filters;
     return { ...answer, outcome: same ? 'revalidated' : 'miss' };
   }
 

@@ -10,6 +10,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { buildApp, prepareDataDir, type BuildOptions } from '../app.js';
 import type { Config } from '../config/load.js';
 import { createLogger } from '../obs/log.js';
+import { reclaimAfterBursts } from '../obs/reclaim.js';
 import { limitConnections, serverOptions } from './connections.js';
 
 const GRACE_MS = 10_000;
@@ -21,6 +22,20 @@ const METRICS_MSG = 'stevedore:metrics';
  * ~95 MiB RSS instead of ~110, with no throughput cost (a blob hit allocates little). `npm start` passes it too.
  */
 export const NODE_FLAGS = ['--max-semi-space-size=2'];
+/**
+ * glibc's malloc with a fixed mmap threshold: every allocation of 128 KiB or more (send buffers, socket buffers)
+ * is its own mapping, unmapped when freed. With the default dynamic threshold, freeing one large buffer raises the
+ * threshold and later ones come from the heap, which is not given back: after 300 stalled clients of a cached
+ * 64 MiB blob left, RSS stayed at ~480 MiB instead of returning to ~140. glibc reads it only at process start, so
+ * the launchers (npm start, Dockerfile, systemd unit) set it, and the cluster primary sets it for its workers.
+ */
+export const MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: '131072' };
+
+/** MALLOC_ENV unless the operator tuned malloc already. */
+function mallocEnv(): Record<string, string> {
+  const e = process.env;
+  return e.MALLOC_MMAP_THRESHOLD_ !== undefined || (e.GLIBC_TUNABLES ?? '').includes('mmap_threshold') ? {} : MALLOC_ENV;
+}
 
 export async function serve(config: Config): Promise<void> {
   const workers = config.workers ?? os.availableParallelism();
@@ -68,7 +83,13 @@ async function serveOne(config: Config, role: { cleanup: boolean; leader: boolea
       }
     });
   }
-  limitConnections(server, config.server, log, s.metrics);
+  const conns = limitConnections(server, config.server, log, s.metrics);
+  // Clients that left (300 stalled readers, say) leave buffers only a GC frees: hand them back once they are gone.
+  reclaimAfterBursts({
+    connections: conns.open,
+    onReclaim: (before, after) =>
+      log.debug({ arrayBuffersMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(after / 2 ** 20) }, 'memory reclaimed after a burst'),
+  });
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
@@ -150,7 +171,7 @@ async function primary(config: Config, n: number): Promise<void> {
   const aggregator = new AggregatorRegistry();
   let stopping = false;
   const fork = (index: number): Worker => {
-    const w = cluster.fork({ [WORKER_ENV]: String(index) });
+    const w = cluster.fork({ ...mallocEnv(), [WORKER_ENV]: String(index) });
     w.on('message', (msg: { type?: string; id?: number }) => {
       if (msg?.type !== METRICS_MSG) return;
       aggregator.clusterMetrics().then(

@@ -6,6 +6,7 @@ import type { Server } from 'node:http';
 import { Agent, request } from 'undici';
 import { stringify } from 'yaml';
 import { buildApp, type Stevedore } from '../../src/app.ts';
+import { MALLOC_ENV, NODE_FLAGS } from '../../src/cli/serve.ts';
 import { loadConfig, type ConfigFlags } from '../../src/config/load.ts';
 import { createLogger } from '../../src/obs/log.ts';
 import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor } from './tmp.ts';
@@ -56,8 +57,9 @@ export async function startStevedore(opts: StartOptions = {}): Promise<Stevedore
   }
   args.push(...(opts.extraArgs ?? []));
   if (!args.includes('--workers')) args.push('--workers', String(opts.workers ?? 1));
-  const [cmd, ...pre] = [...(opts.wrap ?? []), process.execPath];
-  const child = spawnTracked(cmd!, [...pre, ...args], { env: { ...process.env, ...opts.env } });
+  // Launched as `npm start`, the Dockerfile and the systemd unit launch it: their node flags and malloc setting.
+  const [cmd, ...pre] = [...(opts.wrap ?? []), process.execPath, ...NODE_FLAGS];
+  const child = spawnTracked(cmd!, [...pre, ...args], { env: { ...process.env, ...MALLOC_ENV, ...opts.env } });
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));

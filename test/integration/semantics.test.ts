@@ -217,7 +217,7 @@ describe('manifests, tags and errors', () => {
       '/v2/a/../b/manifests/x',
       '/v2/a/./b/manifests/x',
       '/v2/a/%2e%2e/b/manifests/x',
-      '/v2/a/%2E%2E/b/blobs/' + d,
+      `/v2/a/%2E%2E/b/blobs/${d}`,
       '/v2/a%2Fb/manifests/x',
       '/v2/a/%2fb/tags/list',
       '/v2/a//b/manifests/x',

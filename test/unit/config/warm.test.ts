@@ -18,7 +18,7 @@ test('durations and times of day parse; malformed ones do not', () => {
 test('the warm: section: selection, schedule, and one clear error per mistake', () => {
   const ok = warmSchema.parse([
     { refs: ['alpine:3.20'], platforms: ['linux/arm64/v8'], every: '6h' },
-    { name: 'nightly', refs: ['ghcr.io/org/app@sha256:' + 'a'.repeat(64)], platforms: 'all', compression: 'zstd', at: ['02:00', '14:30'] },
+    { name: 'nightly', refs: [`ghcr.io/org/app@sha256:${'a'.repeat(64)}`], platforms: 'all', compression: 'zstd', at: ['02:00', '14:30'] },
     { refs: ['localhost:5000/app'], every: '2s' },
   ]);
   assert.deepEqual(ok[0], {

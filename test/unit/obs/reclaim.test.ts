@@ -1,0 +1,46 @@
+// reclaimAfterBursts: one full GC when the connections of a burst have gone and garbage buffers are above the floor; none while they stay.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { reclaimAfterBursts } from '../../../src/obs/reclaim.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function waitLow(target: number): Promise<number> {
+  for (let i = 0; i < 40 && process.memoryUsage().arrayBuffers > target; i++) await sleep(25);
+  return process.memoryUsage().arrayBuffers;
+}
+
+test('connections steady at their peak: no forced GC; once they fall away: one, which frees the garbage', async () => {
+  let conns = 10;
+  const calls: [number, number][] = [];
+  const r = reclaimAfterBursts({ connections: () => conns, everyMs: 20, floorBytes: 16 << 20, minGapMs: 0, onReclaim: (b, a) => calls.push([b, a]) });
+  try {
+    // 48 MiB of buffers held by the burst's clients, dropped when they leave.
+    let held: Buffer[] | undefined = Array.from({ length: 48 }, () => Buffer.alloc(1 << 20, 1));
+    await sleep(200);
+    assert.equal(calls.length, 0, 'no GC while the connections stay');
+    assert.equal(held.length, 48);
+    held = undefined;
+    conns = 0;
+    await sleep(200);
+    assert.equal(calls.length, 1, 'exactly one GC after the burst');
+    // Backing stores are released by V8's array-buffer sweeper shortly after the GC.
+    const [before] = calls[0]!;
+    const after = await waitLow(before - (40 << 20));
+    assert.ok(before - after >= 40 << 20, `freed ${((before - after) / 2 ** 20).toFixed(0)} MiB`);
+  } finally {
+    r.stop();
+  }
+});
+
+test('below the floor nothing is forced', async () => {
+  let conns = 10;
+  const calls: number[] = [];
+  const r = reclaimAfterBursts({ connections: () => conns, everyMs: 20, floorBytes: 1 << 30, minGapMs: 0, onReclaim: (b) => calls.push(b) });
+  try {
+    conns = 0;
+    await sleep(150);
+    assert.equal(calls.length, 0);
+  } finally {
+    r.stop();
+  }
+});
