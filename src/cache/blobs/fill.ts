@@ -214,7 +214,7 @@ export class BlobFill {
    * Queues a chunk for the disk; the download waits only when too much is not yet written. Chunks that arrive
    * while a write runs are written together by the next one (one pwritev, one threadpool trip, for many chunks).
    */
-  private async write(buf: Buffer): Promise<void> {
+  private write(buf: Buffer): Promise<void> | undefined {
     if (this.writeError) throw this.writeError;
     const at = this.received;
     this.window.add(at, buf);
@@ -223,7 +223,8 @@ export class BlobFill {
       this.writes = this.writes.then(() => this.flushPending());
     }
     this.pending.push(buf);
-    if (this.received + buf.length - this.flushed > MAX_UNFLUSHED) await this.drainWrites();
+    // Only a download ahead of the disk waits (no promise, no microtask per chunk otherwise).
+    return this.received + buf.length - this.flushed > MAX_UNFLUSHED ? this.drainWrites() : undefined;
   }
 
   private async flushPending(): Promise<void> {
@@ -283,8 +284,9 @@ export class BlobFill {
             skip = 0;
           }
           verifier.update(buf);
-          await this.source.throttle?.(buf.length);
-          await this.write(buf);
+          if (this.source.throttle) await this.source.throttle(buf.length);
+          const backlog = this.write(buf);
+          if (backlog) await backlog;
           this.received += buf.length;
           this.deps.onUpstreamBytes?.(buf.length);
           this.events.emit('change');
