@@ -1,5 +1,6 @@
 // The bench's result shape, the PASS/FAIL targets, the printed side-by-side tables and bench/results.json.
 import { writeFileSync } from 'node:fs';
+import type { VerifyCost } from './verify-cost.ts';
 import type { ColdResult } from './cold.ts';
 import type { LoadResult } from './loadgen.ts';
 import type { ManyResult } from './many.ts';
@@ -53,6 +54,7 @@ export interface Results {
   manifests: { getByDigest: LoadResult; headByTag: LoadResult; outcomes: { getByDigest: string; headByTag: string } };
   rss: { clients: number; idleBeforeBytes: number; peakRssBytes: number; vmHwmBytes: number; idleAfterBytes: number; samples: number; aggregateMBps: number };
   many: ManyResult;
+  verifyCost: VerifyCost;
 }
 
 export function series(runs: number[]): Series {
@@ -196,6 +198,10 @@ export function printTable(r: Results, out: (line: string) => void = (l) => proc
       [
         `${r.many.connections} connections, manifests + ${r.many.blobBytes} B blobs`,
         `${f(r.many.rps)} req/s, p99 ${f(r.many.manifest.p99ms, 1)} / ${f(r.many.blob.p99ms, 1)} ms, ${r.many.errors} errors, peak RSS ${mib(r.many.peakRssBytes)}`,
+      ],
+      [
+        `verify-on-serve cost: read ${mib(r.verifyCost.bytes)} cached, MB/s`,
+        `${spread(r.verifyCost.readOnly)} read only, ${spread(r.verifyCost.readAndHash)} read + sha256: +${f(r.verifyCost.extraMsPerGB)} ms CPU per GB; a verified hit could not beat ${f(r.verifyCost.readAndHash.median)} MB/s (stevedore serves ${f(r.warm.curl.stevedore1.median)} MB/s per worker unverified)`,
       ],
       ...r.coalescing.map((k) => [
         `coalescing: ${k.clients} cold clients, ${k.workers} worker(s), ${mib(k.blobBytes)}`,

@@ -12,13 +12,14 @@ import { loadTest } from './loadgen.ts';
 import { manyConnections } from './many.ts';
 import { printTable, writeJson, type Coalescing, type Results } from './report.ts';
 import { procStatusBytes, sampleRss, startNginx, startStevedore, type Server } from './servers.ts';
+import { verifyCost } from './verify-cost.ts';
 import { warm } from './warm.ts';
 import { printTiers, tiers, type TiersResult } from './tiers.ts';
 
 /** 256 MiB keeps the whole run inside the budget on a busy 2-core machine; BENCH_MIB=512 for the issue's size. */
 const BIG_MIB = Number(process.env.BENCH_MIB ?? 256);
 const SMALL_MIB = 64;
-const COLD_RUNS = 2;
+const COLD_RUNS = 3;
 const LINKS: [bytesPerSec: number, runs: number][] = [
   [100e6, 1],
   [125e6, 1],
@@ -176,14 +177,15 @@ async function main(): Promise<void> {
     onCleanup(() => warmDir.cleanup());
     const w = await stage('1. warm throughput', () => warm(registry, nginx, big, warmDir.path, WORKERS, started));
     const m = await stage('4. manifest load', () => manifests(w.stevedore, big));
+    const v = await stage('8. verify-on-serve cost', () => verifyCost(big.layers[0]!.path!));
     const many = await stage('6. 1,000 connections', () => manyConnections(w.stevedore, big, ACCEPT));
     await w.stevedore.stop();
     await nginx.stop();
     const r = await stage('5. RSS under 10 warm downloads', () => rss(registry, big, warmDir.path));
     await warmDir.cleanup();
-    const cold = [await stage('2. cold pull, loopback', () => coldLoopback(registry, big, COLD_RUNS, WORKERS, started))];
+    const cold = [await stage('2. cold pull, loopback', () => coldLoopback(registry, big, small, COLD_RUNS, WORKERS, started))];
     for (const [rate, runs] of LINKS)
-      cold.push(await stage(`2b. cold pull over ${rate / 1e6} MB/s`, () => coldOverLink(registry, big, rate, runs, WORKERS, started)));
+      cold.push(await stage(`2b. cold pull over ${rate / 1e6} MB/s`, () => coldOverLink(registry, big, small, rate, runs, WORKERS, started)));
     const k = [await stage('3. coalescing, 1 worker', () => coalescing(registry, small, 1))];
     k.push(await stage(`3. coalescing, ${WORKERS} workers`, () => coalescing(registry, small, WORKERS)));
     // Further stages are called here: each returns its part of Results and prints its own table.
@@ -206,6 +208,7 @@ async function main(): Promise<void> {
       manifests: m,
       rss: r,
       many,
+      verifyCost: v,
       tiers: t,
     };
     printTable(results);

@@ -1,43 +1,15 @@
 // Benchmark servers on 127.0.0.1: stevedore (dist/main.js, with its PID for RSS sampling) and a temp-config nginx.
-import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { request } from 'undici';
 import { MALLOC_ENV, NODE_FLAGS } from '../src/cli/serve.ts';
-import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor, type TempDir } from '../test/helpers/tmp.ts';
+import { startServerProcess, type ServerProcess } from '../test/helpers/server-process.ts';
+import { freePort, makeTempDir, type TempDir } from '../test/helpers/tmp.ts';
 
 const MAIN = process.env.STEVEDORE_BENCH_MAIN ?? path.resolve(import.meta.dirname, '../dist/main.js');
 const NGINX = process.env.STEVEDORE_NGINX_BIN ?? 'nginx';
 
-export interface Server {
-  url: string;
-  pid: number;
-  logs(): string;
-  /** stop the process (SIGTERM, then SIGKILL) and remove its temp dir unless it was given one */
-  stop(): Promise<void>;
-}
-
-/** Keep at most ~1 MB of a child's output (for error messages). */
-function collect(child: ChildProcess): () => string {
-  let out = '';
-  const add = (d: Buffer): void => {
-    if (out.length < 1_000_000) out += d.toString('utf8');
-  };
-  child.stdout?.on('data', add);
-  child.stderr?.on('data', add);
-  return () => out;
-}
-
-async function answers(url: string): Promise<boolean> {
-  try {
-    const res = await request(url, { headersTimeout: 1_000, bodyTimeout: 1_000 });
-    await res.body.dump();
-    return res.statusCode === 200;
-  } catch {
-    return false;
-  }
-}
+export type Server = ServerProcess;
 
 /**
  * `node dist/main.js serve` on a free loopback port, spawned here (not via test/helpers/stevedore.ts) because
@@ -59,28 +31,16 @@ export async function startStevedore(
     writeFileSync(file, JSON.stringify(opts.config));
     args.push('--config', file);
   }
-  const child = spawnTracked(process.execPath, args, { env: { ...process.env, ...MALLOC_ENV } });
-  const logs = collect(child);
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async (): Promise<void> => {
-    await stopProcess(child);
-    await tmp?.cleanup();
-  };
-  try {
-    await waitFor(
-      'stevedore /healthz',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`stevedore exited ${child.exitCode}: ${logs()}`);
-        return answers(`${url}/healthz`);
-      },
-      15_000,
-      50,
-    );
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  return { url, port, pid: child.pid!, dataDir, logs, stop };
+  const server = await startServerProcess({
+    what: 'stevedore /healthz',
+    cmd: process.execPath,
+    args,
+    spawn: { env: { ...process.env, ...MALLOC_ENV } },
+    url: `http://127.0.0.1:${port}`,
+    probe: '/healthz',
+    tmp,
+  });
+  return { ...server, port, dataDir };
 }
 
 /** nginx serving `root` with sendfile, everything (conf, pid, logs, temp paths) in a temp dir. */
@@ -119,37 +79,16 @@ http {
 `,
   );
   // -e: the early error log, so nginx never touches /var/log/nginx; -p: prefix for relative paths.
-  const child = spawnTracked(NGINX, ['-e', d('error.log'), '-p', tmp.path, '-c', conf]);
-  const out = collect(child);
-  const logs = (): string => {
-    let err = '';
-    try {
-      err = readFileSync(d('error.log'), 'utf8');
-    } catch {
-      /* none yet */
-    }
-    return out() + err;
-  };
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async (): Promise<void> => {
-    await stopProcess(child);
-    await tmp.cleanup();
-  };
-  try {
-    await waitFor(
-      'nginx',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}: ${logs()}`);
-        return answers(`${url}/__ping`);
-      },
-      10_000,
-      50,
-    );
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  return { url, pid: child.pid!, logs, stop };
+  return startServerProcess({
+    what: 'nginx',
+    cmd: NGINX,
+    args: ['-e', d('error.log'), '-p', tmp.path, '-c', conf],
+    url: `http://127.0.0.1:${port}`,
+    probe: '/__ping',
+    tmp,
+    logFile: d('error.log'),
+    timeoutMs: 10_000,
+  });
 }
 
 /** One line of /proc/<pid>/status in bytes (VmRSS, VmHWM), or undefined when the process is gone. */

@@ -10,7 +10,7 @@ import { startPeer } from './peer.ts';
 import { maxSeries, type Series } from './report.ts';
 import { startStevedore, type Server } from './servers.ts';
 
-const CURL_RUNS = 3;
+const CURL_RUNS = 5;
 const UNDICI_RUNS = 2;
 export const PARALLEL_CLIENTS = 10;
 

@@ -31,6 +31,23 @@ export interface ConfigFlags {
   workers?: string;
 }
 
+/** Settings that a flag and a STEVEDORE_* variable can both give as one string (numeric: digits become a number). */
+const SCALAR_SETTINGS: [key: Exclude<keyof ConfigFlags, 'config' | 'upstream' | 'offline'>, numeric: boolean][] = [
+  ['listen', false],
+  ['data', false],
+  ['tagTtl', true],
+  ['logLevel', false],
+  ['logFormat', false],
+  ['maxSize', false],
+  ['minFreeDisk', false],
+  ['upstreamRate', false],
+  ['tlsCert', false],
+  ['tlsKey', false],
+  ['workers', true],
+];
+/** tagTtl -> STEVEDORE_TAG_TTL */
+const envName = (key: string): string => `STEVEDORE_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+
 /** `URL` -> named by host[:port], becomes the default; `NAME=URL` -> named upstream. */
 export function parseUpstreamFlag(value: string): { name: string; url: string; isDefault: boolean } {
   const eq = value.indexOf('=');
@@ -125,31 +142,12 @@ export function loadConfig(flags: ConfigFlags, env: NodeJS.ProcessEnv = process.
     if (value !== undefined) raw[key] = value;
   };
   const num = (v: string | undefined): number | string | undefined => (v === undefined ? undefined : /^\d+$/.test(v) ? Number(v) : v);
-  set('listen', env.STEVEDORE_LISTEN);
-  set('data', env.STEVEDORE_DATA);
-  set('tagTtl', num(env.STEVEDORE_TAG_TTL));
-  set('logLevel', env.STEVEDORE_LOG_LEVEL);
-  set('logFormat', env.STEVEDORE_LOG_FORMAT);
-  set('maxSize', env.STEVEDORE_MAX_SIZE);
-  set('minFreeDisk', env.STEVEDORE_MIN_FREE_DISK);
-  set('upstreamRate', env.STEVEDORE_UPSTREAM_RATE);
-  set('tlsCert', env.STEVEDORE_TLS_CERT);
-  set('tlsKey', env.STEVEDORE_TLS_KEY);
+  // Variables first, then flags: a flag wins over its STEVEDORE_* variable, both over the file.
+  for (const [key, numeric] of SCALAR_SETTINGS) set(key, numeric ? num(env[envName(key)]) : env[envName(key)]);
   set('adminToken', env.STEVEDORE_ADMIN_TOKEN);
-  set('workers', num(env.STEVEDORE_WORKERS));
   if (env.STEVEDORE_OFFLINE !== undefined) raw.offline = /^(1|true|yes)$/i.test(env.STEVEDORE_OFFLINE);
-  set('listen', flags.listen);
-  set('maxSize', flags.maxSize);
-  set('minFreeDisk', flags.minFreeDisk);
-  set('upstreamRate', flags.upstreamRate);
-  set('tlsCert', flags.tlsCert);
-  set('tlsKey', flags.tlsKey);
+  for (const [key, numeric] of SCALAR_SETTINGS) set(key, numeric ? num(flags[key]) : flags[key]);
   if (flags.offline) raw.offline = true;
-  set('data', flags.data);
-  set('tagTtl', num(flags.tagTtl));
-  set('logLevel', flags.logLevel);
-  set('workers', num(flags.workers));
-  set('logFormat', flags.logFormat);
   const upstreamArgs = [...(env.STEVEDORE_UPSTREAM?.split(',').filter(Boolean) ?? []), ...(flags.upstream ?? [])];
   const ups = { ...((raw.upstreams as Record<string, unknown> | undefined) ?? {}) };
   for (const arg of upstreamArgs) {

@@ -1,20 +1,13 @@
 // Runs the shipped deploy/nginx/stevedore.conf with the real nginx on 127.0.0.1 in front of a running stevedore.
-import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { request } from 'undici';
-import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor } from './tmp.ts';
+import { startServerProcess, type ServerProcess } from './server-process.ts';
+import { freePort, makeTempDir } from './tmp.ts';
 
 const BINARY = process.env.STEVEDORE_NGINX_BIN ?? 'nginx';
 export const SHIPPED_CONF = path.resolve(import.meta.dirname, '../../deploy/nginx/stevedore.conf');
 
-export interface Front {
-  url: string;
-  pid: number;
-  /** nginx's error log and output */
-  logs(): string;
-  stop(): Promise<void>;
-}
+export type Front = ServerProcess;
 
 /** The shipped server config with its three marked values replaced; throws if a marker is missing. */
 export function renderFrontConf(text: string, v: { listen: string; stevedore: string; blobsDir: string }): string {
@@ -60,39 +53,14 @@ http {
 }
 `,
   );
-  const child: ChildProcess = spawnTracked(BINARY, ['-e', d('error.log'), '-p', tmp.path, '-c', d('nginx.conf')]);
-  let out = '';
-  child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
-  const logs = (): string => {
-    let err = '';
-    try {
-      err = readFileSync(d('error.log'), 'utf8');
-    } catch {
-      /* none yet */
-    }
-    return out + err;
-  };
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async (): Promise<void> => {
-    await stopProcess(child);
-    await tmp.cleanup();
-  };
-  try {
-    await waitFor(
-      'nginx in front of stevedore',
-      async () => {
-        if (child.exitCode !== null) throw new Error(`nginx exited ${child.exitCode}: ${logs()}`);
-        const res = await request(`${url}/healthz`, { headersTimeout: 1_000, bodyTimeout: 1_000 }).catch(() => undefined);
-        await res?.body.dump();
-        return res?.statusCode === 200;
-      },
-      10_000,
-      50,
-    );
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  return { url, pid: child.pid!, logs, stop };
+  return startServerProcess({
+    what: 'nginx in front of stevedore',
+    cmd: BINARY,
+    args: ['-e', d('error.log'), '-p', tmp.path, '-c', d('nginx.conf')],
+    url: `http://127.0.0.1:${port}`,
+    probe: '/healthz',
+    tmp,
+    logFile: d('error.log'),
+    timeoutMs: 10_000,
+  });
 }
