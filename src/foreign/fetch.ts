@@ -4,7 +4,7 @@ import type { Digest } from '../oci/digest.js';
 import { BlobVerifier, DigestMismatchError, VerifyingStream } from '../oci/verify.js';
 import { header, type UpstreamResponse } from '../upstream/client.js';
 import type { SafeResponse } from '../upstream/safe-fetch.js';
-import type { FillSource } from '../cache/blobs/fill.js';
+import type { FillSource } from '../cache/blobs/fill-contract.js';
 import type { BlobHandle, BlobOutcome } from '../cache/blobs/handle.js';
 
 type Body = UpstreamResponse['body'];

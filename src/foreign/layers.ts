@@ -10,7 +10,7 @@ import { FOREIGN_HOLDER } from '../store/metadata.js';
 import { header } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
 import { FetchError, RefusedError, safeFetch, type SafeFetchOptions, type SafeResponse } from '../upstream/safe-fetch.js';
-import type { FillDeps, FillSource } from '../cache/blobs/fill.js';
+import type { FillDeps, FillSource } from '../cache/blobs/fill-contract.js';
 import type { BlobHandle, BlobOutcome, FillStarter, ForeignDescriptor, ForeignHooks } from '../cache/blobs/handle.js';
 import { fillSource, passThroughHandle, redirectHandle, Verifier, type Verdict } from './fetch.js';
 import { expandMirror, type Decision, type ForeignPolicy } from './policy.js';

@@ -1,5 +1,6 @@
 // Operator actions on foreign layers (CLI and admin API): list, show, mirrors, probe URLs, pre-fill the cache.
-import { BlobFill, type FillSource } from '../cache/blobs/fill.js';
+import { BlobFill } from '../cache/blobs/fill.js';
+import type { FillSource } from '../cache/blobs/fill-contract.js';
 import type { Digest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { ForeignLayerRow, ForeignStatus } from '../store/foreign.js';

@@ -2,7 +2,7 @@
 import type { Logger } from 'pino';
 import type { Counter } from 'prom-client';
 import type { Schedule, WarmEntry } from '../config/warm.js';
-import type { PrefetchItem, PrefetchOptions, PrefetchSummary } from './prefetch.js';
+import type { PrefetchItem, PrefetchOptions, PrefetchSummary } from './prefetch-model.js';
 
 /** When an entry runs next: `every` at start and then `ms` after each run started; `at` the next local time of day. */
 export function nextRun(s: Schedule, now: number, lastStart?: number): number {

@@ -85,19 +85,26 @@ export class BlobStore {
   /**
    * Claims the partial download of a digest for this process (a lock file naming our pid; a lock left by a
    * dead process is taken over). undefined when another live process is downloading it right now.
+   * `holder`: the upstream it is downloaded from, in the same lock file, so another process never sees the lock
+   * without it (the file is complete before it appears: written aside, then hard-linked into place).
    */
-  async claimPartial(digest: Digest): Promise<PartialFile | undefined> {
+  async claimPartial(digest: Digest, holder = ''): Promise<PartialFile | undefined> {
     const path = this.paths.partial(digest);
     const lock = `${path}.lock`;
     for (let attempt = 0; attempt < 2; attempt++) {
+      // Ends in .lock so that partials() never takes it for a download.
+      const aside = `${path}.${process.pid}.${randomUUID()}.lock`;
       try {
-        await fsp.writeFile(lock, String(process.pid), { flag: 'wx', mode: FILE_MODE });
+        await fsp.writeFile(aside, `${process.pid}\n${holder}`, { mode: FILE_MODE });
+        await fsp.link(aside, lock);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const pid = Number(await fsp.readFile(lock, 'utf8').catch(() => ''));
-        if (pid > 0 && alive(pid)) return undefined;
+        const owner = await this.partialOwner(path);
+        if (owner && alive(owner.pid)) return undefined;
         await fsp.rm(lock, { force: true });
         continue;
+      } finally {
+        await fsp.rm(aside, { force: true });
       }
       const handle = await fsp.open(path, constants.O_RDWR | constants.O_CREAT, FILE_MODE);
       const size = (await handle.stat()).size;
@@ -138,18 +145,26 @@ export class BlobStore {
       const path = join(this.paths.partialDir, name);
       const st = await fsp.stat(path).catch(() => undefined);
       if (!st?.isFile()) continue;
-      const pid = Number(await fsp.readFile(`${path}.lock`, 'utf8').catch(() => ''));
-      out.push({ path, size: st.size, mtimeMs: st.mtimeMs, busy: pid > 0 && alive(pid) });
+      const owner = await this.partialOwner(path);
+      out.push({ path, size: st.size, mtimeMs: st.mtimeMs, busy: owner !== undefined && alive(owner.pid) });
     }
     return out.sort((a, b) => a.mtimeMs - b.mtimeMs);
   }
 
   /** Removes a partial download unless a live process claimed it meanwhile; returns whether it went. */
   async removePartial(path: string): Promise<boolean> {
-    const pid = Number(await fsp.readFile(`${path}.lock`, 'utf8').catch(() => ''));
-    if (pid > 0 && alive(pid)) return false;
+    const owner = await this.partialOwner(path);
+    if (owner && alive(owner.pid)) return false;
     await fsp.rm(path, { force: true });
     return true;
+  }
+
+  /** Who holds the lock of the partial download at `path` ("<pid>\n<holder>"): undefined when nobody does. */
+  async partialOwner(path: string): Promise<{ pid: number; holder: string } | undefined> {
+    const text = await fsp.readFile(`${path}.lock`, 'utf8').catch(() => undefined);
+    if (text === undefined) return undefined;
+    const [pid, holder = ''] = text.split('\n');
+    return Number(pid) > 0 ? { pid: Number(pid), holder } : undefined;
   }
 
   /** Bytes free for this process on the data dir's file system (undefined if it cannot be read). */

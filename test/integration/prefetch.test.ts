@@ -25,6 +25,15 @@ interface Summary {
 const blobsOf = (img: PushedImage): string[] => [img.configDigest, ...img.layers.map((l) => l.digest)].sort();
 const bytesOf = (img: PushedImage): number => img.configBytes.length + img.layers.reduce((a, l) => a + l.size, 0);
 
+/** Bytes of `digest` in the data dir's partial/ (0 when there is none). */
+function partialSize(dir: string, digest: string): number {
+  try {
+    return statSync(path.join(dir, 'partial', digest.replace(':', '-'))).size;
+  } catch {
+    return 0;
+  }
+}
+
 describe('stevedore prefetch', () => {
   let registry: Registry;
   let proxy: CountingProxy;
@@ -172,14 +181,7 @@ describe('stevedore prefetch', () => {
     const dir = makeTempDir('stevedore-prefetch-resume-').path;
     proxy.reset();
     const child = spawnTracked(process.execPath, [MAIN, 'prefetch', 'test/big:1', '--data', dir, '--upstream', proxy.url, '--rate', '16MB/s']);
-    const partial = path.join(dir, 'partial', layer.digest.replace(':', '-'));
-    const size = () => {
-      try {
-        return statSync(partial).size;
-      } catch {
-        return 0;
-      }
-    };
+    const size = () => partialSize(dir, layer.digest);
     await waitFor('half of the big layer on disk', () => size() > layer.size / 2, 20_000, 20);
     child.kill('SIGKILL');
     await new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(null) : child.once('exit', r)));
@@ -214,14 +216,7 @@ describe('stevedore prefetch', () => {
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    const partial = path.join(dir, 'partial', layer.digest.replace(':', '-'));
-    const size = () => {
-      try {
-        return statSync(partial).size;
-      } catch {
-        return 0;
-      }
-    };
+    const size = () => partialSize(dir, layer.digest);
     await waitFor('a third of the layer on disk', () => size() > layer.size / 3, 20_000, 20);
     child.kill('SIGINT');
     assert.equal(await exited, 130, stderr);

@@ -5,7 +5,7 @@ import { promises as fsp } from 'node:fs';
 import { Readable, pipeline } from 'node:stream';
 import type { Digest } from '../../oci/digest.js';
 import { VerifyingStream } from '../../oci/verify.js';
-import { type BlobStore, FILE_MODE } from '../../store/blob-store.js';
+import type { BlobStore } from '../../store/blob-store.js';
 
 const READ_CHUNK = 1 << 20;
 /** How often the file is looked at again when it has not grown. */
@@ -13,12 +13,9 @@ const POLL_MS = 10;
 /** No growth for this long while the other process still holds the lock: give up (the client sees a cut). */
 const STALL_MS = 60_000;
 
-/** Which upstream the process holding `partial/<digest>` downloads from (written right after it claimed the lock). */
-export async function markHolder(store: BlobStore, digest: Digest, upstream: string): Promise<void> {
-  await fsp.writeFile(`${store.paths.partial(digest)}.holder`, upstream, { mode: FILE_MODE });
-}
+/** Which upstream the process holding `partial/<digest>`'s lock downloads from (undefined: nobody holds it). */
 export async function holderElsewhere(store: BlobStore, digest: Digest): Promise<string | undefined> {
-  return fsp.readFile(`${store.paths.partial(digest)}.holder`, 'utf8').catch(() => undefined);
+  return (await store.partialOwner(store.paths.partial(digest)))?.holder;
 }
 
 /** Another live process holds this digest's partial download: follow it instead of downloading it again. */

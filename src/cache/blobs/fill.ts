@@ -4,67 +4,16 @@
 import { EventEmitter } from 'node:events';
 import type { promises as fsp } from 'node:fs';
 import { Readable } from 'node:stream';
-import type { Logger } from 'pino';
 import type { Digest } from '../../oci/digest.js';
 import { BlobVerifier, DigestMismatchError } from '../../oci/verify.js';
-import type { BlobStore, PartialFile } from '../../store/blob-store.js';
 import { isDiskError } from '../../store/errors.js';
-import type { Metadata } from '../../store/metadata.js';
 import { header, type UpstreamResponse } from '../../upstream/client.js';
 import { upstreamFault } from '../../upstream/outcomes.js';
 import { bestEffort } from '../best-effort.js';
+import { checkFillAnswer } from './fill-answer.js';
+import { FillCancelledError, StoreUnwritableError, type FillDeps, type FillSource } from './fill-contract.js';
 import { ChunkWindow } from './window.js';
 import { followFill } from './follow.js';
-
-/** Where a fill's bytes come from: the first response, and how to ask again from an offset after a drop. */
-export interface FillSource {
-  first: UpstreamResponse;
-  resume(offset: number): Promise<UpstreamResponse>;
-  /** The size the descriptor promised, when known; a Content-Length that disagrees fails the fill. */
-  expectedSize?: number;
-  /**
-   * A claimed partial download to continue: its first `partial.size` bytes are kept (re-hashed, then checked with
-   * the rest) and `first` must be the 206 answer starting there. On a network failure it is kept for next time.
-   */
-  partial?: PartialFile;
-  /** Limits the upstream byte rate (shared by all fills). */
-  throttle?: (bytes: number) => Promise<void>;
-  /** Who delivers these bytes (an upstream name, or FOREIGN_HOLDER): recorded as a holder once they are committed. */
-  holder?: string;
-}
-
-/** The store could not take a new blob; `source` is untouched so the caller can stream it through instead. */
-export class StoreUnwritableError extends Error {
-  override name = 'StoreUnwritableError';
-  /** Set by the one caller that streams `source` through; joined callers must fetch their own. */
-  claimed = false;
-  constructor(
-    readonly reason: Error,
-    readonly source: FillSource,
-    readonly size: number | undefined,
-  ) {
-    super(`store unwritable: ${reason.message}`);
-  }
-}
-
-export interface FillDeps {
-  store: BlobStore;
-  meta: Metadata;
-  log: Logger;
-  /** How often a dropped upstream connection is resumed with Range before the fill fails. */
-  maxResumes: number;
-  onUpstreamBytes?: (n: number) => void;
-  /**
-   * A fill with no reader left for this long is cancelled (its partial kept for a Range resume). Prefetch and
-   * warm runs read their fills, so a fill they own is never idle. Undefined: fills run to the end.
-   */
-  idleGraceMs?: number;
-}
-
-/** The fill was stopped because nobody read it any more (not an upstream failure: the partial is kept). */
-export class FillCancelledError extends Error {
-  override name = 'FillCancelledError';
-}
 
 const READ_CHUNK = 1 << 20;
 /** Bytes received but not yet on disk before the download waits for the disk (backpressure). */
@@ -146,25 +95,13 @@ export class BlobFill {
   static async start(deps: FillDeps, source: FillSource, digest: Digest): Promise<BlobFill> {
     const res = source.first;
     const offset = source.partial?.size ?? 0;
-    // A resumed download announces the whole size in Content-Range; a fresh one in Content-Length.
-    const range = /^bytes (\d+)-\d+\/(\d+)$/.exec(header(res.headers, 'content-range') ?? '');
-    const cl = header(res.headers, 'content-length');
-    const announced = offset > 0 || res.status === 206 ? (range ? Number(range[2]) : undefined) : cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
-    const badResume = offset > 0 && (res.status !== 206 || !range || Number(range[1]) !== offset);
-    // A 206 to a request without Range is only usable when it is the whole blob.
-    const badWhole = offset === 0 && res.status === 206 && (!range || Number(range[1]) !== 0 || (cl !== undefined && Number(cl) !== Number(range[2])));
-    if (badResume || badWhole) {
+    const answer = checkFillAnswer(res, offset, source.expectedSize);
+    if (!answer.ok) {
       res.body.destroy();
       await source.partial?.abandon();
-      const cr = header(res.headers, 'content-range') ?? 'none';
-      throw upstreamFault(502, { digest }, `upstream answered a request from byte ${offset} with ${res.status} and Content-Range ${cr}`);
+      throw answer.why === 'range' ? upstreamFault(502, { digest }, answer.message) : new DigestMismatchError(answer.message);
     }
-    if (announced !== undefined && source.expectedSize !== undefined && announced !== source.expectedSize) {
-      res.body.destroy();
-      await source.partial?.abandon();
-      throw new DigestMismatchError(`upstream size ${announced} != descriptor size ${source.expectedSize}`);
-    }
-    const size = announced ?? source.expectedSize;
+    const size = answer.size;
     if (source.partial) return new BlobFill(deps, source, digest, size, source.partial.handle, source.partial.path, offset);
     let temp;
     try {

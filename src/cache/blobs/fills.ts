@@ -2,7 +2,8 @@
 import type { Digest } from '../../oci/digest.js';
 import { OciError } from '../../oci/errors.js';
 import { Coalescer } from '../coalesce.js';
-import { BlobFill, type FillDeps, type FillSource } from './fill.js';
+import { BlobFill } from './fill.js';
+import type { FillDeps, FillSource } from './fill-contract.js';
 import type { BlobHandle, BlobOutcome } from './handle.js';
 import { FillSlots } from './slots.js';
 

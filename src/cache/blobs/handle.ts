@@ -2,7 +2,7 @@
 import type { Readable } from 'node:stream';
 import type { Digest } from '../../oci/digest.js';
 import type { Target } from '../../upstream/registries.js';
-import type { FillSource } from './fill.js';
+import type { FillSource } from './fill-contract.js';
 
 export type BlobOutcome = 'hit' | 'miss' | 'coalesced' | 'redirect' | 'foreign-fetch' | 'pass-through';
 

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream';
 import type { Digest } from '../../oci/digest.js';
 import { VerifyingStream } from '../../oci/verify.js';
 import { header } from '../../upstream/client.js';
-import type { FillSource } from './fill.js';
+import type { FillSource } from './fill-contract.js';
 import type { BlobHandle } from './handle.js';
 
 /**

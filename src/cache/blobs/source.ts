@@ -10,8 +10,8 @@ import { fromUnreachable, fromUpstreamStatus } from '../../upstream/outcomes.js'
 import type { Target } from '../../upstream/registries.js';
 import { bestEffort } from '../best-effort.js';
 import { Coalescer } from '../coalesce.js';
-import { FilledElsewhere, markHolder } from './elsewhere.js';
-import type { FillSource } from './fill.js';
+import { FilledElsewhere } from './elsewhere.js';
+import type { FillSource } from './fill-contract.js';
 
 export type HeadResult = { status: number; headers: Headers };
 
@@ -42,7 +42,8 @@ export class UpstreamBlobs {
     const what = { digest, repo: target.repo, upstream: target.upstream.name };
     const path = `/blobs/${digest}`;
     const get = (offset: number) => this.deps.client.send(target.upstream, target.repo, path, 'GET', offset > 0 ? { range: `bytes=${offset}-` } : {});
-    const claimed = resumable ? await this.deps.store.claimPartial(digest).catch(() => null) : null;
+    // Other processes follow this download only for clients of the same upstream (holders, see service.ts).
+    const claimed = resumable ? await this.deps.store.claimPartial(digest, target.upstream.name).catch(() => null) : null;
     if (claimed === undefined) throw new FilledElsewhere(digest);
     const partial = claimed ?? undefined;
     // Committed (row written) by another process since the caller looked: that one is a hit, not a download.
@@ -50,8 +51,6 @@ export class UpstreamBlobs {
       await partial.abandon();
       throw new FilledElsewhere(digest);
     }
-    // Other processes follow this download only for clients of the same upstream (holders, see service.ts).
-    if (partial) await markHolder(this.deps.store, digest, target.upstream.name).catch(() => undefined);
     let res;
     try {
       res = await get(partial?.size ?? 0);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { nextRun, Warmer } from '../../../src/jobs/warm.ts';
-import type { PrefetchOptions, PrefetchSummary } from '../../../src/jobs/prefetch.ts';
+import type { PrefetchOptions, PrefetchSummary } from '../../../src/jobs/prefetch-model.ts';
 import { createLogger } from '../../../src/obs/log.ts';
 import { Metrics } from '../../../src/obs/metrics.ts';
 import type { Schedule, WarmEntry } from '../../../src/config/warm.ts';

@@ -5,7 +5,7 @@ import { appendFileSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'no
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, test } from 'node:test';
-import { followElsewhere } from '../../../../src/cache/blobs/elsewhere.ts';
+import { followElsewhere, holderElsewhere } from '../../../../src/cache/blobs/elsewhere.ts';
 import type { Digest } from '../../../../src/oci/digest.ts';
 import { BlobStore } from '../../../../src/store/blob-store.ts';
 import { makeTempDir, sleep } from '../../../helpers/tmp.ts';
@@ -74,4 +74,25 @@ test('bytes that do not hash to the digest never end cleanly', async () => {
   const [got] = await Promise.all([collect(followElsewhere(store, digest, body.length)), otherProcess(digest, wrong, 'commit')]);
   assert.ok(got.error, 'a mismatch errors');
   assert.ok(got.bytes.length < body.length, 'never the whole body');
+});
+
+test('the upstream a process downloads from is known as soon as its lock is (one atomic file): no window in which another process sees the lock but no holder', async () => {
+  const digest = digestOf(randomBytes(64));
+  mkdirSync(store.paths.partialDir, { recursive: true });
+  const claimed = await store.claimPartial(digest, 'upstream-a');
+  assert.ok(claimed, 'claimed');
+  try {
+    // Right after the claim, with nothing else written: the other process's view.
+    assert.equal(await holderElsewhere(store, digest), 'upstream-a');
+    // A second claim (another process) is refused while the first holds it.
+    assert.equal(await store.claimPartial(digest, 'upstream-b'), undefined);
+    // The lock file is not mistaken for a partial download.
+    assert.deepEqual(
+      (await store.partials()).map((p) => path.basename(p.path)),
+      [path.basename(store.paths.partial(digest))],
+    );
+  } finally {
+    await claimed.abandon();
+  }
+  assert.equal(await holderElsewhere(store, digest), undefined, 'no holder once released');
 });
