@@ -67,21 +67,26 @@ describe('a small disk', () => {
 
   test('a full disk: the partial goes, readyz and metrics say so, misses pass through, caching resumes when there is room', async () => {
     sd = await startInProcess({ upstream: [fake.url], data: path.join(mnt.path, 'full') });
-    // Someone else's file leaves 12.5 MiB, then a 3 MiB download (it fits, with the 8 MiB margin, when it
-    // starts: otherwise it would be streamed through from the start)...
+    // Someone else's file leaves 14 MiB, then a 3 MiB download (it fits, with the 8 MiB margin, when it
+    // starts: otherwise it would be streamed through from the start; the rest is slack for SQLite's WAL)...
     const filler = path.join(mnt.path, 'filler');
-    const fs0 = statfsSync(mnt.path);
-    // Leave 12.5 MiB free, whatever else the file system holds.
-    const free0 = fs0.bavail * fs0.bsize;
-    writeFileSync(filler, randomBytes(Math.max(0, free0 - (25 << 19))));
+    const freeNow = (): number => {
+      const fs = statfsSync(mnt.path);
+      return fs.bavail * fs.bsize;
+    };
+    // Leave 14 MiB free, whatever else the file system holds.
+    const free0 = freeNow();
+    writeFileSync(filler, randomBytes(Math.max(0, free0 - (14 << 20))));
     const big = randomBytes(3 << 20);
     const d = fake.addBlob('disk/x', big);
     fake.setFault(d, { kind: 'slow-body', bytesPerTick: 64 << 10, tickMs: 20 });
     const first = get(`${sd.url}/v2/disk/x/blobs/${d}`);
-    await waitFor('the download to start', async () => fake.bytesSent(d) > 0 || undefined, 10_000, 10);
+    // A fill is running (the room check is behind it: the disk must fill up after it, not before).
+    await waitFor('the fill to start', async () => (sd!.proxy.blobs.fillsInFlight > 0 && fake.bytesSent(d) > 0) || undefined, 10_000, 10);
     // ...and while it runs, someone else fills the disk.
     const filler2 = path.join(mnt.path, 'filler2');
-    writeFileSync(filler2, randomBytes(11 << 20));
+    // Every byte still free: the download cannot finish, however far it got.
+    writeFileSync(filler2, randomBytes(freeNow()));
     const r1 = await first;
     assert.equal(r1.headers['x-stevedore-cache'], 'miss', `a fill, not a pass-through (${free0} bytes were free)`);
     assert.ok(r1.error !== undefined || r1.body.length < big.length, 'the fill that ran out of disk never ends cleanly');
