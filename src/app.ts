@@ -32,6 +32,7 @@ import { ReferrersStore } from './store/referrers.js';
 import { Metadata } from './store/metadata.js';
 import { reconcile } from './store/reconcile.js';
 import { Usage } from './store/usage.js';
+import { addressIn, cidrList } from './upstream/cidr.js';
 import { CircuitBreaker } from './upstream/breaker.js';
 import { RateLimiter } from './upstream/rate-limit.js';
 import { MirrorChain } from './upstream/chain.js';
@@ -266,6 +267,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     passthroughUpstreams: Object.values(config.upstreams).some((u) => u.passthrough),
     ...(config.clientAuth ? { auth: new ClientAuth(config.clientAuth) } : {}),
     ...(config.accelRedirect ? { accelPrefix: config.accelRedirect.prefix } : {}),
+    ...(config.server.trustedProxies.length > 0 ? { trustedProxy: addressIn(cidrList(config.server.trustedProxies)) } : {}),
   });
   if (config.adminToken) adminRoutes(app, { token: config.adminToken, foreign: foreignAdmin, foreignStats: () => foreign.stats() });
   const timers: NodeJS.Timeout[] = [];

@@ -113,6 +113,11 @@ export const configSchema = z.strictObject({
       stallTimeout: z.number().int().positive().default(120_000),
       /** Open client connections; at the cap the longest idle one is closed. Default: half the open-file limit. */
       maxConnections: z.number().int().positive().optional(),
+      /**
+       * Reverse proxies in front (nginx, haproxy), as addresses or CIDRs: for connections from them, the client is
+       * the rightmost X-Forwarded-For entry that is not one of them. Default: none (the socket's address).
+       */
+      trustedProxies: z.array(cidr).default([]),
     })
     .refine((s) => s.headersTimeout <= s.requestTimeout, { message: 'headersTimeout must not exceed requestTimeout', path: ['headersTimeout'] })
     .prefault({}),

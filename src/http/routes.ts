@@ -13,11 +13,13 @@ import { manifestRoute } from './manifests.js';
 import { referrersRoute } from './referrers.js';
 import { tagsRoute } from './tags.js';
 import type { Context } from 'hono';
+import { clientAddressOf } from './client-address.js';
 import { CHALLENGE, type ClientAuth, type Identity } from './client-auth.js';
 
-/** The client's address as the socket sees it (the failed-attempt limit is per address). */
-function clientAddress(c: Context<Env>): string {
-  return (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress ?? 'unknown';
+/** The client's address (the failed-attempt limit is per address): the socket's, or what a trusted proxy forwarded. */
+function clientAddress(c: Context<Env>, trusted?: (address: string) => boolean): string {
+  const socket = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress;
+  return clientAddressOf(socket, c.req.header('x-forwarded-for'), trusted);
 }
 
 export interface AppOptions {
@@ -31,6 +33,8 @@ export interface AppOptions {
   ops?: (app: Hono<Env>) => void;
   /** config accelRedirect.prefix: cached blobs are sent by nginx in front (X-Accel-Redirect). */
   accelPrefix?: string;
+  /** config server.trustedProxies: their X-Forwarded-For names the client. */
+  trustedProxy?: (address: string) => boolean;
 }
 
 export function createApp(opts: AppOptions): Hono<Env> {
@@ -48,7 +52,7 @@ export function createApp(opts: AppOptions): Hono<Env> {
     const auth = opts.auth;
     const authorization = c.req.header('authorization');
     const identify = async (): Promise<Identity> => {
-      const who = auth ? await auth.authenticate(authorization, clientAddress(c)) : 'anonymous';
+      const who = auth ? await auth.authenticate(authorization, clientAddress(c, opts.trustedProxy)) : 'anonymous';
       if (who !== 'anonymous') c.get('info').user = who.name;
       return who;
     };

@@ -1,4 +1,4 @@
-// CIDR parsing and address allow lists (node:net BlockList), for rules that open private ranges.
+// CIDR parsing and address lists (node:net BlockList): rules that open private ranges, trusted reverse proxies.
 import { BlockList, isIP } from 'node:net';
 
 /** "10.0.0.0/8", "::1/128" or a bare address; parsed once here so a typo fails at startup, not at fetch time. */
@@ -21,4 +21,12 @@ export function cidrList(cidrs: readonly string[]): BlockList {
     if (p) list.addSubnet(p.address, p.prefix, p.family);
   }
   return list;
+}
+
+/** A test for one address against `list` (false for anything that is not an IP address). */
+export function addressIn(list: BlockList): (address: string) => boolean {
+  return (address) => {
+    const v = isIP(address);
+    return v !== 0 && list.check(address, v === 4 ? 'ipv4' : 'ipv6');
+  };
 }

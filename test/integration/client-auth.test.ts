@@ -130,6 +130,32 @@ describe('client authentication and access rules', () => {
     }
   });
 
+  test('behind a trusted proxy (server.trustedProxies) the limit is per forwarded client: one client locked out, another served; without it they share one address', async () => {
+    const authCfg = { ...(config.auth as object), maxFailures: 3 };
+    const m = (s: { url: string }) => `${s.url}/v2/public/app/manifests/v1`;
+    const from = (addr: string) => ({ 'x-forwarded-for': addr });
+    const behind = await startInProcess({ upstream: [reg.url], configObject: { ...config, auth: authCfg, server: { trustedProxies: ['127.0.0.1'] } } });
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await get(m(behind), { ...basicAuth('carol', `bad-${i}`), ...from('203.0.113.5') })).status, 401);
+      assert.equal((await get(m(behind), { ...basicAuth('carol', 'carol-pw'), ...from('203.0.113.5') })).status, 429, 'the failing client is limited');
+      assert.equal(
+        (await get(m(behind), { ...basicAuth('carol', 'carol-pw'), ...from('198.51.100.7') })).status,
+        200,
+        'another client behind the proxy is served',
+      );
+    } finally {
+      await behind.stop();
+    }
+    const direct = await startInProcess({ upstream: [reg.url], configObject: { ...config, auth: authCfg } });
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await get(m(direct), { ...basicAuth('carol', `bad-${i}`), ...from('203.0.113.5') })).status, 401);
+      // Not trusted: the header is the client's own claim, so both "clients" are the one socket address.
+      assert.equal((await get(m(direct), { ...basicAuth('carol', 'carol-pw'), ...from('198.51.100.7') })).status, 429);
+    } finally {
+      await direct.stop();
+    }
+  });
+
   test('check-config shows the auth section with names only; no hash, password or token', async () => {
     const file = path.join(tmp.path, 'cfg.yaml');
     writeFileSync(file, JSON.stringify({ ...config, upstreams: { [reg.host]: { url: reg.url, username: 'alice', password: 'alice-pw' } } }));
