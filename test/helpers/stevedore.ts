@@ -43,6 +43,20 @@ export interface StartOptions {
   wrap?: string[];
 }
 
+/**
+ * A node tier's config (issue 14's chain): the site tier, or a load balancer over its replicas, asked first as a
+ * mirror of `origin` (with ?ns=), then the origin itself; a small breaker so a dead mirror is skipped quickly.
+ */
+export function nodeTierConfig(origin: { host: string; url: string }, mirrorUrl: string): Record<string, unknown> {
+  return {
+    builtinUpstreams: false,
+    defaultUpstream: origin.host,
+    retries: 1,
+    circuitBreaker: { failures: 2, cooldown: 300 },
+    upstreams: { [origin.host]: { endpoints: [{ url: mirrorUrl, mirror: true }, { url: origin.url }] } },
+  };
+}
+
 /** Starts `node dist/main.js serve` (run `npm run build` first; `npm test` does). */
 export async function startStevedore(opts: StartOptions = {}): Promise<StevedoreProcess> {
   const port = await freePort();

@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { pushMultiLayer, sha256, type PushedImage } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { copyToOciDir } from '../helpers/skopeo.ts';
-import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
+import { nodeTierConfig, startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
 import { makeTempDir, runCommand, sleep, type TempDir } from '../helpers/tmp.ts';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
@@ -50,16 +50,7 @@ describe('mirror chain: node-tier stevedore -> site-tier stevedore -> real regis
     second = await pushMultiLayer(reg.url, 'chain/second', 'v1', 3);
     // The site tier knows the registry by its host name, like any upstream; the node tier asks it with ?ns=.
     site = await startStevedore({ upstreams: [reg.url], tagTtl: 300 });
-    node = await startStevedore({
-      tagTtl: 300,
-      config: {
-        builtinUpstreams: false,
-        defaultUpstream: reg.host,
-        retries: 1,
-        circuitBreaker: { failures: 2, cooldown: 300 },
-        upstreams: { [reg.host]: { endpoints: [{ url: site.url, mirror: true }, { url: reg.url }] } },
-      },
-    });
+    node = await startStevedore({ tagTtl: 300, config: nodeTierConfig(reg, site.url) });
   });
   after(async () => {
     await Promise.allSettled([node?.stop(), site?.stop(), reg?.destroy()]);

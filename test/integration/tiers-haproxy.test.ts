@@ -10,7 +10,7 @@ import { startHaproxy, type Haproxy } from '../helpers/haproxy.ts';
 import { pushBigLayer, pushMultiLayer, seedOf, type PushedImage } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { copyToOciDir } from '../helpers/skopeo.ts';
-import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
+import { nodeTierConfig, startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
 import { pacedRelay } from '../helpers/paced-relay.ts';
 import { makeTempDir, sleep, waitFor, type TempDir } from '../helpers/tmp.ts';
 
@@ -40,14 +40,7 @@ describe('tiers: node stevedore -> haproxy (shipped config) -> 3 site replicas -
   const nodeTier = (extra: Record<string, unknown> = {}) =>
     startStevedore({
       tagTtl: 300,
-      config: {
-        builtinUpstreams: false,
-        defaultUpstream: reg.host,
-        retries: 1,
-        circuitBreaker: { failures: 2, cooldown: 300 },
-        upstreams: { [reg.host]: { endpoints: [{ url: lb.url, mirror: true }, { url: reg.url }] } },
-        ...extra,
-      },
+      config: { ...nodeTierConfig(reg, lb.url), ...extra },
     });
 
   before(async () => {
