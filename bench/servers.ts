@@ -1,13 +1,13 @@
 // Benchmark servers on 127.0.0.1: stevedore (dist/main.js, with its PID for RSS sampling) and a temp-config nginx.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { MALLOC_ENV, NODE_FLAGS } from '../src/cli/serve.ts';
+import { NGINX_BINARY, nginxConf } from '../test/helpers/nginx.ts';
 import { startServerProcess, type ServerProcess } from '../test/helpers/server-process.ts';
 import { freePort, makeTempDir, type TempDir } from '../test/helpers/tmp.ts';
 
 const MAIN = process.env.STEVEDORE_BENCH_MAIN ?? path.resolve(import.meta.dirname, '../dist/main.js');
-const NGINX = process.env.STEVEDORE_NGINX_BIN ?? 'nginx';
 
 export type Server = ServerProcess;
 
@@ -47,46 +47,28 @@ export async function startStevedore(
 export async function startNginx(root: string): Promise<Server> {
   const tmp = makeTempDir('stevedore-bench-nginx-');
   const port = await freePort();
-  const d = (p: string): string => path.join(tmp.path, p);
-  for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(d(sub));
-  const conf = d('nginx.conf');
-  writeFileSync(
-    conf,
-    `# stevedore bench: static file server (single process so it runs as the invoking user)
-daemon off;
-master_process off;
-worker_processes 1;
-pid ${d('nginx.pid')};
-error_log ${d('error.log')} warn;
-events { worker_connections 256; }
-http {
-  access_log off;
+  // A static file server (the disk-speed baseline).
+  const nginx = nginxConf(tmp.path, {
+    connections: 256,
+    http: `  access_log off;
   sendfile on;
   tcp_nopush on;
   keepalive_timeout 65;
   default_type application/octet-stream;
-  client_body_temp_path ${d('body')};
-  proxy_temp_path ${d('proxy')};
-  fastcgi_temp_path ${d('fastcgi')};
-  uwsgi_temp_path ${d('uwsgi')};
-  scgi_temp_path ${d('scgi')};
   server {
     listen 127.0.0.1:${port};
     root ${root};
     location = /__ping { return 200 "ok"; }
-  }
-}
-`,
-  );
-  // -e: the early error log, so nginx never touches /var/log/nginx; -p: prefix for relative paths.
+  }`,
+  });
   return startServerProcess({
     what: 'nginx',
-    cmd: NGINX,
-    args: ['-e', d('error.log'), '-p', tmp.path, '-c', conf],
+    cmd: NGINX_BINARY,
+    args: nginx.args,
     url: `http://127.0.0.1:${port}`,
     probe: '/__ping',
     tmp,
-    logFile: d('error.log'),
+    logFile: nginx.errorLog,
     timeoutMs: 10_000,
   });
 }

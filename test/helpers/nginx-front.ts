@@ -1,10 +1,10 @@
 // Runs the shipped deploy/nginx/stevedore.conf with the real nginx on 127.0.0.1 in front of a running stevedore.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { NGINX_BINARY, nginxConf } from './nginx.ts';
 import { startServerProcess, type ServerProcess } from './server-process.ts';
 import { freePort, makeTempDir } from './tmp.ts';
 
-const BINARY = process.env.STEVEDORE_NGINX_BIN ?? 'nginx';
 export const SHIPPED_CONF = path.resolve(import.meta.dirname, '../../deploy/nginx/stevedore.conf');
 
 export type Front = ServerProcess;
@@ -28,39 +28,21 @@ export function renderFrontConf(text: string, v: { listen: string; stevedore: st
 export async function startFront(stevedore: string, dataDir: string): Promise<Front> {
   const tmp = makeTempDir('stevedore-front-');
   const port = await freePort();
-  const d = (p: string): string => path.join(tmp.path, p);
-  for (const sub of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(d(sub));
-  writeFileSync(
-    d('site.conf'),
-    renderFrontConf(readFileSync(SHIPPED_CONF, 'utf8'), { listen: `127.0.0.1:${port}`, stevedore, blobsDir: path.join(dataDir, 'blobs') }),
-  );
-  writeFileSync(
-    d('nginx.conf'),
-    `daemon off;
-master_process off;
-worker_processes 1;
-pid ${d('nginx.pid')};
-error_log ${d('error.log')} warn;
-events { worker_connections 512; }
-http {
-  access_log off;
-  client_body_temp_path ${d('body')};
-  proxy_temp_path ${d('proxy')};
-  fastcgi_temp_path ${d('fastcgi')};
-  uwsgi_temp_path ${d('uwsgi')};
-  scgi_temp_path ${d('scgi')};
-  include ${d('site.conf')};
-}
-`,
-  );
+  const site = path.join(tmp.path, 'site.conf');
+  writeFileSync(site, renderFrontConf(readFileSync(SHIPPED_CONF, 'utf8'), { listen: `127.0.0.1:${port}`, stevedore, blobsDir: path.join(dataDir, 'blobs') }));
+  const nginx = nginxConf(tmp.path, {
+    connections: 512,
+    http: `  access_log off;
+  include ${site};`,
+  });
   return startServerProcess({
     what: 'nginx in front of stevedore',
-    cmd: BINARY,
-    args: ['-e', d('error.log'), '-p', tmp.path, '-c', d('nginx.conf')],
+    cmd: NGINX_BINARY,
+    args: nginx.args,
     url: `http://127.0.0.1:${port}`,
     probe: '/healthz',
     tmp,
-    logFile: d('error.log'),
+    logFile: nginx.errorLog,
     timeoutMs: 10_000,
   });
 }

@@ -1,11 +1,41 @@
-// Runs a real nginx (Debian's) on 127.0.0.1 as a static file host with its own temp config, pid, logs and access log.
-import type { ChildProcess } from 'node:child_process';
+// Runs a real nginx (Debian's) on 127.0.0.1 as a static file host with its own temp config, pid, logs and access log;
+// and writes the process-level part of every nginx.conf the tests and the bench run (nginxConf).
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { request } from 'undici';
-import { freePort, makeTempDir, spawnTracked, stopProcess, waitFor } from './tmp.ts';
+import { startServerProcess, type ServerProcess } from './server-process.ts';
+import { freePort, makeTempDir } from './tmp.ts';
 
-const BINARY = process.env.STEVEDORE_NGINX_BIN ?? 'nginx';
+export const NGINX_BINARY = process.env.STEVEDORE_NGINX_BIN ?? 'nginx';
+
+/**
+ * One nginx process run as the invoking user with everything under `dir`: writes `dir/nginx.conf` (pid, error log,
+ * temp paths, then `http`: the rest of the http block) and its directories; returns nginx's command line.
+ */
+export function nginxConf(dir: string, o: { connections: number; http: string }): { args: string[]; errorLog: string } {
+  const p = (...parts: string[]): string => path.join(dir, ...parts);
+  for (const sub of ['logs', 'tmp/body', 'tmp/proxy', 'tmp/fastcgi', 'tmp/uwsgi', 'tmp/scgi']) mkdirSync(p(sub), { recursive: true });
+  const errorLog = p('logs', 'error.log');
+  writeFileSync(
+    p('nginx.conf'),
+    `daemon off;
+master_process off;
+worker_processes 1;
+pid ${p('nginx.pid')};
+error_log ${errorLog} warn;
+events { worker_connections ${o.connections}; }
+http {
+  client_body_temp_path ${p('tmp', 'body')};
+  proxy_temp_path ${p('tmp', 'proxy')};
+  fastcgi_temp_path ${p('tmp', 'fastcgi')};
+  uwsgi_temp_path ${p('tmp', 'uwsgi')};
+  scgi_temp_path ${p('tmp', 'scgi')};
+${o.http}
+}
+`,
+  );
+  // -e: the early error log, so nginx never touches /var/log/nginx; -p: prefix for relative paths.
+  return { args: ['-e', errorLog, '-p', dir, '-c', p('nginx.conf')], errorLog };
+}
 
 export interface NginxRequest {
   method: string;
@@ -39,28 +69,13 @@ export async function startNginx(opts: { extra?: string; port?: number } = {}): 
   const port = opts.port ?? (await freePort());
   const dir = tmp.path;
   const root = path.join(dir, 'www');
-  for (const d of ['www', 'tmp', 'logs']) mkdirSync(path.join(dir, d), { recursive: true });
+  mkdirSync(root, { recursive: true });
   writeFileSync(path.join(root, '__ready'), 'ok');
   const accessLog = path.join(dir, 'logs', 'access.log');
-  writeFileSync(accessLog, '');
-  const t = (n: string) => path.join(dir, 'tmp', n);
-  writeFileSync(
-    path.join(dir, 'nginx.conf'),
-    `
-daemon off;
-master_process off;
-worker_processes 1;
-pid ${path.join(dir, 'nginx.pid')};
-error_log ${path.join(dir, 'logs', 'error.log')} warn;
-events { worker_connections 128; }
-http {
-  log_format probe '$request_method $request_uri $status "$http_authorization" "$http_cookie"';
+  const nginx = nginxConf(dir, {
+    connections: 128,
+    http: `  log_format probe '$request_method $request_uri $status "$http_authorization" "$http_cookie"';
   access_log ${accessLog} probe;
-  client_body_temp_path ${t('body')};
-  proxy_temp_path ${t('proxy')};
-  fastcgi_temp_path ${t('fastcgi')};
-  uwsgi_temp_path ${t('uwsgi')};
-  scgi_temp_path ${t('scgi')};
   default_type application/octet-stream;
   sendfile on;
   server {
@@ -68,38 +83,26 @@ http {
     root ${root};
     location = /__ready { access_log off; }
     ${(opts.extra ?? '').replaceAll('{port}', String(port))}
-  }
-}
-`,
-  );
-  let child: ChildProcess | undefined;
-  let output = '';
+  }`,
+  });
+  writeFileSync(accessLog, '');
   const url = `http://127.0.0.1:${port}`;
+  let server: ServerProcess | undefined;
   const start = async (): Promise<void> => {
-    if (child && child.exitCode === null && child.signalCode === null) return;
-    const proc = spawnTracked(BINARY, ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'logs', 'error.log')]);
-    child = proc;
-    proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    await waitFor(
-      `nginx on ${url}`,
-      async () => {
-        if (proc.exitCode !== null) throw new Error(`nginx exited ${proc.exitCode}: ${output}`);
-        try {
-          const res = await request(`${url}/__ready`, { headersTimeout: 1_000, bodyTimeout: 1_000 });
-          await res.body.dump();
-          return res.statusCode === 200;
-        } catch {
-          return false;
-        }
-      },
-      10_000,
-      50,
-    );
+    if (server) return;
+    server = await startServerProcess({
+      what: `nginx on ${url}`,
+      cmd: NGINX_BINARY,
+      args: nginx.args,
+      url,
+      probe: '/__ready',
+      logFile: nginx.errorLog,
+      timeoutMs: 10_000,
+    });
   };
   const stop = async (): Promise<void> => {
-    if (child) await stopProcess(child);
-    child = undefined;
+    await server?.stop();
+    server = undefined;
   };
   const requests = (): NginxRequest[] =>
     readFileSync(accessLog, 'utf8')

@@ -32,7 +32,7 @@ export interface ServerSpec {
 }
 
 /** true when `url` answers 200 within a second */
-export async function answers(url: string): Promise<boolean> {
+async function answers(url: string): Promise<boolean> {
   try {
     const res = await request(url, { headersTimeout: 1_000, bodyTimeout: 1_000 });
     await res.body.dump();
