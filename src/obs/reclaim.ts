@@ -19,7 +19,7 @@ export interface ReclaimOptions {
 
 let collect: (() => void) | undefined;
 /** V8's full GC: the global `gc` under --expose-gc, otherwise exposed once at runtime. */
-export function fullGc(): void {
+function fullGc(): void {
   if (!collect) {
     const exposed = (globalThis as { gc?: () => void }).gc;
     if (exposed) collect = exposed;
@@ -33,8 +33,8 @@ export function fullGc(): void {
 
 /**
  * Watches the connection count: when it has fallen to half of its peak since the last forced GC, and array buffers
- * (socket and file buffers) hold more than the floor above what was live after that GC, runs a full GC. A steady load never triggers it
- * (V8's own GC keeps up while allocation goes on); a burst that ends triggers it once.
+ * (socket and file buffers) hold more than the floor above what was live after that GC, runs a full GC. A steady
+ * load never triggers it (V8's own GC keeps up while allocation goes on); a burst that ends triggers it once.
  */
 export function reclaimAfterBursts(o: ReclaimOptions): { stop(): void } {
   const floor = o.floorBytes ?? 32 << 20;

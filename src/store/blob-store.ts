@@ -99,8 +99,7 @@ export class BlobStore {
         await fsp.link(aside, lock);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const owner = await this.partialOwner(path);
-        if (owner && alive(owner.pid)) return undefined;
+        if (await this.partialOwner(path)) return undefined;
         await fsp.rm(lock, { force: true });
         continue;
       } finally {
@@ -145,26 +144,27 @@ export class BlobStore {
       const path = join(this.paths.partialDir, name);
       const st = await fsp.stat(path).catch(() => undefined);
       if (!st?.isFile()) continue;
-      const owner = await this.partialOwner(path);
-      out.push({ path, size: st.size, mtimeMs: st.mtimeMs, busy: owner !== undefined && alive(owner.pid) });
+      out.push({ path, size: st.size, mtimeMs: st.mtimeMs, busy: (await this.partialOwner(path)) !== undefined });
     }
     return out.sort((a, b) => a.mtimeMs - b.mtimeMs);
   }
 
   /** Removes a partial download unless a live process claimed it meanwhile; returns whether it went. */
   async removePartial(path: string): Promise<boolean> {
-    const owner = await this.partialOwner(path);
-    if (owner && alive(owner.pid)) return false;
+    if (await this.partialOwner(path)) return false;
     await fsp.rm(path, { force: true });
     return true;
   }
 
-  /** Who holds the lock of the partial download at `path` ("<pid>\n<holder>"): undefined when nobody does. */
+  /**
+   * The live process holding the lock of the partial download at `path` ("<pid>\n<holder>"), and the upstream it
+   * downloads from; undefined when there is no lock or its process is gone.
+   */
   async partialOwner(path: string): Promise<{ pid: number; holder: string } | undefined> {
     const text = await fsp.readFile(`${path}.lock`, 'utf8').catch(() => undefined);
-    if (text === undefined) return undefined;
-    const [pid, holder = ''] = text.split('\n');
-    return Number(pid) > 0 ? { pid: Number(pid), holder } : undefined;
+    const [pidText = '', holder = ''] = text?.split('\n') ?? [];
+    const pid = Number(pidText);
+    return pid > 0 && alive(pid) ? { pid, holder } : undefined;
   }
 
   /** Bytes free for this process on the data dir's file system (undefined if it cannot be read). */

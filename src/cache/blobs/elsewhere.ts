@@ -13,7 +13,7 @@ const POLL_MS = 10;
 /** No growth for this long while the other process still holds the lock: give up (the client sees a cut). */
 const STALL_MS = 60_000;
 
-/** Which upstream the process holding `partial/<digest>`'s lock downloads from (undefined: nobody holds it). */
+/** Which upstream the live process holding `partial/<digest>`'s lock downloads from (undefined: none holds it). */
 export async function holderElsewhere(store: BlobStore, digest: Digest): Promise<string | undefined> {
   return (await store.partialOwner(store.paths.partial(digest)))?.holder;
 }
