@@ -62,6 +62,7 @@ export function limitConnections(server: Server, l: ServerLimits, log: Logger, m
     sock.destroy();
   });
   server.on('connection', (sock: Socket) => {
+    metrics?.connectionsAccepted.inc();
     conns.set(sock, { busy: 0 });
     sock.once('close', () => {
       conns.delete(sock);

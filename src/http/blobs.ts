@@ -5,7 +5,7 @@ import { requireDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { Env } from './middleware.js';
 import { multipartBody, planRange } from './ranges.js';
-import { parseRange, sendBytes, sendDirect, sendStream } from './respond.js';
+import { clientSignal, parseRange, sendBytes, sendDirect, sendStream } from './respond.js';
 
 /** nginx fronts stevedore (deploy/nginx/stevedore.conf): hits are answered with X-Accel-Redirect to `prefix` + CAS path. */
 export interface BlobRouteOptions {
@@ -28,8 +28,8 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
     base['x-stevedore-cache'] = st.outcome;
     return sendBytes(200, st.size !== undefined ? { ...base, 'content-length': String(st.size) } : base, null);
   }
-  // The request's signal aborts when the client goes away: a fill still queued for it then never starts.
-  const blob = await proxy.blobs.get(target, digest, c.req.raw.signal);
+  // The signal aborts when the client goes away: a fill still queued for it then never starts.
+  const blob = await proxy.blobs.get(target, digest, { signal: clientSignal(c), pathOnly: opts.accelPrefix !== undefined });
   info.outcome = blob.outcome;
   base['x-stevedore-cache'] = blob.outcome;
   if (blob.redirect) return sendBytes(302, { location: blob.redirect, 'docker-content-digest': digest, 'content-length': '0' }, null);
@@ -38,7 +38,8 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
     blob.discard?.();
     const r = parseRange(c.req.header('range'), blob.size);
     info.bytes = r && r !== 'invalid' ? r.end - r.start + 1 : r === 'invalid' ? 0 : blob.size;
-    return sendBytes(200, { ...base, 'x-accel-redirect': `${opts.accelPrefix}${blob.casPath}` }, null);
+    // Content-Length 0, not chunked: nginx keeps an upstream connection only when it has read the whole (empty) body.
+    return sendBytes(200, { ...base, 'content-length': '0', 'x-accel-redirect': `${opts.accelPrefix}${blob.casPath}` }, null);
   }
   const header = blob.wholeOnly ? undefined : c.req.header('range');
   // Anything but one well-formed range goes through ranges.ts (multipart, ignored, or 416); one range stays on the fast path.

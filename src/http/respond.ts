@@ -8,6 +8,23 @@ import type { Env } from './middleware.js';
 
 export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' } as const;
 
+/** The Node response under @hono/node-server; undefined in app.request() tests. */
+export const outgoingOf = (c: Context<Env>): ServerResponse | undefined => (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+
+/**
+ * Aborts when the client goes away before its response was sent. Under node-server from the Node response
+ * (c.req.raw.signal would build the whole web Request: a measurable share of a hit's CPU).
+ */
+export function clientSignal(c: Context<Env>): AbortSignal {
+  const out = outgoingOf(c);
+  if (!out) return c.req.raw.signal;
+  const ac = new AbortController();
+  out.once('close', () => {
+    if (!out.writableFinished) ac.abort();
+  });
+  return ac.signal;
+}
+
 /**
  * Under node-server the stream is piped to the socket (no web-stream hop: the warm path must run at disk
  * speed); in app.request() tests it becomes a web stream. A stream error destroys the socket, so a client
@@ -16,7 +33,7 @@ export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry
 export function sendStream(c: Context<Env>, status: number, headers: Record<string, string>, body: Readable, onChunk: (bytes: number) => void): Response {
   // Counted as it flows, so the access log (written on socket close) sees the bytes actually sent.
   body.on('data', (chunk: Buffer) => onChunk(chunk.length));
-  const out = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  const out = outgoingOf(c);
   if (out) {
     c.set('streamed', true);
     out.writeHead(status, { ...API_VERSION_HEADER, ...headers });
@@ -38,7 +55,7 @@ export function sendDirect(
   send: (sink: ByteSink) => Promise<void>,
   onChunk: (bytes: number) => void,
 ): Response | undefined {
-  const out = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  const out = outgoingOf(c);
   if (!out) return undefined;
   c.set('streamed', true);
   out.writeHead(status, { ...API_VERSION_HEADER, ...headers });

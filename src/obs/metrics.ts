@@ -28,6 +28,7 @@ export class Metrics {
   readonly scrubBytes: Counter;
   readonly scrubCorrupt: Counter;
   readonly connectionsOpen: Gauge;
+  readonly connectionsAccepted: Counter;
   readonly connectionsClosed: Counter<'reason'>;
 
   private processMetrics = false;
@@ -104,6 +105,11 @@ export class Metrics {
       registers,
     });
     this.connectionsOpen = new Gauge({ name: 'stevedore_connections_open', help: 'Client connections open now', registers });
+    this.connectionsAccepted = new Counter({
+      name: 'stevedore_connections_accepted_total',
+      help: 'Client connections accepted (churn: a front proxy that keeps its connections alive adds few)',
+      registers,
+    });
     this.connectionsClosed = new Counter({
       name: 'stevedore_connections_closed_total',
       help: 'Client connections closed by the server to protect itself (evicted: oldest idle one at the cap; refused: cap reached and none idle; stalled: a response made no progress)',

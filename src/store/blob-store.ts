@@ -77,6 +77,16 @@ export class BlobStore {
     }
   }
 
+  /** Size of a committed blob's file, or undefined when it is not there (one stat: no descriptor opened). */
+  async fileSize(digest: Digest): Promise<number | undefined> {
+    try {
+      return (await fsp.stat(this.paths.blob(digest))).size;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
   /** Streams [start, end] (inclusive) of a committed blob. */
   open(digest: Digest, start = 0, end?: number): Readable {
     return createReadStream(this.paths.blob(digest), { start, ...(end !== undefined ? { end } : {}), highWaterMark: 1 << 20 });

@@ -91,6 +91,21 @@ describe('nginx in front, X-Accel-Redirect for hits', () => {
     assert.equal(internal.status, 404);
   });
 
+  test('nginx keeps its connection to stevedore across hits: no new connection per accelerated request', async () => {
+    // Each new upstream connection costs a handshake (and a hand-over under --workers) before nginx can send a byte.
+    const accepted = async (): Promise<number> =>
+      Number(/^stevedore_connections_accepted_total (\d+)/m.exec((await get(`${sd.url}/metrics`)).body.toString())?.[1] ?? NaN);
+    const before = await accepted();
+    for (let i = 0; i < 10; i++) {
+      const r = await get(`${front.url}${blobUrl}`, { range: 'bytes=0-99' });
+      assert.equal(r.status, 206);
+      assert.ok(r.body.equals(bytes.subarray(0, 100)));
+    }
+    const grew = (await accepted()) - before;
+    // nginx may open one (its keepalive pool was empty), and undici's own /metrics connection may be new
+    assert.ok(grew <= 2, `stevedore accepted ${grew} connections for 10 hits through nginx`);
+  });
+
   test('the hits nginx sent are counted in stevedore metrics', async () => {
     const text = (await get(`${front.url}/metrics`)).body.toString();
     const hits = Number(/stevedore_cache_requests_total\{kind="blob",outcome="hit"\} (\d+)/.exec(text)?.[1] ?? 0);

@@ -79,11 +79,17 @@ export class Hits {
 
   /**
    * A hit, or undefined when the file is gone or has another size. Files are served from an open handle, so an
-   * eviction between lookup and read cannot cut the response.
+   * eviction between lookup and read cannot cut the response. `pathOnly`: the file will be sent by nginx
+   * (X-Accel-Redirect, which holds its own descriptor), so one stat replaces open + fstat + close.
    */
-  async open(digest: Digest, size: number): Promise<BlobHandle | undefined> {
+  async open(digest: Digest, size: number, pathOnly = false): Promise<BlobHandle | undefined> {
     const cached = this.small.get(digest);
     if (cached) return this.memoryHit(digest, cached);
+    if (pathOnly && size > SMALL_BLOB_MAX) {
+      if ((await this.store.fileSize(digest)) !== size) return undefined;
+      this.onAccess?.(digest);
+      return { size, outcome: 'hit', casPath: this.store.paths.casPath(digest), open: (start, end) => this.store.open(digest, start, end) };
+    }
     const fh = await this.store.openHandle(digest);
     if (!fh) return undefined;
     if ((await fh.stat()).size !== size) {

@@ -172,8 +172,12 @@ export class Blobs {
     return { size: cl !== undefined ? Number(cl) : size, outcome: 'miss' };
   }
 
-  /** `signal`: the client's; once every client waiting for a queued fill is gone, the fill is not started. */
-  async get(target: Target, digest: Digest, signal?: AbortSignal): Promise<BlobHandle> {
+  /**
+   * `signal`: the client's; once every client waiting for a queued fill is gone, the fill is not started.
+   * `pathOnly`: a hit will be sent by someone else (X-Accel-Redirect): only its CAS path is needed, no open file.
+   */
+  async get(target: Target, digest: Digest, opts: { signal?: AbortSignal; pathOnly?: boolean } = {}): Promise<BlobHandle> {
+    const { signal } = opts;
     const { meta } = this.deps;
     const up = target.upstream.name;
     const fd = this.deps.foreign?.lookup(target, digest);
@@ -191,7 +195,7 @@ export class Blobs {
       if (trust === 'prove') return this.prove(target, digest, size, fd);
       // Another repository's copy is served here only once upstream confirms this repository has it.
       if (trust === 'confirm') await this.upstream.head(target, digest);
-      const hit = await this.hits.open(digest, size);
+      const hit = await this.hits.open(digest, size, opts.pathOnly);
       if (hit) return hit;
       // Row without file (evicted meanwhile, or removed by hand): forget it and fetch again.
       bestEffort(this.deps.log, 'blob row', () => meta.deleteBlob(digest));
@@ -233,7 +237,7 @@ export class Blobs {
       );
       if (joined && fill.holder !== up) return this.prove(target, digest, undefined, fd);
       if (joined && !linked) await this.upstream.head(target, digest);
-      if (fill.state === 'done') return this.get(target, digest, signal);
+      if (fill.state === 'done') return this.get(target, digest, opts);
       return this.fills.follow(fill, joined ? 'coalesced' : 'miss');
     } catch (e) {
       if (e instanceof FilledElsewhere) return this.followElsewhere(target, digest);
