@@ -1,6 +1,6 @@
 // Sends a response, streaming Node bodies straight to the socket when running under @hono/node-server.
 import type { ServerResponse } from 'node:http';
-import { Readable, pipeline } from 'node:stream';
+import { Readable } from 'node:stream';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import type { ByteSink } from '../cache/blobs/handle.js';
@@ -37,7 +37,13 @@ export function sendStream(c: Context<Env>, status: number, headers: Record<stri
   if (out) {
     c.set('streamed', true);
     out.writeHead(status, { ...API_VERSION_HEADER, ...headers });
-    pipeline(body, out, () => undefined);
+    // pipe plus two listeners instead of pipeline(): pipeline puts six 'close' listeners on the response, which
+    // with node-server's, the connection tracker's and the access log's passed Node's limit of ten (a warning).
+    body.pipe(out);
+    body.once('error', (e) => out.destroy(e));
+    out.once('close', () => {
+      if (!body.readableEnded) body.destroy();
+    });
     return RESPONSE_ALREADY_SENT;
   }
   return new Response(Readable.toWeb(body) as ReadableStream, { status, headers: { ...API_VERSION_HEADER, ...headers } });

@@ -106,6 +106,10 @@ describe('nginx in front, X-Accel-Redirect for hits', () => {
     assert.ok(grew <= 2, `stevedore accepted ${grew} connections for 10 hits through nginx`);
   });
 
+  test('no Node warnings after misses and hits (e.g. MaxListenersExceededWarning: too many listeners on a response)', () => {
+    assert.doesNotMatch(sd.logs(), /Warning/);
+  });
+
   test('the hits nginx sent are counted in stevedore metrics', async () => {
     const text = (await get(`${front.url}/metrics`)).body.toString();
     const hits = Number(/stevedore_cache_requests_total\{kind="blob",outcome="hit"\} (\d+)/.exec(text)?.[1] ?? 0);
