@@ -4,13 +4,26 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, rmSync, statfsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, rmSync, statfsSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { get, sha256 } from '../helpers/http.ts';
 import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
 import { makeTempDir, waitFor, type TempDir } from '../helpers/tmp.ts';
+
+/** Writes `file` until the file system refuses (ENOSPC): full, however much others write meanwhile. */
+function fillUp(file: string): void {
+  const fd = openSync(file, 'w');
+  const chunk = Buffer.alloc(1 << 20, 0x5a);
+  try {
+    for (;;) writeSync(fd, chunk);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOSPC') throw e;
+  } finally {
+    closeSync(fd);
+  }
+}
 
 const partialFiles = (sd: InProcess): string[] => readdirSync(sd.store.paths.partialDir).filter((f) => !f.endsWith('.lock'));
 
@@ -85,8 +98,9 @@ describe('a small disk', () => {
     await waitFor('the fill to start', async () => (sd!.proxy.blobs.fillsInFlight > 0 && fake.bytesSent(d) > 0) || undefined, 10_000, 10);
     // ...and while it runs, someone else fills the disk.
     const filler2 = path.join(mnt.path, 'filler2');
-    // Every byte still free: the download cannot finish, however far it got.
-    writeFileSync(filler2, randomBytes(freeNow()));
+    // Every byte still free: the download cannot finish, however far it got. The fill keeps writing meanwhile,
+    // so a filler sized from statfs can itself hit ENOSPC (seen in CI): write until the disk refuses instead.
+    fillUp(filler2);
     const r1 = await first;
     assert.equal(r1.headers['x-stevedore-cache'], 'miss', `a fill, not a pass-through (${free0} bytes were free)`);
     assert.ok(r1.error !== undefined || r1.body.length < big.length, 'the fill that ran out of disk never ends cleanly');
