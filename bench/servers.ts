@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { MALLOC_ENV, NODE_FLAGS } from '../src/cli/serve.ts';
-import { NGINX_BINARY, nginxConf } from '../test/helpers/nginx.ts';
+import { nginxConf, startNginxProcess } from '../test/helpers/nginx.ts';
 import { startServerProcess, type ServerProcess } from '../test/helpers/server-process.ts';
 import { freePort, makeTempDir, type TempDir } from '../test/helpers/tmp.ts';
 
@@ -61,16 +61,7 @@ export async function startNginx(root: string): Promise<Server> {
     location = /__ping { return 200 "ok"; }
   }`,
   });
-  return startServerProcess({
-    what: 'nginx',
-    cmd: NGINX_BINARY,
-    args: nginx.args,
-    url: `http://127.0.0.1:${port}`,
-    probe: '/__ping',
-    tmp,
-    logFile: nginx.errorLog,
-    timeoutMs: 10_000,
-  });
+  return startNginxProcess(nginx, { what: 'nginx', url: `http://127.0.0.1:${port}`, probe: '/__ping', tmp });
 }
 
 /** One line of /proc/<pid>/status in bytes (VmRSS, VmHWM), or undefined when the process is gone. */

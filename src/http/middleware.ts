@@ -1,5 +1,5 @@
 // Per-request context: a request id, a child logger, and one access-log line with the cache outcome and bytes.
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
@@ -18,6 +18,10 @@ export interface RequestInfo {
 
 export type Env = { Variables: { log: Logger; info: RequestInfo; rawPath: string; streamed?: boolean } };
 
+/** The Node request and response under @hono/node-server; both undefined in app.request() tests. */
+export const nodeOf = (c: Context<Env>): { incoming?: IncomingMessage; outgoing?: ServerResponse } =>
+  (c.env as { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined) ?? {};
+
 export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: number, info: RequestInfo) => void): MiddlewareHandler<Env> {
   return async (c, next) => {
     const started = performance.now();
@@ -26,11 +30,10 @@ export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: n
     const info: RequestInfo = {};
     c.set('log', child);
     c.set('info', info);
+    const { incoming, outgoing: out } = nodeOf(c);
     // The raw target, before any URL normalisation could hide a "..".
-    const incoming = (c.env as { incoming?: { url?: string } } | undefined)?.incoming;
     const raw = incoming?.url ?? new URL(c.req.url).pathname;
     c.set('rawPath', raw.split('?')[0]!);
-    const out = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
     // Set on the socket's response directly: reading or writing c.res.headers would build a Headers object
     // for every request (measurable on the manifest hot path). writeHead keeps headers set this way.
     out?.setHeader('x-request-id', reqId);

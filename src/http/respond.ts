@@ -1,22 +1,18 @@
 // Sends a response, streaming Node bodies straight to the socket when running under @hono/node-server.
-import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import type { ByteSink } from '../cache/blobs/handle.js';
-import type { Env } from './middleware.js';
+import { nodeOf, type Env } from './middleware.js';
 
 export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' } as const;
-
-/** The Node response under @hono/node-server; undefined in app.request() tests. */
-export const outgoingOf = (c: Context<Env>): ServerResponse | undefined => (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
 
 /**
  * Aborts when the client goes away before its response was sent. Under node-server from the Node response
  * (c.req.raw.signal would build the whole web Request: a measurable share of a hit's CPU).
  */
 export function clientSignal(c: Context<Env>): AbortSignal {
-  const out = outgoingOf(c);
+  const out = nodeOf(c).outgoing;
   if (!out) return c.req.raw.signal;
   const ac = new AbortController();
   out.once('close', () => {
@@ -33,7 +29,7 @@ export function clientSignal(c: Context<Env>): AbortSignal {
 export function sendStream(c: Context<Env>, status: number, headers: Record<string, string>, body: Readable, onChunk: (bytes: number) => void): Response {
   // Counted as it flows, so the access log (written on socket close) sees the bytes actually sent.
   body.on('data', (chunk: Buffer) => onChunk(chunk.length));
-  const out = outgoingOf(c);
+  const out = nodeOf(c).outgoing;
   if (out) {
     c.set('streamed', true);
     out.writeHead(status, { ...API_VERSION_HEADER, ...headers });
@@ -61,7 +57,7 @@ export function sendDirect(
   send: (sink: ByteSink) => Promise<void>,
   onChunk: (bytes: number) => void,
 ): Response | undefined {
-  const out = outgoingOf(c);
+  const out = nodeOf(c).outgoing;
   if (!out) return undefined;
   c.set('streamed', true);
   out.writeHead(status, { ...API_VERSION_HEADER, ...headers });

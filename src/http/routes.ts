@@ -5,7 +5,7 @@ import type { Proxy } from '../cache/proxy.js';
 import { requireDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { errorResponse } from './errors.js';
-import { requestContext, type Env, type RequestInfo } from './middleware.js';
+import { nodeOf, requestContext, type Env, type RequestInfo } from './middleware.js';
 import { parseV2Path } from './path.js';
 import { sendBytes } from './respond.js';
 import { blobRoute } from './blobs.js';
@@ -18,7 +18,7 @@ import { CHALLENGE, type ClientAuth, type Identity } from './client-auth.js';
 
 /** The client's address (the failed-attempt limit is per address): the socket's, or what a trusted proxy forwarded. */
 function clientAddress(c: Context<Env>, trusted?: (address: string) => boolean): string {
-  const socket = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress;
+  const socket = nodeOf(c).incoming?.socket.remoteAddress;
   return clientAddressOf(socket, c.req.header('x-forwarded-for'), trusted);
 }
 

@@ -1,8 +1,8 @@
 // Runs the shipped deploy/nginx/stevedore.conf with the real nginx on 127.0.0.1 in front of a running stevedore.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { NGINX_BINARY, nginxConf } from './nginx.ts';
-import { startServerProcess, type ServerProcess } from './server-process.ts';
+import { nginxConf, startNginxProcess } from './nginx.ts';
+import type { ServerProcess } from './server-process.ts';
 import { freePort, makeTempDir } from './tmp.ts';
 
 export const SHIPPED_CONF = path.resolve(import.meta.dirname, '../../deploy/nginx/stevedore.conf');
@@ -35,14 +35,5 @@ export async function startFront(stevedore: string, dataDir: string): Promise<Fr
     http: `  access_log off;
   include ${site};`,
   });
-  return startServerProcess({
-    what: 'nginx in front of stevedore',
-    cmd: NGINX_BINARY,
-    args: nginx.args,
-    url: `http://127.0.0.1:${port}`,
-    probe: '/healthz',
-    tmp,
-    logFile: nginx.errorLog,
-    timeoutMs: 10_000,
-  });
+  return startNginxProcess(nginx, { what: 'nginx in front of stevedore', url: `http://127.0.0.1:${port}`, probe: '/healthz', tmp });
 }

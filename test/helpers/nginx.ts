@@ -3,9 +3,9 @@
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startServerProcess, type ServerProcess } from './server-process.ts';
-import { freePort, makeTempDir } from './tmp.ts';
+import { freePort, makeTempDir, type TempDir } from './tmp.ts';
 
-export const NGINX_BINARY = process.env.STEVEDORE_NGINX_BIN ?? 'nginx';
+const NGINX_BINARY = process.env.STEVEDORE_NGINX_BIN ?? 'nginx';
 
 /**
  * One nginx process run as the invoking user with everything under `dir`: writes `dir/nginx.conf` (pid, error log,
@@ -35,6 +35,14 @@ ${o.http}
   );
   // -e: the early error log, so nginx never touches /var/log/nginx; -p: prefix for relative paths.
   return { args: ['-e', errorLog, '-p', dir, '-c', p('nginx.conf')], errorLog };
+}
+
+/** Runs the nginx that nginxConf wrote (its error log read as the process log) until `url` + `probe` answers 200. */
+export function startNginxProcess(
+  conf: { args: string[]; errorLog: string },
+  o: { what: string; url: string; probe: string; tmp?: TempDir },
+): Promise<ServerProcess> {
+  return startServerProcess({ ...o, cmd: NGINX_BINARY, args: conf.args, logFile: conf.errorLog, timeoutMs: 10_000 });
 }
 
 export interface NginxRequest {
@@ -90,15 +98,7 @@ export async function startNginx(opts: { extra?: string; port?: number } = {}): 
   let server: ServerProcess | undefined;
   const start = async (): Promise<void> => {
     if (server) return;
-    server = await startServerProcess({
-      what: `nginx on ${url}`,
-      cmd: NGINX_BINARY,
-      args: nginx.args,
-      url,
-      probe: '/__ready',
-      logFile: nginx.errorLog,
-      timeoutMs: 10_000,
-    });
+    server = await startNginxProcess(nginx, { what: `nginx on ${url}`, url, probe: '/__ready' });
   };
   const stop = async (): Promise<void> => {
     await server?.stop();
