@@ -227,6 +227,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
       const kind = info.route === 'manifests' ? 'manifest' : 'blob';
       m.cache.inc({ kind, outcome: info.outcome });
       if (info.bytes) m.servedBytes.inc({ kind, outcome: info.outcome }, info.bytes);
+      if (info.sendfile && info.bytes) m.sendfileBytes.inc(info.bytes);
       history.served(info.outcome, info.bytes ?? 0);
       if (kind === 'manifest' && c.req.method === 'GET' && info.upstream) pulls.pull(`${info.upstream}/${info.repo}`);
     }
@@ -267,6 +268,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     passthroughUpstreams: Object.values(config.upstreams).some((u) => u.passthrough),
     ...(config.clientAuth ? { auth: new ClientAuth(config.clientAuth) } : {}),
     ...(config.accelRedirect ? { accelPrefix: config.accelRedirect.prefix } : {}),
+    sendfile: config.server.sendfile,
     ...(config.server.trustedProxies.length > 0 ? { trustedProxy: addressIn(cidrList(config.server.trustedProxies)) } : {}),
   });
   if (config.adminToken) adminRoutes(app, { token: config.adminToken, foreign: foreignAdmin, foreignStats: () => foreign.stats() });

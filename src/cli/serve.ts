@@ -11,6 +11,7 @@ import { buildApp, prepareDataDir, type BuildOptions } from '../app.js';
 import type { Config } from '../config/load.js';
 import { createLogger } from '../obs/log.js';
 import { reclaimAfterBursts } from '../obs/reclaim.js';
+import { sendfileUnavailable } from '../sendfile/native.js';
 import { limitConnections, serverOptions } from './connections.js';
 
 const GRACE_MS = 10_000;
@@ -142,6 +143,13 @@ function listening(config: Config, log: ReturnType<typeof createLogger>, workers
       ...(workers ? { workers } : {}),
       defaultUpstream: config.defaultUpstream,
       upstreams: Object.keys(config.upstreams),
+      hits: !config.server.sendfile
+        ? 'copied (server.sendfile: false)'
+        : tls
+          ? 'copied (TLS)'
+          : sendfileUnavailable
+            ? `copied (${sendfileUnavailable})`
+            : 'sendfile',
     },
     'stevedore listening',
   );

@@ -118,6 +118,11 @@ export const configSchema = z.strictObject({
        * the rightmost X-Forwarded-For entry that is not one of them. Default: none (the socket's address).
        */
       trustedProxies: z.array(cidr).default([]),
+      /**
+       * Cache hits leave by sendfile(2): the kernel copies the file to the socket, no byte passes through Node
+       * (Linux, plain HTTP, the addon built by npm ci). false: hits are read and written by Node.
+       */
+      sendfile: z.boolean().default(true),
     })
     .refine((s) => s.headersTimeout <= s.requestTimeout, { message: 'headersTimeout must not exceed requestTimeout', path: ['headersTimeout'] })
     .prefault({}),

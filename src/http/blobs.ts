@@ -10,6 +10,8 @@ import { clientSignal, parseRange, sendBytes, sendDirect, sendStream } from './r
 /** nginx fronts stevedore (deploy/nginx/stevedore.conf): hits are answered with X-Accel-Redirect to `prefix` + CAS path. */
 export interface BlobRouteOptions {
   accelPrefix?: string;
+  /** Warm hits leave by sendfile(2) (zero-copy) where the socket allows it. */
+  sendfile?: boolean;
 }
 
 export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, reference: string, opts: BlobRouteOptions = {}): Promise<Response> {
@@ -65,7 +67,7 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
       : base;
   if (blob.send && blob.size !== undefined) {
     const [start, end] = range ? [range.start, range.end] : [0, blob.size - 1];
-    const sent = sendDirect(c, status, headers, (sink) => blob.send!(sink, start, end), onEnd);
+    const sent = sendDirect(c, status, headers, (sink) => blob.send!(sink, start, end), onEnd, opts.sendfile);
     if (sent) return sent;
   }
   return sendStream(c, status, headers, range ? blob.open(range.start, range.end) : blob.open(), onEnd);

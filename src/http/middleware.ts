@@ -14,6 +14,8 @@ export interface RequestInfo {
   reference?: string;
   outcome?: string;
   bytes?: number;
+  /** The body left by sendfile(2) (zero-copy), not through Node. */
+  sendfile?: boolean;
 }
 
 export type Env = { Variables: { log: Logger; info: RequestInfo; rawPath: string; streamed?: boolean } };

@@ -3,7 +3,10 @@ import { Readable } from 'node:stream';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import type { Context } from 'hono';
 import type { ByteSink } from '../cache/blobs/handle.js';
+import { plainSocketFd, sendfileUnavailable, zeroCopy } from '../sendfile/native.js';
 import { nodeOf, type Env } from './middleware.js';
+
+const EMPTY = Buffer.alloc(0);
 
 export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' } as const;
 
@@ -46,9 +49,11 @@ export function sendStream(c: Context<Env>, status: number, headers: Record<stri
 }
 
 /**
- * The warm path under node-server: headers, then `send` writes large chunks straight into the response (one
- * socket write each, buffers reused once the kernel took them); any failure destroys the socket, so a client
- * sees a truncated response, never a clean end. undefined when not under node-server (the caller streams).
+ * The warm path under node-server: headers, then `send` writes the body. On a plain TCP socket with `sendfile`
+ * on (and the addon built) the sink can hand a file range to the kernel (sendfile(2), zero-copy); otherwise it
+ * takes large chunks, one socket write each, buffers reused once the kernel took them. Any failure destroys the
+ * socket, so a client sees a truncated response, never a clean end. undefined when not under node-server (the
+ * caller streams).
  */
 export function sendDirect(
   c: Context<Env>,
@@ -56,6 +61,7 @@ export function sendDirect(
   headers: Record<string, string>,
   send: (sink: ByteSink) => Promise<void>,
   onChunk: (bytes: number) => void,
+  sendfile = false,
 ): Response | undefined {
   const out = nodeOf(c).outgoing;
   if (!out) return undefined;
@@ -67,19 +73,41 @@ export function sendDirect(
     for (const done of pending) done(new Error('client closed the connection'));
     pending.clear();
   });
+  const track = (done: (err?: Error | null) => void): ((err?: Error | null) => void) => {
+    const once = (err?: Error | null): void => {
+      if (pending.delete(once)) done(err);
+    };
+    pending.add(once);
+    return once;
+  };
   const sink: ByteSink = {
     write(chunk, done) {
       onChunk(chunk.length);
-      const once = (err?: Error | null): void => {
-        if (pending.delete(once)) done(err);
-      };
-      pending.add(once);
-      out.write(chunk, once);
+      out.write(chunk, track(done));
     },
     get closed() {
       return out.destroyed || out.writableEnded;
     },
   };
+  if (sendfile && sendfileUnavailable === undefined && plainSocketFd(out.socket) !== undefined) {
+    sink.sendFile = async (fd, start, end) => {
+      // The headers must be in the kernel before the body: flush them, then wait for an empty write behind them.
+      out.flushHeaders();
+      const sock = out.socket;
+      if (!sock) throw new Error('client closed the connection');
+      await new Promise<void>((resolve, reject) => {
+        sock.write(
+          EMPTY,
+          track((err) => (err ? reject(err) : resolve())),
+        );
+      });
+      const z = zeroCopy(sock, fd, start, end, onChunk);
+      if (!z) throw new Error('client closed the connection');
+      c.get('info').sendfile = true;
+      const stop = track((err) => z.cancel(err ?? new Error('client closed the connection')));
+      await z.done.finally(() => pending.delete(stop));
+    };
+  }
   send(sink).then(
     () => out.end(),
     (e: unknown) => out.destroy(e as Error),

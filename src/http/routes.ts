@@ -33,6 +33,8 @@ export interface AppOptions {
   ops?: (app: Hono<Env>) => void;
   /** config accelRedirect.prefix: cached blobs are sent by nginx in front (X-Accel-Redirect). */
   accelPrefix?: string;
+  /** config server.sendfile: warm hits leave by sendfile(2) where the socket allows it. */
+  sendfile?: boolean;
   /** config server.trustedProxies: their X-Forwarded-For names the client. */
   trustedProxy?: (address: string) => boolean;
 }
@@ -94,7 +96,7 @@ export function createApp(opts: AppOptions): Hono<Env> {
           target = await opts.proxy.admit(target, path, authorization, kind);
         } else if (auth) auth.authorize(await identify(), target.upstream.name, target.repo);
         if (route.kind === 'manifests') return manifestRoute(c, opts.proxy, target, route.reference);
-        if (route.kind === 'blobs') return blobRoute(c, opts.proxy, target, route.reference, opts.accelPrefix ? { accelPrefix: opts.accelPrefix } : {});
+        if (route.kind === 'blobs') return blobRoute(c, opts.proxy, target, route.reference, opts);
         if (route.kind === 'referrers') return referrersRoute(c, opts.proxy, target, route.digest);
         return tagsRoute(c, opts.proxy, target, route.name);
       }

@@ -16,6 +16,7 @@ export class Metrics {
   readonly requests: Counter<'route' | 'method' | 'status'>;
   readonly cache: Counter<'kind' | 'outcome'>;
   readonly servedBytes: Counter<'kind' | 'outcome'>;
+  readonly sendfileBytes: Counter;
   readonly upstreamBytes: Counter<'kind'>;
   readonly upstreamSeconds: Histogram<'upstream' | 'method' | 'status'>;
   readonly upstreamErrors: Counter<'upstream' | 'reason'>;
@@ -61,6 +62,11 @@ export class Metrics {
       name: 'stevedore_served_bytes_total',
       help: 'Body bytes sent to clients, by kind and cache outcome (outcome="hit": served from cache)',
       labelNames: ['kind', 'outcome'],
+      registers,
+    });
+    this.sendfileBytes = new Counter({
+      name: 'stevedore_sendfile_bytes_total',
+      help: 'Body bytes of cache hits sent by the kernel with sendfile(2), zero-copy (the rest of the hits were copied through Node)',
       registers,
     });
     this.upstreamBytes = new Counter({

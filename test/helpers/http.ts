@@ -45,3 +45,10 @@ export function manifest(mediaType = OCI_MANIFEST): Buffer {
     }),
   );
 }
+
+/** One series of stevedore's /metrics (`name` or `name{label="v"}`, as printed); 0 when absent. */
+export async function metricValue(baseUrl: string, series: string): Promise<number> {
+  const text = (await get(`${baseUrl}/metrics`)).body.toString();
+  const m = new RegExp(`^${series.replace(/[{}"]/g, '\\$&')} (\\d+(?:\\.\\d+)?(?:e\\+\\d+)?)$`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}

@@ -6,7 +6,7 @@ import { connect, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
-import { get, sha256 } from '../helpers/http.ts';
+import { get, metricValue, sha256 } from '../helpers/http.ts';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
 import { waitFor } from '../helpers/tmp.ts';
 
@@ -27,11 +27,7 @@ function halfOpen(port: number): Promise<{ sock: Socket; closed: () => boolean }
   });
 }
 
-async function metric(sd: StevedoreProcess, name: string): Promise<number> {
-  const text = (await get(`${sd.url}/metrics`)).body.toString();
-  const m = new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\d+)`, 'm').exec(text);
-  return m ? Number(m[1]) : 0;
-}
+const metric = (sd: StevedoreProcess, name: string): Promise<number> => metricValue(sd.url, name);
 
 describe('server socket limits', () => {
   const socks: Socket[] = [];

@@ -35,6 +35,8 @@ export interface ByteSink {
   write(chunk: Buffer, done: (err?: Error | null) => void): void;
   /** The client has gone (or the response failed): stop. */
   readonly closed: boolean;
+  /** When set: bytes [start, end] of an open file, sent by the kernel (sendfile(2)); used instead of write(). */
+  sendFile?(fd: number, start: number, end: number): Promise<void>;
 }
 
 /** A descriptor with `urls` or a foreign/non-distributable media type, as recorded from a manifest. */

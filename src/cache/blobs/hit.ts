@@ -125,7 +125,7 @@ export class Hits {
         stream.once('close', release);
         return stream;
       },
-      send: (sink, start, end) => sendFile(fh, sink, start, end).finally(release),
+      send: (sink, start, end) => (sink.sendFile ? sink.sendFile(fh.fd, start, end) : sendFile(fh, sink, start, end)).finally(release),
       discard: release,
     };
   }
