@@ -11,14 +11,15 @@ const SRC = path.resolve(import.meta.dirname, '../../src');
 const ALLOWED: Record<string, string[]> = {
   oci: [],
   obs: [],
+  sendfile: [],
   store: ['oci'],
   upstream: ['oci'],
   config: ['oci', 'upstream'],
   cache: ['oci', 'store', 'upstream'],
   foreign: ['oci', 'store', 'upstream', 'cache', 'config'],
   jobs: ['oci', 'store', 'upstream', 'cache', 'foreign', 'config'],
-  http: ['oci', 'obs', 'cache', 'foreign', 'jobs'],
-  cli: ['oci', 'obs', 'store', 'upstream', 'config', 'cache', 'foreign', 'jobs', 'http', '(top level)'],
+  http: ['oci', 'obs', 'sendfile', 'cache', 'foreign', 'jobs'],
+  cli: ['oci', 'obs', 'sendfile', 'store', 'upstream', 'config', 'cache', 'foreign', 'jobs', 'http', '(top level)'],
 };
 /** Packages a folder must not use directly (http/: no SQL, no undici, no fs). */
 const FORBIDDEN_PACKAGES: Record<string, RegExp> = {
