@@ -5,7 +5,7 @@ import { requireDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import type { Env } from './middleware.js';
 import { multipartBody, planRange } from './ranges.js';
-import { clientSignal, parseRange, sendBytes, sendDirect, sendStream } from './respond.js';
+import { clientSignal, parseRange, sendBytes, sendDirect, sendStream, zeroCopyUsable } from './respond.js';
 
 /** nginx fronts stevedore (deploy/nginx/stevedore.conf): hits are answered with X-Accel-Redirect to `prefix` + CAS path. */
 export interface BlobRouteOptions {
@@ -65,7 +65,7 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
     : blob.size !== undefined
       ? { ...base, 'content-length': String(blob.size) }
       : base;
-  if (blob.send && blob.size !== undefined) {
+  if (blob.send && blob.size !== undefined && (!blob.sendNeedsZeroCopy || zeroCopyUsable(c, opts.sendfile))) {
     const [start, end] = range ? [range.start, range.end] : [0, blob.size - 1];
     const sent = sendDirect(c, status, headers, (sink) => blob.send!(sink, start, end), onEnd, opts.sendfile);
     if (sent) return sent;

@@ -48,6 +48,11 @@ export function sendStream(c: Context<Env>, status: number, headers: Record<stri
   return new Response(Readable.toWeb(body) as ReadableStream, { status, headers: { ...API_VERSION_HEADER, ...headers } });
 }
 
+/** The response can be sent by sendfile(2): config allows it, the addon is loaded, the socket is plain TCP. */
+export function zeroCopyUsable(c: Context<Env>, sendfile: boolean | undefined): boolean {
+  return sendfile === true && sendfileUnavailable === undefined && plainSocketFd(nodeOf(c).outgoing?.socket) !== undefined;
+}
+
 /**
  * The warm path under node-server: headers, then `send` writes the body. On a plain TCP socket with `sendfile`
  * on (and the addon built) the sink can hand a file range to the kernel (sendfile(2), zero-copy); otherwise it
@@ -89,18 +94,23 @@ export function sendDirect(
       return out.destroyed || out.writableEnded;
     },
   };
-  if (sendfile && sendfileUnavailable === undefined && plainSocketFd(out.socket) !== undefined) {
+  sink.onClose = (fn) => void track(() => fn());
+  if (zeroCopyUsable(c, sendfile)) {
+    // The headers go now (a client following a miss sees them at once) and must be in the kernel before the body:
+    // flush them, then wait for an empty write behind them.
+    out.flushHeaders();
+    const headersOut = new Promise<void>((resolve, reject) => {
+      if (!out.socket) return reject(new Error('client closed the connection'));
+      out.socket.write(
+        EMPTY,
+        track((err) => (err ? reject(err) : resolve())),
+      );
+    });
+    headersOut.catch(() => undefined);
     sink.sendFile = async (fd, start, end) => {
-      // The headers must be in the kernel before the body: flush them, then wait for an empty write behind them.
-      out.flushHeaders();
+      await headersOut;
       const sock = out.socket;
       if (!sock) throw new Error('client closed the connection');
-      await new Promise<void>((resolve, reject) => {
-        sock.write(
-          EMPTY,
-          track((err) => (err ? reject(err) : resolve())),
-        );
-      });
       const z = zeroCopy(sock, fd, start, end, onChunk);
       if (!z) throw new Error('client closed the connection');
       c.get('info').sendfile = true;

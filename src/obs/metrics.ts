@@ -66,7 +66,7 @@ export class Metrics {
     });
     this.sendfileBytes = new Counter({
       name: 'stevedore_sendfile_bytes_total',
-      help: 'Body bytes of cache hits sent by the kernel with sendfile(2), zero-copy (the rest of the hits were copied through Node)',
+      help: 'Body bytes of blobs sent by the kernel with sendfile(2), zero-copy: hits, and misses followed from the temp file (the rest were copied through Node)',
       registers,
     });
     this.upstreamBytes = new Counter({

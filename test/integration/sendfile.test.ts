@@ -1,4 +1,4 @@
-// Warm hits by sendfile(2) (src/sendfile): exact bytes for curl and undici, ranges, keep-alive and pipelined order,
+// Hits and misses by sendfile(2) (src/sendfile): exact bytes for curl and undici, ranges, keep-alive and pipelined order,
 // the stall timeout (a slow reader is not cut, a reader that stopped is), descriptors released, and the copy path.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -6,10 +6,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
+import { randomBytes } from 'node:crypto';
+import { request } from 'undici';
+import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { get, metricValue, sha256 } from '../helpers/http.ts';
 import { pushBigLayer, type PushedImage } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
-import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
+import { startInProcess, startStevedore, type InProcess, type StevedoreProcess } from '../helpers/stevedore.ts';
 import { waitFor } from '../helpers/tmp.ts';
 
 const run = promisify(execFile);
@@ -194,5 +197,64 @@ describe('warm hits by sendfile(2)', () => {
     } finally {
       await copy.stop();
     }
+  });
+});
+
+describe('misses followed by sendfile(2) from the temp file', () => {
+  let fake: FakeUpstream;
+  let sd: InProcess;
+  before(async () => {
+    fake = await startFakeUpstream();
+    sd = await startInProcess({ upstream: [fake.url] });
+  });
+  after(async () => {
+    await sd?.stop();
+    await fake?.stop();
+  });
+  const url = (repo: string, d: string): string => `${sd.url}/v2/${repo}/blobs/${d}`;
+
+  test('a slow upstream: the first bytes reach the client long before the download ends; every byte exact, one upstream GET', async () => {
+    const bytes = randomBytes(4 << 20);
+    const d = fake.addBlob('slow/x', bytes);
+    // 256 KiB per tick: the download takes seconds.
+    fake.setFault(d, { kind: 'slow-body', bytesPerTick: 256 << 10, tickMs: 100 });
+    const before = await metricValue(sd.url, SENT);
+    const started = performance.now();
+    let firstByteMs = 0;
+    const res = await request(url('slow/x', d), { signal: AbortSignal.timeout(20_000) });
+    const chunks: Buffer[] = [];
+    for await (const c of res.body) {
+      if (chunks.length === 0) firstByteMs = performance.now() - started;
+      chunks.push(c as Buffer);
+    }
+    const totalMs = performance.now() - started;
+    assert.equal(res.statusCode, 200);
+    assert.ok(Buffer.concat(chunks).equals(bytes), 'exact bytes');
+    assert.ok(firstByteMs < totalMs / 2, `first byte after ${firstByteMs.toFixed(0)} ms of ${totalMs.toFixed(0)} ms`);
+    assert.equal((await metricValue(sd.url, SENT)) - before, bytes.length, 'the miss left by sendfile');
+    assert.equal(fake.count('GET', `/blobs/${d}`), 1);
+  });
+
+  test('three clients of one miss (one of them a Range) share one download and get exact bytes', async () => {
+    const bytes = randomBytes(6 << 20);
+    const d = fake.addBlob('many/x', bytes);
+    fake.setFault(d, { kind: 'slow-body', bytesPerTick: 1 << 20, tickMs: 50 });
+    const [a, b, r] = await Promise.all([get(url('many/x', d)), get(url('many/x', d)), get(url('many/x', d), { range: 'bytes=100-2000099' })]);
+    assert.ok(a.body.equals(bytes) && b.body.equals(bytes), 'whole bodies exact');
+    assert.equal(r.status, 206);
+    assert.ok(r.body.equals(bytes.subarray(100, 2_000_100)), 'the range exact');
+    assert.equal(fake.count('GET', `/blobs/${d}`), 1);
+  });
+
+  test('wrong bytes from upstream: the client gets the body without its last byte, never a clean end', async () => {
+    const bytes = randomBytes(3 << 20);
+    const d = fake.addBlob('bad/x', bytes);
+    fake.setFault(d, { kind: 'wrong-bytes' });
+    const r = await get(url('bad/x', d));
+    assert.equal(r.status, 200);
+    assert.notEqual(r.error, undefined, 'the response failed');
+    assert.ok(r.body.length < bytes.length, `${r.body.length} of ${bytes.length} bytes`);
+    fake.clearFault(d);
+    assert.ok((await get(url('bad/x', d))).body.equals(bytes), 'the next request downloads it again, exact');
   });
 });

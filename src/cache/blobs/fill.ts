@@ -13,7 +13,8 @@ import { bestEffort } from '../best-effort.js';
 import { checkFillAnswer } from './fill-answer.js';
 import { FillCancelledError, StoreUnwritableError, type FillDeps, type FillSource } from './fill-contract.js';
 import { ChunkWindow } from './window.js';
-import { followFill } from './follow.js';
+import { followFill, sendFollowing, type Followed } from './follow.js';
+import type { ByteSink } from './handle.js';
 
 const READ_CHUNK = 1 << 20;
 /** Bytes received but not yet on disk before the download waits for the disk (backpressure). */
@@ -174,6 +175,7 @@ export class BlobFill {
         const { bytesWritten } = await this.handle.writev(bufs, at);
         at += bytesWritten;
         this.flushed = at;
+        this.events.emit('change');
         // A short write (rare on files): continue with what is left.
         let skip = bytesWritten;
         while (bufs.length > 0 && skip >= bufs[0]!.length) skip -= bufs.shift()!.length;
@@ -269,37 +271,52 @@ export class BlobFill {
       process.nextTick(() => failed.destroy(this.error ?? new Error('fill failed')));
       return failed;
     }
+    return followFill(this.follower(), start, end);
+  }
+
+  /** Bytes [start, end] by sendfile(2) from the temp file as they reach the disk (sink.sendFile required). */
+  async send(sink: ByteSink, start: number, end: number): Promise<void> {
+    if (!sink.sendFile) throw new Error('send() needs a sink that takes sendfile');
+    if (!this.handleClosed) return sendFollowing(this.follower(), sink as ByteSink & Required<Pick<ByteSink, 'sendFile'>>, start, end);
+    if (this.state !== 'done') throw this.error ?? new Error('fill failed');
+    const fh = await this.deps.store.openHandle(this.digest);
+    if (!fh) throw new Error('the committed blob is gone');
+    await sink.sendFile(fh.fd, start, end).finally(() => fh.close());
+  }
+
+  /** A new reader of this fill (counted until it calls release()). */
+  private follower(): Followed {
     this.readers++;
     this.disarmIdle();
     const fill = this;
-    return followFill(
-      {
-        get state() {
-          return fill.state;
-        },
-        get error() {
-          return fill.error;
-        },
-        get size() {
-          return fill.size;
-        },
-        get received() {
-          return fill.received;
-        },
-        memory: (pos, until) => this.window.slice(pos, until),
-        read: async (buf, pos) => (await this.handle.read(buf, 0, Math.min(buf.length, Math.max(0, this.flushed - pos)), pos)).bytesRead,
-        onChange: (fn) => {
-          this.events.on('change', fn);
-          return () => this.events.off('change', fn);
-        },
-        release: () => {
-          this.readers--;
-          this.armIdle();
-          void this.maybeClose();
-        },
+    return {
+      get state() {
+        return fill.state;
       },
-      start,
-      end,
-    );
+      get error() {
+        return fill.error;
+      },
+      get size() {
+        return fill.size;
+      },
+      get received() {
+        return fill.received;
+      },
+      get flushed() {
+        return fill.flushed;
+      },
+      fd: this.handle.fd,
+      memory: (pos, until) => this.window.slice(pos, until),
+      read: async (buf, pos) => (await this.handle.read(buf, 0, Math.min(buf.length, Math.max(0, this.flushed - pos)), pos)).bytesRead,
+      onChange: (fn) => {
+        this.events.on('change', fn);
+        return () => this.events.off('change', fn);
+      },
+      release: () => {
+        this.readers--;
+        this.armIdle();
+        void this.maybeClose();
+      },
+    };
   }
 }

@@ -114,6 +114,13 @@ export class Fills {
 
   /** A handle whose body follows the fill as it grows. */
   follow(fill: BlobFill, outcome: BlobOutcome): BlobHandle {
-    return { size: fill.size, outcome, resumedFrom: fill.resumedFrom, open: (s, e) => fill.reader(s, e) };
+    return {
+      size: fill.size,
+      outcome,
+      resumedFrom: fill.resumedFrom,
+      open: (s, e) => fill.reader(s, e),
+      send: (sink, s, e) => fill.send(sink, s, e),
+      sendNeedsZeroCopy: true,
+    };
   }
 }

@@ -1,9 +1,11 @@
-// A reader that follows a fill: bytes come from the in-memory window while it keeps up, else from the temp file.
-// Until the digest is verified the last byte of its range is held back, so a client can never see a clean end
-// of a response with wrong bytes. It pulls: bytes are read only when its consumer asks for them (read()), and
-// never past push() returning false, so a client slower than the upstream holds at most one chunk plus the
-// stream's high-water mark, not the layer.
+// A reader that follows a fill: bytes come from the in-memory window while it keeps up, else from the temp file;
+// or, on a socket that takes sendfile(2), straight from the temp file as it reaches the disk. Until the digest is
+// verified the last byte of its range is held back, so a client can never see a clean end of a response with
+// wrong bytes. It pulls: bytes are read only when its consumer asks for them (read()), and never past push()
+// returning false, so a client slower than the upstream holds at most one chunk plus the stream's high-water
+// mark, not the layer (by sendfile: nothing; the kernel sends as the socket takes it).
 import { Readable } from 'node:stream';
+import type { ByteSink } from './handle.js';
 
 /** What a reader needs of its fill. */
 export interface Followed {
@@ -15,6 +17,9 @@ export interface Followed {
   memory(pos: number, until: number): Buffer | undefined;
   /** Reads from the file (only below what has been flushed). */
   read(buf: Buffer, pos: number): Promise<number>;
+  /** Bytes written to the temp file, and its descriptor (valid until release()). */
+  readonly flushed: number;
+  readonly fd: number;
   onChange(fn: () => void): () => void;
   release(): void;
 }
@@ -91,4 +96,45 @@ export function followFill(fill: Followed, start: number, end: number | undefine
     }
   };
   return stream;
+}
+
+/** While the fill runs, bytes on disk are sent once this many have gathered, or this long after the last send. */
+const SEND_MIN = 1 << 20;
+const SEND_AFTER_MS = 100;
+
+/**
+ * Bytes [start, end] of a fill by sink.sendFile, each from the temp file once it is on disk; the hold-back rule
+ * as above. Resolves when the last byte has been handed to the kernel; rejects when the fill failed or the client
+ * went away.
+ */
+export async function sendFollowing(fill: Followed, sink: ByteSink & Required<Pick<ByteSink, 'sendFile'>>, start: number, end: number): Promise<void> {
+  const limit = end + 1;
+  let pos = start;
+  let sentAt = 0;
+  let wake: (() => void) | undefined;
+  const off = fill.onChange(() => wake?.());
+  sink.onClose?.(() => wake?.());
+  try {
+    for (;;) {
+      if (fill.state === 'failed') throw fill.error ?? new Error('fill failed');
+      if (sink.closed) throw new Error('client closed the connection');
+      const verified = fill.state === 'verified' || fill.state === 'done';
+      const onDisk = Math.min(limit, fill.flushed);
+      const avail = verified ? onDisk : Math.min(onDisk, limit - 1);
+      if (pos >= limit) return;
+      if (avail > pos && (avail - pos >= SEND_MIN || avail >= limit - 1 || performance.now() - sentAt >= SEND_AFTER_MS)) {
+        await sink.sendFile(fill.fd, pos, avail - 1);
+        pos = avail;
+        sentAt = performance.now();
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  } finally {
+    wake = undefined;
+    off();
+    fill.release();
+  }
 }

@@ -26,6 +26,8 @@ export interface BlobHandle {
    * away or the file failed. Call at most once, instead of open().
    */
   send?(sink: ByteSink, start: number, end: number): Promise<void>;
+  /** send() needs a sink with sendFile (a fill followed from its temp file); without one, use open(). */
+  sendNeedsZeroCopy?: boolean;
   /** A committed blob: its path below the CAS root (`sha256/ab/abcd…`), for X-Accel-Redirect. */
   casPath?: string;
 }
@@ -37,6 +39,8 @@ export interface ByteSink {
   readonly closed: boolean;
   /** When set: bytes [start, end] of an open file, sent by the kernel (sendfile(2)); used instead of write(). */
   sendFile?(fd: number, start: number, end: number): Promise<void>;
+  /** Calls fn once when the client goes away (or the response closes). */
+  onClose?(fn: () => void): void;
 }
 
 /** A descriptor with `urls` or a foreign/non-distributable media type, as recorded from a manifest. */
