@@ -147,8 +147,8 @@ function listening(config: Config, log: ReturnType<typeof createLogger>, workers
         ? 'copied (server.sendfile: false)'
         : tls
           ? 'copied (TLS)'
-          : sendfileUnavailable
-            ? `copied (${sendfileUnavailable})`
+          : sendfileUnavailable()
+            ? `copied (${sendfileUnavailable()})`
             : 'sendfile',
     },
     'stevedore listening',

@@ -50,7 +50,7 @@ export function sendStream(c: Context<Env>, status: number, headers: Record<stri
 
 /** The response can be sent by sendfile(2): config allows it, the addon is loaded, the socket is plain TCP. */
 export function zeroCopyUsable(c: Context<Env>, sendfile: boolean | undefined): boolean {
-  return sendfile === true && sendfileUnavailable === undefined && plainSocketFd(nodeOf(c).outgoing?.socket) !== undefined;
+  return sendfile === true && sendfileUnavailable() === undefined && plainSocketFd(nodeOf(c).outgoing?.socket) !== undefined;
 }
 
 /**

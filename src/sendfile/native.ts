@@ -20,9 +20,15 @@ function load(): { addon?: Addon; reason?: string } {
 }
 
 const loaded = load();
+let unavailable = loaded.reason;
 
-/** Why warm hits are copied through Node instead (undefined: sendfile is available). */
-export const sendfileUnavailable: string | undefined = loaded.reason;
+/** Why hits are copied through Node instead (undefined: sendfile is available). */
+export function sendfileUnavailable(): string | undefined {
+  return unavailable;
+}
+
+/** errnos that say this file system or socket cannot do sendfile at all (not this one transfer's trouble). */
+const UNSUPPORTED = new Set([constants.errno.EINVAL, constants.errno.ENOSYS, constants.errno.EOPNOTSUPP]);
 
 /** The descriptor of a plain TCP socket (sendfile cannot write through TLS), or undefined. */
 export function plainSocketFd(sock: Socket | null | undefined): number | undefined {
@@ -65,7 +71,14 @@ export function zeroCopy(sock: Socket, fileFd: number, start: number, end: numbe
       if (code === 1) resolve();
       else if (cancelled) reject(cancelled);
       else if (-code === constants.errno.ENODATA) reject(new Error('blob file is shorter than its recorded size'));
-      else reject(new Error(`sendfile: ${errnoName(-code)}`));
+      else {
+        if (UNSUPPORTED.has(-code) && sent === 0 && unavailable === undefined) {
+          // This response is cut (its headers are out); every later one is copied through Node.
+          unavailable = `sendfile(2) failed with ${errnoName(-code)} here; hits are copied through Node`;
+          process.emitWarning(unavailable, 'StevedoreSendfile');
+        }
+        reject(new Error(`sendfile: ${errnoName(-code)}`));
+      }
     });
   });
   tick = setInterval(() => report(addon.progress(handle!)), Math.max(50, Math.min(1_000, (sock.timeout ?? 0) / 4 || 1_000)));
