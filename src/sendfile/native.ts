@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import { constants } from 'node:os';
+import { read } from 'node:fs';
 
 interface Addon {
   start(socketFd: number, fileFd: number, offset: number, length: number, done: (code: number, sent: number) => void): object;
@@ -28,6 +29,9 @@ export function sendfileUnavailable(): string | undefined {
 }
 
 /** errnos that say this file system or socket cannot do sendfile at all (not this one transfer's trouble). */
+/** Bytes per read when the addon cannot take a transfer. */
+const COPY_CHUNK = 256 << 10;
+
 const UNSUPPORTED = new Set([constants.errno.EINVAL, constants.errno.ENOSYS, constants.errno.EOPNOTSUPP]);
 
 /** The descriptor of a plain TCP socket (sendfile cannot write through TLS), or undefined. */
@@ -46,7 +50,9 @@ export interface ZeroCopySend {
 
 /**
  * Bytes [start, end] of `fileFd` to `sock`, written by the kernel from the page cache: no buffer in this process.
- * The caller has flushed everything written before on this socket and writes nothing until done settles. Progress
+ * The caller has flushed everything written before on this socket, writes nothing and keeps `fileFd` open until
+ * done settles. When the addon cannot take the transfer (no descriptor left to duplicate the socket with) the
+ * range is copied through Node instead, so the response still completes. Progress
  * re-arms the socket's idle timer (the server's stall timeout sees no writes of its own): it is looked at four
  * times per timeout (at most every second), and reported to `onBytes` then.
  */
@@ -64,8 +70,14 @@ export function zeroCopy(sock: Socket, fileFd: number, start: number, end: numbe
   let cancelled: Error | undefined;
   let handle: object | undefined;
   let tick: NodeJS.Timeout | undefined;
+  let settle: ((code: number, sent: number) => void) | undefined;
+  try {
+    handle = addon.start(sockFd, fileFd, start, end + 1 - start, (code, sent) => settle!(code, sent));
+  } catch {
+    return copyFallback(sock, fileFd, start, end, report);
+  }
   const done = new Promise<void>((resolve, reject) => {
-    handle = addon.start(sockFd, fileFd, start, end + 1 - start, (code, sent) => {
+    settle = (code, sent) => {
       clearInterval(tick);
       report(sent);
       if (code === 1) resolve();
@@ -79,7 +91,7 @@ export function zeroCopy(sock: Socket, fileFd: number, start: number, end: numbe
         }
         reject(new Error(`sendfile: ${errnoName(-code)}`));
       }
-    });
+    };
   });
   tick = setInterval(() => report(addon.progress(handle!)), Math.max(50, Math.min(1_000, (sock.timeout ?? 0) / 4 || 1_000)));
   tick.unref();
@@ -88,6 +100,31 @@ export function zeroCopy(sock: Socket, fileFd: number, start: number, end: numbe
     cancel(reason) {
       cancelled ??= reason;
       addon.cancel(handle!);
+    },
+  };
+}
+
+/** The same range copied through a buffer (fs.read, then a socket write with backpressure); report(total sent). */
+function copyFallback(sock: Socket, fd: number, start: number, end: number, report: (sent: number) => void): ZeroCopySend {
+  let cancelled: Error | undefined;
+  const done = (async () => {
+    const buf = Buffer.allocUnsafe(Math.min(COPY_CHUNK, end + 1 - start));
+    for (let pos = start; pos <= end; ) {
+      if (cancelled) throw cancelled;
+      const { bytesRead } = await new Promise<{ bytesRead: number }>((resolve, reject) =>
+        read(fd, buf, 0, Math.min(buf.length, end + 1 - pos), pos, (err, bytesRead) => (err ? reject(err) : resolve({ bytesRead }))),
+      );
+      if (bytesRead === 0) throw new Error('blob file is shorter than its recorded size');
+      if (cancelled) throw cancelled;
+      await new Promise<void>((resolve, reject) => sock.write(buf.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve())));
+      pos += bytesRead;
+      report(pos - start);
+    }
+  })();
+  return {
+    done,
+    cancel(reason) {
+      cancelled ??= reason;
     },
   };
 }

@@ -1,7 +1,7 @@
 // Zero-copy warm hits: sendfile(2) from a blob file to a client's TCP socket, paced by the event loop.
 //
-// start(socketFd, fileFd, offset, length, done) duplicates both descriptors (so neither can be closed or reused
-// under a transfer), then sends from the main thread whenever the socket is writable: at most SLICE bytes per
+// start(socketFd, fileFd, offset, length, done) duplicates the socket's descriptor (Node may close its own at any
+// time, and a reused number must never receive these bytes; the caller keeps fileFd open until done), then sends from the main thread whenever the socket is writable: at most SLICE bytes per
 // loop turn, so one fast client cannot starve the others, and never a blocking call on the socket. done(errno,
 // sent) runs once. progress(h) reads the bytes sent so far; cancel(h) stops a transfer (done gets ECANCELED).
 #define NAPI_VERSION 8
@@ -34,7 +34,6 @@ static void unref(xfer_t* x) {
 static void on_closed(uv_handle_t* h) {
   xfer_t* x = (xfer_t*)h->data;
   close(x->sock);
-  close(x->file);
   napi_env env = x->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -111,12 +110,11 @@ static napi_value start(napi_env env, napi_callback_info info) {
   xfer_t* x = calloc(1, sizeof *x);
   if (!x) return throw_errno(env, "out of memory");
   x->sock = fcntl(sock, F_DUPFD_CLOEXEC, 0);
-  x->file = x->sock < 0 ? -1 : fcntl(file, F_DUPFD_CLOEXEC, 0);
-  if (x->sock < 0 || x->file < 0 || uv_poll_init_socket(loop, &x->poll, x->sock) != 0) {
+  x->file = file;
+  if (x->sock < 0 || uv_poll_init_socket(loop, &x->poll, x->sock) != 0) {
     if (x->sock >= 0) close(x->sock);
-    if (x->file >= 0) close(x->file);
     free(x);
-    return throw_errno(env, "cannot watch the socket");
+    return throw_errno(env, "cannot watch the socket (out of descriptors?)");
   }
   x->env = env;
   x->off = off;

@@ -1,8 +1,9 @@
-// zeroCopy() on a real socket pair: exact bytes of a range, a cancel that stops the transfer, and a descriptor that
-// cannot be sent from (EINVAL) switching every later response to the copy path.
+// zeroCopy() on a real socket pair: exact bytes of a range, a cancel that stops the transfer, the copy fallback
+// when no descriptor is left, and a descriptor that cannot be sent from (EINVAL) turning sendfile off.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -68,6 +69,37 @@ describe('zeroCopy (the sendfile addon)', () => {
       setTimeout(() => z.cancel(new Error('stop')), 200);
       await assert.rejects(z.done, /stop/);
     } finally {
+      p.close();
+    }
+  });
+
+  test('no descriptor left to duplicate the socket with: the range is copied through Node instead, exact', async () => {
+    const p = await pair();
+    const fillers: number[] = [];
+    // This test file runs in its own process: lower its open-file limit, then use every descriptor up.
+    const soft = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))![1]!;
+    const lowered = spawnSync('prlimit', ['--pid', String(process.pid), '--nofile=256:']);
+    assert.equal(lowered.status, 0, String(lowered.stderr));
+    try {
+      for (;;) {
+        try {
+          fillers.push(openSync(file, 'r'));
+        } catch (e) {
+          assert.equal((e as NodeJS.ErrnoException).code, 'EMFILE');
+          break;
+        }
+      }
+      const got: Buffer[] = [];
+      p.client.on('data', (b: Buffer) => got.push(b));
+      let reported = 0;
+      await zeroCopy(p.server, fd, 10, 3_000_009, (n) => (reported += n))!.done;
+      assert.equal(reported, 3_000_000);
+      p.server.end();
+      await new Promise((r) => p.client.once('end', r));
+      assert.ok(Buffer.concat(got).equals(bytes.subarray(10, 3_000_010)));
+    } finally {
+      for (const f of fillers) closeSync(f);
+      spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${soft}:`]);
       p.close();
     }
   });
