@@ -1,6 +1,7 @@
-// Test entry (`npm test`): makes sure the Debian tools the integration tests drive are installed, then runs every test.
+// Test entry (`npm test`): makes sure the Debian tools the integration tests drive (and the sendfile addon) are
+// installed, then runs every test.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { sep } from 'node:path';
 
 const TOOLS = {
@@ -14,6 +15,10 @@ const TOOLS = {
   podman: 'podman',
   haproxy: 'haproxy',
   chromium: 'chromium',
+  // the sendfile addon (src/sendfile) is compiled by npm ci with node-gyp
+  'g++': 'g++',
+  make: 'make',
+  python3: 'python3',
 };
 const has = (bin) => spawnSync('sh', ['-c', `command -v ${bin}`], { stdio: 'ignore' }).status === 0;
 const missing = [
@@ -30,6 +35,17 @@ if (missing.length > 0) {
     execFileSync('sh', ['-c', `DEBIAN_FRONTEND=noninteractive ${cmd}`], { stdio: 'inherit' });
   } else {
     console.error(`The integration tests need Debian packages: ${missing.join(' ')}\nInstall them as root:\n  ${cmd}`);
+    process.exit(1);
+  }
+}
+
+// Tests assert that hits leave by sendfile: the addon must be built (npm ci builds it when the compilers exist).
+const ADDON = new URL('../src/sendfile/build/Release/sendfile.node', import.meta.url);
+if (!existsSync(ADDON)) {
+  console.log('# building the sendfile addon (npm run install)');
+  spawnSync('npm', ['run', 'install', '--silent'], { stdio: 'inherit' });
+  if (!existsSync(ADDON)) {
+    console.error('The sendfile addon did not build (src/sendfile, node-gyp): see the output above.');
     process.exit(1);
   }
 }
