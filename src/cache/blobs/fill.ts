@@ -13,6 +13,7 @@ import { bestEffort } from '../best-effort.js';
 import { checkFillAnswer } from './fill-answer.js';
 import { FillCancelledError, StoreUnwritableError, type FillDeps, type FillSource } from './fill-contract.js';
 import { ChunkWindow } from './window.js';
+import { BatchedWrites } from './disk-writes.js';
 import { followFill, sendFollowing, type Followed } from './follow.js';
 import type { ByteSink } from './handle.js';
 
@@ -27,17 +28,12 @@ export class BlobFill {
   state: 'filling' | 'verified' | 'done' | 'failed' = 'filling';
   /** Bytes received and hashed (in the window or on disk). */
   received = 0;
-  /** Bytes written to the temp file. */
-  private flushed = 0;
   error: Error | undefined;
   readonly settled: Promise<void>;
   private readonly events = new EventEmitter().setMaxListeners(0);
   private readonly window = new ChunkWindow(RETAIN);
-  private writes: Promise<void> = Promise.resolve();
-  /** Chunks received but not yet handed to a write, starting at file offset pendingAt. */
-  private pending: Buffer[] = [];
-  private pendingAt = 0;
-  private writeError: Error | undefined;
+  /** The temp file's writes, batched behind the download. */
+  private readonly disk: BatchedWrites;
   private readers = 0;
   private handleClosed = false;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -56,7 +52,11 @@ export class BlobFill {
     /** Bytes already present from an earlier, interrupted download of the same digest (not fetched by this fill). */
     readonly resumedFrom: number,
   ) {
-    this.received = this.flushed = resumedFrom;
+    this.received = resumedFrom;
+    this.disk = new BatchedWrites(handle, resumedFrom, () => {
+      this.window.trim(this.disk.flushed, this.received);
+      this.events.emit('change');
+    });
     this.settled = this.run(source.first);
     this.armIdle();
   }
@@ -120,7 +120,7 @@ export class BlobFill {
       // Verified: readers may send their last byte now; the commit below need not delay the client.
       this.state = 'verified';
       this.events.emit('change');
-      await this.drainWrites();
+      await this.disk.drain();
       await this.deps.store.commit(this.tempPath, this.handle, this.digest);
       // On disk: readers finish either way; without a row, startup reconciliation adopts the file.
       bestEffort(this.deps.log, 'blob row', () => {
@@ -133,11 +133,11 @@ export class BlobFill {
       this.error = this.cancelled ? new FillCancelledError('no reader left') : (e as Error);
       if (this.cancelled) this.deps.log.info({ digest: this.digest, bytes: this.received }, 'blob fill cancelled: no reader left; partial kept');
       else this.deps.log.warn({ digest: this.digest, err: this.error.message, bytes: this.received }, 'blob fill failed');
-      await this.writes;
+      await this.disk.settled();
       // A partial cut off by the network is kept (what reached the disk) for a Range resume; wrong bytes never.
       // On a full or read-only disk the partial goes too: it must not keep the disk full for good.
       const keep = this.source.partial !== undefined && !(e instanceof DigestMismatchError) && !isDiskError(e);
-      if (keep) await this.handle.truncate(this.flushed).catch(() => undefined);
+      if (keep) await this.handle.truncate(this.disk.flushed).catch(() => undefined);
       else await this.deps.store.removeTemp(this.tempPath).catch(() => undefined);
     } finally {
       this.disarmIdle();
@@ -148,49 +148,13 @@ export class BlobFill {
     }
   }
 
-  /**
-   * Queues a chunk for the disk; the download waits only when too much is not yet written. Chunks that arrive
-   * while a write runs are written together by the next one (one pwritev, one threadpool trip, for many chunks).
-   */
+  /** Queues a chunk for the disk; the download waits only when too much is not yet written. */
   private write(buf: Buffer): Promise<void> | undefined {
-    if (this.writeError) throw this.writeError;
     const at = this.received;
+    this.disk.queue(at, buf);
     this.window.add(at, buf);
-    if (this.pending.length === 0) {
-      this.pendingAt = at;
-      this.writes = this.writes.then(() => this.flushPending());
-    }
-    this.pending.push(buf);
     // Only a download ahead of the disk waits (no promise, no microtask per chunk otherwise).
-    return this.received + buf.length - this.flushed > MAX_UNFLUSHED ? this.drainWrites() : undefined;
-  }
-
-  private async flushPending(): Promise<void> {
-    let bufs = this.pending;
-    let at = this.pendingAt;
-    this.pending = [];
-    if (this.writeError) return;
-    try {
-      while (bufs.length > 0) {
-        const { bytesWritten } = await this.handle.writev(bufs, at);
-        at += bytesWritten;
-        this.flushed = at;
-        this.events.emit('change');
-        // A short write (rare on files): continue with what is left.
-        let skip = bytesWritten;
-        while (bufs.length > 0 && skip >= bufs[0]!.length) skip -= bufs.shift()!.length;
-        if (skip > 0) bufs = [bufs[0]!.subarray(skip), ...bufs.slice(1)];
-        if (bytesWritten === 0 && bufs.length > 0) throw new Error('the disk took no bytes');
-      }
-      this.window.trim(this.flushed, this.received);
-    } catch (e) {
-      this.writeError = e as Error;
-    }
-  }
-
-  private async drainWrites(): Promise<void> {
-    await this.writes;
-    if (this.writeError) throw this.writeError;
+    return this.received + buf.length - this.disk.flushed > MAX_UNFLUSHED ? this.disk.drain() : undefined;
   }
 
   private async pump(first: UpstreamResponse): Promise<void> {
@@ -232,7 +196,7 @@ export class BlobFill {
         }
       } catch (e) {
         // Wrong bytes and a disk that refuses them are not the network: no resume.
-        if (e instanceof DigestMismatchError || isDiskError(e) || e === this.writeError) throw e;
+        if (e instanceof DigestMismatchError || isDiskError(e) || e === this.disk.error) throw e;
         dropped = e;
       }
       if (this.cancelled) throw new FillCancelledError('no reader left');
@@ -303,11 +267,11 @@ export class BlobFill {
         return fill.received;
       },
       get flushed() {
-        return fill.flushed;
+        return fill.disk.flushed;
       },
       fd: this.handle.fd,
       memory: (pos, until) => this.window.slice(pos, until),
-      read: async (buf, pos) => (await this.handle.read(buf, 0, Math.min(buf.length, Math.max(0, this.flushed - pos)), pos)).bytesRead,
+      read: async (buf, pos) => (await this.handle.read(buf, 0, Math.min(buf.length, Math.max(0, this.disk.flushed - pos)), pos)).bytesRead,
       onChange: (fn) => {
         this.events.on('change', fn);
         return () => this.events.off('change', fn);
