@@ -133,6 +133,14 @@ async function serveOne(config: Config, role: { cleanup: boolean; leader: boolea
   if (cluster.isWorker) process.on('disconnect', () => stop('primary gone'));
 }
 
+/** How cache hits leave this server, for the startup line. */
+function hitsPath(sendfile: boolean, tls: boolean): string {
+  const unavailable = sendfileUnavailable();
+  if (!sendfile) return 'copied (server.sendfile: false)';
+  if (tls) return 'copied (TLS)';
+  return unavailable ? `copied (${unavailable})` : 'sendfile';
+}
+
 /** The startup line (and the warning about open access to upstream credentials), once per server. */
 function listening(config: Config, log: ReturnType<typeof createLogger>, workers?: number): void {
   const tls = Boolean(config.tlsCert && config.tlsKey);
@@ -143,13 +151,7 @@ function listening(config: Config, log: ReturnType<typeof createLogger>, workers
       ...(workers ? { workers } : {}),
       defaultUpstream: config.defaultUpstream,
       upstreams: Object.keys(config.upstreams),
-      hits: !config.server.sendfile
-        ? 'copied (server.sendfile: false)'
-        : tls
-          ? 'copied (TLS)'
-          : sendfileUnavailable()
-            ? `copied (${sendfileUnavailable()})`
-            : 'sendfile',
+      hits: hitsPath(config.server.sendfile, tls),
     },
     'stevedore listening',
   );

@@ -65,9 +65,10 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
     : blob.size !== undefined
       ? { ...base, 'content-length': String(blob.size) }
       : base;
-  if (blob.send && blob.size !== undefined && (!blob.sendNeedsZeroCopy || zeroCopyUsable(c, opts.sendfile))) {
+  const zeroCopy = zeroCopyUsable(c, opts.sendfile);
+  if (blob.send && blob.size !== undefined && (zeroCopy || !blob.sendNeedsZeroCopy)) {
     const [start, end] = range ? [range.start, range.end] : [0, blob.size - 1];
-    const sent = sendDirect(c, status, headers, (sink) => blob.send!(sink, start, end), onEnd, opts.sendfile);
+    const sent = sendDirect(c, status, headers, (sink) => blob.send!(sink, start, end), onEnd, zeroCopy);
     if (sent) return sent;
   }
   return sendStream(c, status, headers, range ? blob.open(range.start, range.end) : blob.open(), onEnd);

@@ -66,7 +66,8 @@ export function sendDirect(
   headers: Record<string, string>,
   send: (sink: ByteSink) => Promise<void>,
   onChunk: (bytes: number) => void,
-  sendfile = false,
+  /** zeroCopyUsable() said yes: the sink gets sendFile. */
+  zeroCopyOk = false,
 ): Response | undefined {
   const out = nodeOf(c).outgoing;
   if (!out) return undefined;
@@ -95,7 +96,7 @@ export function sendDirect(
     },
   };
   sink.onClose = (fn) => void track(() => fn());
-  if (zeroCopyUsable(c, sendfile)) {
+  if (zeroCopyOk) {
     // The headers go now (a client following a miss sees them at once) and must be in the kernel before the body:
     // flush them, then wait for an empty write behind them.
     out.flushHeaders();
