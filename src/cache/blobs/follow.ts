@@ -128,9 +128,12 @@ export async function sendFollowing(fill: Followed, sink: ByteSink & Required<Pi
         sentAt = performance.now();
         continue;
       }
+      // Bytes on disk but too few to send yet go at SEND_AFTER_MS even if nothing changes (an upstream that paused).
+      const due = avail > pos ? setTimeout(() => wake?.(), SEND_AFTER_MS - (performance.now() - sentAt)) : undefined;
       await new Promise<void>((resolve) => {
         wake = resolve;
       });
+      clearTimeout(due);
     }
   } finally {
     wake = undefined;
