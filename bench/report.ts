@@ -100,9 +100,18 @@ export function checks(r: Results): { what: string; value: string; target: strin
     add(
       'cold loopback: stevedore / direct time vs peer / direct',
       loop.ratio.stevedore,
-      `<= ${f(loop.ratio.peer, 2)} (peer)`,
+      // The peer streams upstream's bytes to the client unhashed and downloads the blob again to store it.
+      `<= ${f(loop.ratio.peer, 2)} (peer, at ${loop.upstreamGets.peer.join('/')} upstream GETs per pull)`,
       loop.ratio.stevedore <= loop.ratio.peer,
     );
+  const gets = r.cold.flatMap((c) => c.upstreamGets.stevedore);
+  add(
+    'cold pulls: upstream GETs per pull (stevedore)',
+    Math.max(...gets),
+    '1',
+    gets.every((g) => g === 1),
+    0,
+  );
   for (const k of r.coalescing) add(`coalescing, ${k.workers} worker(s): upstream GETs`, k.upstreamGets, '1', k.pass, 0);
   const p99 = r.manifests.getByDigest.p99ms;
   add(
@@ -166,15 +175,18 @@ export function printTable(r: Results, out: (line: string) => void = (l) => proc
   out(`2. cold ${mib(r.meta.blobBytes)} blob, curl, ms; ratio = time / direct time (lower is better)`);
   table(
     out,
-    ['link', 'runs', 'upstream direct', 'stevedore', 'ratio', 'peer', 'ratio'],
+    ['link', 'runs', 'upstream direct', 'stevedore', 'ratio', 'upstream GETs', 'peer', 'ratio', 'upstream GETs', 'dd new file'],
     r.cold.map((c) => [
       c.bytesPerSec ? `${f(c.bytesPerSec / 1e6)} MB/s` : 'loopback',
       String(c.runsEach),
       spread(c.ms.direct),
       spread(c.ms.stevedore),
       f(c.ratio.stevedore, 2),
+      c.upstreamGets.stevedore.join(' / '),
       spread(c.ms.peer),
       f(c.ratio.peer, 2),
+      c.upstreamGets.peer.join(' / '),
+      spread(c.newFileMs),
     ]),
   );
   const m = r.manifests;
