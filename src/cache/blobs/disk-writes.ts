@@ -11,6 +11,9 @@ export class BatchedWrites {
   /** Chunks queued but not yet handed to a write, starting at file offset pendingAt. */
   private pending: Buffer[] = [];
   private pendingAt = 0;
+  /** Resolved when the running write ends (see progress()). */
+  private waiters: (() => void)[] = [];
+  private writing = false;
 
   /** `onFlushed` runs after every write that moved `flushed`. */
   constructor(
@@ -37,6 +40,16 @@ export class BatchedWrites {
     if (this.error) throw this.error;
   }
 
+  /**
+   * Resolves when the write running now ends (at once when none runs), so a download ahead of the disk can go on
+   * while the batch queued behind that write is written: the disk never waits for the download to refill.
+   * Never rejects: the error comes from the next queue() or drain().
+   */
+  progress(): Promise<void> {
+    if (!this.writing) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
   /** Resolves when no write runs any more (never rejects). */
   settled(): Promise<void> {
     return this.chain;
@@ -49,10 +62,13 @@ export class BatchedWrites {
     if (this.error) return;
     try {
       while (bufs.length > 0) {
+        this.writing = true;
         const { bytesWritten } = await this.handle.writev(bufs, at);
+        this.writing = false;
         at += bytesWritten;
         this.flushed = at;
         this.onFlushed();
+        this.wake();
         // A short write (rare on files): continue with what is left.
         let skip = bytesWritten;
         while (bufs.length > 0 && skip >= bufs[0]!.length) skip -= bufs.shift()!.length;
@@ -60,7 +76,15 @@ export class BatchedWrites {
         if (bytesWritten === 0 && bufs.length > 0) throw new Error('the disk took no bytes');
       }
     } catch (e) {
+      this.writing = false;
       this.error = e as Error;
+      this.wake();
     }
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
   }
 }

@@ -153,8 +153,9 @@ export class BlobFill {
     const at = this.received;
     this.disk.queue(at, buf);
     this.window.add(at, buf);
-    // Only a download ahead of the disk waits (no promise, no microtask per chunk otherwise).
-    return this.received + buf.length - this.disk.flushed > MAX_UNFLUSHED ? this.disk.drain() : undefined;
+    // Only a download ahead of the disk waits (no promise, no microtask per chunk otherwise), and only for the
+    // running write: the batch queued behind it is written while the download goes on.
+    return this.received + buf.length - this.disk.flushed > MAX_UNFLUSHED ? this.disk.progress() : undefined;
   }
 
   private async pump(first: UpstreamResponse): Promise<void> {
