@@ -2,15 +2,15 @@
 // and through a fresh peer (distribution proxy), on loopback and over paced links (100 MB/s, 1 Gbit/s = 125 MB/s).
 // Each fresh server first pulls another blob (`warmup`): a cache is a long-running process, so a cold pull meets
 // a warm JIT; what is cold is the blob.
+import path from 'node:path';
 import type { PushedImage } from '../test/helpers/images.ts';
 import { pacedRelay } from '../test/helpers/paced-relay.ts';
 import type { Registry } from '../test/helpers/registry.ts';
+import { makeTempDir, runCommand, sleep } from '../test/helpers/tmp.ts';
 import { curlDownload } from './http.ts';
 import { startPeer } from './peer.ts';
 import { minSeries, type Series } from './report.ts';
 import { startStevedore, type Server } from './servers.ts';
-import { makeTempDir, runCommand, sleep } from '../test/helpers/tmp.ts';
-import path from 'node:path';
 
 export interface ColdResult {
   /** undefined: loopback */
@@ -31,8 +31,11 @@ export interface ColdResult {
 
 type Started = <S extends Server>(p: Promise<S>) => Promise<S>;
 
-/** The upstream's count of GETs of `digest`, once it has stopped moving (its log is written after each response). */
-async function settledGets(registry: Registry, digest: string, stableMs: number): Promise<number> {
+/**
+ * The upstream's count of GETs of `digest`, once it has stayed the same (and above 0) for `stableMs`: its log line
+ * is written just after each response, and a peer may still be downloading the blob a second time.
+ */
+export async function settledGets(registry: Registry, digest: string, stableMs: number): Promise<number> {
   const count = (): number => registry.requests().filter((r) => r.method === 'GET' && r.uri.endsWith(`/blobs/${digest}`)).length;
   let last = count();
   let still = 0;

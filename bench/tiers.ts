@@ -10,6 +10,7 @@ import { pacedRelay } from '../test/helpers/paced-relay.ts';
 import type { Registry } from '../test/helpers/registry.ts';
 import { startStevedore, type StevedoreProcess } from '../test/helpers/stevedore.ts';
 import { request } from 'undici';
+import { settledGets } from './cold.ts';
 import { download } from './http.ts';
 import { maxSeries, minSeries, type Series } from './report.ts';
 
@@ -70,8 +71,7 @@ export async function tiers(registry: Registry, img: PushedImage): Promise<Tiers
   const layer = img.layers[0]!;
   const blob = `/v2/${img.repo}/blobs/${layer.digest}`;
   const expectBytes = layer.size;
-  const originGets = (): number => registry.requests().filter((r) => r.method === 'GET' && r.uri.endsWith(`/blobs/${layer.digest}`)).length;
-  const settle = () => new Promise((r) => setTimeout(r, 300)); // the registry logs just after answering
+  const originGets = (): Promise<number> => settledGets(registry, layer.digest, 300);
 
   const direct: number[] = [];
   const through: number[] = [];
@@ -85,8 +85,7 @@ export async function tiers(registry: Registry, img: PushedImage): Promise<Tiers
       const first = await download(`${s.node.url}${blob}`, { expectBytes, hash: i === 0 });
       if (i === 0 && first.sha256 !== layer.digest) throw new Error(`tiers served ${first.sha256}, expected ${layer.digest}`);
       through.push(first.ms);
-      await settle();
-      gets.push(originGets());
+      gets.push(await originGets());
       if (i > 0) continue;
       // Warm figures on the first stack: node hit, site hit through haproxy, the holding replica straight.
       const holder = await waitForHolder(s.replicas, layer.digest);
@@ -115,8 +114,7 @@ export async function tiers(registry: Registry, img: PushedImage): Promise<Tiers
     try {
       registry.clearRequests();
       const t = (await download(`${s.node.url}${blob}`, { expectBytes })).ms;
-      await settle();
-      link = { bytesPerSec: LINK_BYTES_PER_SEC, ms: { direct: d, tiers: t }, ratio: t / d, originGets: originGets() };
+      link = { bytesPerSec: LINK_BYTES_PER_SEC, ms: { direct: d, tiers: t }, ratio: t / d, originGets: await originGets() };
     } finally {
       await s.stop();
     }
