@@ -1,5 +1,4 @@
 // Composition root: the ONLY place that constructs stores, clients and services, and wires them together.
-import { constants, promises as fsp } from 'node:fs';
 import type { Logger } from 'pino';
 import { Blobs } from './cache/blobs/service.js';
 import { AccessTracker } from './cache/access.js';
@@ -18,14 +17,14 @@ import { Tags } from './cache/tags.js';
 import type { Config } from './config/load.js';
 import type { Digest } from './oci/digest.js';
 import { adminRoutes } from './http/admin.js';
-import type { RequestInfo } from './http/middleware.js';
 import { opsRoutes } from './http/ops.js';
 import { createApp } from './http/routes.js';
 import { ClientAuth } from './http/client-auth.js';
 import { TrafficHistory } from './obs/history.js';
 import { Metrics } from './obs/metrics.js';
 import { uiRoutes } from './http/ui/routes.js';
-import { LastErrors, PullCounter, statusData } from './status.js';
+import { readiness } from './ready.js';
+import { LastErrors, PullCounter, requestCounter, statusData } from './status.js';
 import { BlobStore } from './store/blob-store.js';
 import { ForeignStore } from './store/foreign.js';
 import { ReferrersStore } from './store/referrers.js';
@@ -221,40 +220,9 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     foreign: () => foreign.stats(),
   });
   const m = metrics;
-  const onRequestDone = (c: { req: { method: string } }, status: number, info: RequestInfo): void => {
-    m.requests.inc({ route: info.route ?? 'other', method: c.req.method, status: String(status) });
-    if ((info.route === 'manifests' || info.route === 'blobs') && info.outcome) {
-      const kind = info.route === 'manifests' ? 'manifest' : 'blob';
-      m.cache.inc({ kind, outcome: info.outcome });
-      if (info.bytes) m.servedBytes.inc({ kind, outcome: info.outcome }, info.bytes);
-      if (info.sendfile && info.bytes) m.sendfileBytes.inc(info.bytes);
-      history.served(info.outcome, info.bytes ?? 0);
-      if (kind === 'manifest' && c.req.method === 'GET' && info.upstream) pulls.pull(`${info.upstream}/${info.repo}`);
-    }
-  };
+  const onRequestDone = requestCounter(m, history, pulls);
   const ops = opsRoutes({
-    async ready() {
-      const body: Record<string, unknown> = { offline: config.offline };
-      let ok = true;
-      try {
-        body.store = meta.blobTotals();
-      } catch (e) {
-        ok = false;
-        body.store = { error: (e as Error).message };
-      }
-      // Writable means a new blob can be cached now: the directory is writable and the last write was not refused
-      // (a full disk keeps W_OK but refuses the bytes).
-      const dirWritable = await fsp.access(store.paths.tmpDir, constants.W_OK).then(
-        () => true,
-        () => false,
-      );
-      const refusal = blobs.storeRefusal;
-      body.cacheWritable = dirWritable && refusal === undefined;
-      if (!body.cacheWritable) body.storeError = refusal ?? 'data directory is not writable';
-      body.diskFreeBytes = await store.freeBytes();
-      body.upstreams = breaker.snapshot();
-      return { ok, body };
-    },
+    ready: () => readiness({ offline: config.offline, meta, store, blobs, breaker }),
     async metrics() {
       if (opts.clusterMetrics) return opts.clusterMetrics();
       return { contentType: m.registry.contentType, text: await m.registry.metrics() };

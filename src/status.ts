@@ -1,13 +1,16 @@
-// The status page's data, read from the parts app.ts built (store, breaker, fills, eviction, warming, traffic ring).
+// The status page's data, read from the parts app.ts built (store, breaker, fills, eviction, warming, traffic ring),
+// and the count of each finished request that feeds it and /metrics.
 import { statfs } from 'node:fs/promises';
 import type { Blobs } from './cache/blobs/service.js';
 import type { Eviction } from './cache/eviction.js';
 import type { Config } from './config/load.js';
 import type { ForeignAdmin } from './foreign/ops.js';
+import type { RequestInfo } from './http/middleware.js';
 import type { StatusData } from './http/ui/data.js';
 import { stevedoreVersion } from './jobs/bundle/layout.js';
 import type { Warmer } from './jobs/warm.js';
 import type { TrafficHistory } from './obs/history.js';
+import type { Metrics } from './obs/metrics.js';
 import type { Usage } from './store/usage.js';
 import type { CircuitBreaker } from './upstream/breaker.js';
 
@@ -105,5 +108,20 @@ export async function statusData(deps: StatusDeps): Promise<StatusData> {
       cachedBlobs: r.summary.cached.blobs,
       failed: r.summary.failed.blobs + r.summary.failed.images,
     })),
+  };
+}
+
+/** Counts a finished request: Prometheus requests, cache outcomes and bytes; the status page's traffic and pulls. */
+export function requestCounter(m: Metrics, history: TrafficHistory, pulls: PullCounter) {
+  return (c: { req: { method: string } }, status: number, info: RequestInfo): void => {
+    m.requests.inc({ route: info.route ?? 'other', method: c.req.method, status: String(status) });
+    if ((info.route === 'manifests' || info.route === 'blobs') && info.outcome) {
+      const kind = info.route === 'manifests' ? 'manifest' : 'blob';
+      m.cache.inc({ kind, outcome: info.outcome });
+      if (info.bytes) m.servedBytes.inc({ kind, outcome: info.outcome }, info.bytes);
+      if (info.sendfile && info.bytes) m.sendfileBytes.inc(info.bytes);
+      history.served(info.outcome, info.bytes ?? 0);
+      if (kind === 'manifest' && c.req.method === 'GET' && info.upstream) pulls.pull(`${info.upstream}/${info.repo}`);
+    }
   };
 }

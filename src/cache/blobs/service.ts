@@ -11,6 +11,7 @@ import { header } from '../../upstream/client.js';
 import { UpstreamNotFound } from '../../upstream/outcomes.js';
 import type { Target } from '../../upstream/registries.js';
 import { bestEffort } from '../best-effort.js';
+import { Admission, type AdmissionDeps } from './admission.js';
 import { FilledElsewhere, followElsewhere, holderElsewhere } from './elsewhere.js';
 import type { BlobFill } from './fill.js';
 import { StoreUnwritableError, type FillDeps, type FillSource } from './fill-contract.js';
@@ -20,9 +21,7 @@ import { Hits } from './hit.js';
 import { passThroughHandle } from './pass-through.js';
 import { UpstreamBlobs } from './source.js';
 
-export interface BlobsDeps extends FillDeps {
-  /** A blob larger than this (the storage budget) is streamed through, never cached. */
-  maxBlobBytes?: number;
+export interface BlobsDeps extends FillDeps, AdmissionDeps {
   /** Concurrent fills in this process, and per upstream; more wait in a queue. */
   maxFills?: number;
   maxFillsPerUpstream?: number;
@@ -33,16 +32,11 @@ export interface BlobsDeps extends FillDeps {
   foreign?: ForeignHooks;
   /** A cached blob was used (batched into last_access for eviction). */
   onAccess?: (digest: Digest) => void;
-  /** A fill committed a new blob (the storage budget may need a sweep), or the store ran out of room. */
+  /** A fill committed a new blob (the storage budget may need a sweep). */
   onCommit?: (digest: Digest, size: number) => void;
-  onStoreFull?: () => void;
-  now?: () => number;
   /** Shared upstream rate limit (--upstream-rate): awaited before each chunk is written. */
   throttle?: (bytes: number) => Promise<void>;
 }
-
-/** Free disk a new blob must leave (metadata, other fills' writes). */
-const ROOM_MARGIN = 8 << 20;
 
 class NoRoomError extends Error {
   override name = 'NoRoomError';
@@ -53,35 +47,22 @@ function contentLength(src: FillSource): number | undefined {
   return src.first.status === 200 && cl !== undefined && /^\d+$/.test(cl) ? Number(cl) : undefined;
 }
 
-/** After the store refused a write, misses pass through for this long before a fill is tried again. */
-const PASS_THROUGH_MS = 30_000;
-
 export class Blobs {
   private readonly hits: Hits;
   private readonly fills: Fills;
   private readonly upstream: UpstreamBlobs;
-  private passThroughUntil = 0;
-  /** Why the store refused the last write, while misses pass through. */
-  private refusal: { error: string; full: boolean } | undefined;
+  private readonly admission: Admission;
 
   constructor(private readonly deps: BlobsDeps) {
     this.hits = new Hits(deps.store, deps.onAccess);
     this.fills = new Fills(deps, (digest, fill) => this.settled(digest, fill));
     this.upstream = new UpstreamBlobs(deps);
+    this.admission = new Admission(deps);
   }
 
   /** Undefined while the store takes new blobs; else why not (misses are passed through meanwhile). */
   get storeRefusal(): string | undefined {
-    return this.refusal?.error;
-  }
-
-  /** Is there room for a new blob of this size: within --max-size, and free disk for it plus a margin? */
-  private async room(size: number): Promise<{ ok: true } | { ok: false; why: string; disk: boolean }> {
-    if (this.deps.maxBlobBytes !== undefined && size > this.deps.maxBlobBytes)
-      return { ok: false, why: `blob of ${size} bytes is larger than the storage budget (${this.deps.maxBlobBytes})`, disk: false };
-    const free = await this.deps.store.freeBytes();
-    if (free !== undefined && free < size + ROOM_MARGIN) return { ok: false, why: `blob of ${size} bytes does not fit in ${free} bytes free`, disk: true };
-    return { ok: true };
+    return this.admission.refused;
   }
 
   /** The upstream GET for a new fill; a blob that cannot fit is streamed through instead (StoreUnwritableError). */
@@ -89,7 +70,7 @@ export class Blobs {
     const src = await this.upstream.source(target, digest);
     const size = contentLength(src);
     if (size === undefined || (src.partial?.size ?? 0) > 0) return src;
-    const room = await this.room(size);
+    const room = await this.admission.room(size);
     if (room.ok) return src;
     await src.partial?.abandon();
     this.deps.log.info({ digest, reason: room.why }, 'not caching this blob: streaming it through');
@@ -210,17 +191,10 @@ export class Blobs {
       if (!linked) await this.upstream.head(target, digest);
       return this.fills.follow(running, 'coalesced');
     }
-    const now = this.deps.now ?? Date.now;
     try {
-      if (now() < this.passThroughUntil) {
+      if (this.admission.passingThrough) {
         const src = await this.upstream.source(target, digest, false);
-        const len = contentLength(src);
-        // After a full disk, caching resumes by itself as soon as there is room for the blob asked for (a
-        // read-only one is tried again when the pass-through period ends).
-        if (len === undefined || !this.refusal?.full || !(await this.room(len)).ok) return passThroughHandle(src, undefined, digest);
-        this.deps.log.info({ digest, size: len }, 'store has room again: caching resumes');
-        this.passThroughUntil = 0;
-        this.refusal = undefined;
+        if (!(await this.admission.resumeFor(digest, contentLength(src)))) return passThroughHandle(src, undefined, digest);
         const started = await this.fills.startOrJoin(digest, async () => src, up);
         if (started.joined) {
           src.first.body.destroy();
@@ -243,7 +217,7 @@ export class Blobs {
       if (e instanceof FilledElsewhere) return this.followElsewhere(target, digest);
       if (e instanceof StoreUnwritableError) {
         // Too big for the budget or the free disk: this blob only; a refused write: every miss for a while.
-        if (!(e.reason instanceof NoRoomError)) this.storeRefused(e.reason);
+        if (!(e.reason instanceof NoRoomError)) this.admission.refuse(e.reason);
         // The first caller streams the response it already has; callers that joined it fetch their own.
         const mine = !e.claimed;
         e.claimed = true;
@@ -291,18 +265,9 @@ export class Blobs {
   private settled(digest: Digest, fill: BlobFill): void {
     if (fill.state === 'done') {
       // A commit went through: the store takes blobs again.
-      this.refusal = undefined;
+      this.admission.committed();
       this.deps.onCommit?.(digest, fill.received);
-    } else if (isDiskError(fill.error)) this.storeRefused(fill.error!);
-  }
-
-  private storeRefused(e: Error): void {
-    this.deps.log.warn({ err: e.message }, 'store unwritable: passing blobs through without caching');
-    const now = (this.deps.now ?? Date.now)();
-    this.passThroughUntil = now + PASS_THROUGH_MS;
-    const code = (e as NodeJS.ErrnoException).code;
-    this.refusal = { error: e.message, full: code === 'ENOSPC' || code === 'EDQUOT' };
-    this.deps.onStoreFull?.();
+    } else if (isDiskError(fill.error)) this.admission.refuse(fill.error!);
   }
 
   private async fillFrom(digest: Digest, make: () => Promise<FillSource>, outcome: BlobOutcome): Promise<BlobHandle> {
