@@ -17,6 +17,7 @@ import {
   type PushedImage,
   type PushedIndex,
 } from '../helpers/images.ts';
+import { body, entryOf, tarEntries, type BundleJson } from '../helpers/bundle.ts';
 import { startNginx, type Nginx } from '../helpers/nginx.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { inspectRaw, skopeo } from '../helpers/skopeo.ts';
@@ -27,47 +28,7 @@ const MAIN = path.resolve(import.meta.dirname, '../../dist/main.js');
 // containerd's fallback `server`: a dead port, so a pull can only succeed through the offline stevedore.
 const DEAD_SERVER = 'http://127.0.0.1:9';
 
-interface TarEntry {
-  offset: number;
-  size: number;
-  type: string;
-}
-
-/** The entries of a ustar archive (names < 100 bytes, as stevedore writes them): where each body starts. */
-function tarEntries(buf: Buffer): Map<string, TarEntry> {
-  const out = new Map<string, TarEntry>();
-  const text = (a: number, b: number) => buf.subarray(a, b).toString('utf8').replace(/\0.*$/s, '');
-  for (let off = 0; off + 512 <= buf.length; ) {
-    if (buf.subarray(off, off + 512).every((b) => b === 0)) break;
-    const prefix = text(off + 345, off + 500);
-    const name = `${prefix ? `${prefix}/` : ''}${text(off, off + 100)}`;
-    const size = parseInt(text(off + 124, off + 136).trim() || '0', 8);
-    out.set(name, { offset: off + 512, size, type: text(off + 156, off + 157) });
-    off += 512 + Math.ceil(size / 512) * 512;
-  }
-  return out;
-}
-
-const body = (buf: Buffer, e: TarEntry) => buf.subarray(e.offset, e.offset + e.size);
-const entryOf = (digest: string) => `blobs/sha256/${digest.slice(7)}`;
 const digestsOf = (img: PushedImage) => [img.manifestDigest, img.configDigest, ...img.layers.map((l) => l.digest)];
-
-interface BundleJson {
-  format: string;
-  stevedore: string;
-  created: string;
-  images: {
-    ref: string;
-    digest: string;
-    mediaType: string;
-    platforms: string[];
-    manifests: number;
-    blobs: number;
-    bytes: number;
-    foreignNotIncluded: string[];
-  }[];
-  totals: { images: number; manifests: number; blobs: number; bytes: number };
-}
 
 describe('export and import across an air gap (registry upstream, skopeo, containerd)', () => {
   let reg: Registry;
