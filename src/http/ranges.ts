@@ -61,12 +61,14 @@ export function planRange(value: string, size: number | undefined): RangePlan {
  * A multipart/byteranges body (RFC 9110 §14.6) over ascending disjoint `parts`, read with ONE open() of the
  * span from the first part's start to the last part's end (a blob handle opens once; a fill is followed once),
  * skipping the gaps. Returns the headers (Content-Type with the boundary, exact Content-Length) and the body.
+ * `discard` runs instead of open() when the body is destroyed before it was ever read (the client went first).
  */
 export function multipartBody(
   open: (start: number, end: number) => Readable,
   parts: ByteRange[],
   size: number,
   partType: string,
+  discard?: () => void,
 ): { headers: Record<string, string>; body: Readable } {
   const boundary = `stevedore-${randomBytes(12).toString('hex')}`;
   const heads = parts.map((p, i) =>
@@ -75,8 +77,10 @@ export function multipartBody(
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   let length = tail.length;
   for (const [i, p] of parts.entries()) length += heads[i]!.length + p.end - p.start + 1;
+  let opened = false;
   async function* generate(): AsyncGenerator<Buffer> {
     const first = parts[0]!;
+    opened = true;
     const src = open(first.start, parts[parts.length - 1]!.end);
     let pos = first.start; // offset in the blob of the chunk being looked at
     let i = 0;
@@ -107,8 +111,9 @@ export function multipartBody(
     // The source ended short: fail so the socket is cut (Content-Length makes that visible), never a clean end.
     if (i < parts.length) throw new Error('blob ended before the last range');
   }
-  return {
-    headers: { 'content-type': `multipart/byteranges; boundary=${boundary}`, 'content-length': String(length) },
-    body: Readable.from(generate(), { objectMode: false }),
-  };
+  const body = Readable.from(generate(), { objectMode: false });
+  body.once('close', () => {
+    if (!opened) discard?.();
+  });
+  return { headers: { 'content-type': `multipart/byteranges; boundary=${boundary}`, 'content-length': String(length) }, body };
 }

@@ -40,9 +40,12 @@ export function sendStream(c: Context<Env>, status: number, headers: Record<stri
     // with node-server's, the connection tracker's and the access log's passed Node's limit of ten (a warning).
     body.pipe(out);
     body.once('error', (e) => out.destroy(e));
-    out.once('close', () => {
+    const stop = (): void => {
       if (!body.readableEnded) body.destroy();
-    });
+    };
+    // A client gone before this answer started closed the response already: its 'close' will not come again.
+    if (out.destroyed) stop();
+    else out.once('close', stop);
     return RESPONSE_ALREADY_SENT;
   }
   return new Response(Readable.toWeb(body) as ReadableStream, { status, headers: { ...API_VERSION_HEADER, ...headers } });

@@ -2,12 +2,14 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import type { Digest } from '../../src/oci/digest.ts';
 import { pushImage, type PushedLayer } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
 import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
+import { sleep, waitFor } from '../helpers/tmp.ts';
 
 const run = promisify(execFile);
 
@@ -150,5 +152,25 @@ describe('multi-range blob reads (real registry, curl)', () => {
       assert.equal(r.headers['content-range'], undefined);
       assert.ok(r.body.equals(smallBytes), range);
     }
+  });
+
+  test('clients gone before their answers start leave the cached blob free (not held open: evictable)', async () => {
+    await curl(url(big.digest), 'bytes=0-0');
+    await sd.proxy.blobs.fillSettled(big.digest as Digest);
+    const { port } = new URL(sd.url);
+    // Request sent, connection reset at once: the answer is started for a response already closed.
+    for (const range of ['Range: bytes=0-1,100-200\r\n', 'Range: bytes=0-1\r\n', '']) {
+      for (let i = 0; i < 20; i++) {
+        const s = net.connect(Number(port), '127.0.0.1');
+        await new Promise<void>((resolve) => s.once('connect', resolve));
+        s.write(`GET /v2/mr/app/blobs/${big.digest} HTTP/1.1\r\nHost: x\r\n${range}\r\n`);
+        s.resetAndDestroy();
+      }
+      await sleep(300);
+      await waitFor(`no request whose client is gone to hold the blob (${range.trim() || 'whole'})`, () => !sd.proxy.blobs.inUse(big.digest as Digest), 5_000);
+    }
+    const r = await curl(url(big.digest), 'bytes=0-1,100-200');
+    assert.equal(r.status, 206);
+    assert.ok(Buffer.concat(parseMultipart(r).map((p) => p.bytes)).equals(Buffer.concat([bigBytes.subarray(0, 2), bigBytes.subarray(100, 201)])));
   });
 });
