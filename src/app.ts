@@ -19,6 +19,7 @@ import type { Digest } from './oci/digest.js';
 import { adminRoutes } from './http/admin.js';
 import { opsRoutes } from './http/ops.js';
 import { createApp } from './http/routes.js';
+import type { AttemptLedger } from './http/attempts.js';
 import { ClientAuth } from './http/client-auth.js';
 import { TrafficHistory } from './obs/history.js';
 import { Metrics } from './obs/metrics.js';
@@ -80,6 +81,8 @@ export async function prepareDataDir(config: Config, log: Logger): Promise<void>
 export interface BuildOptions {
   /** Under `--workers N`: /metrics answers the sum over all workers (asked of the cluster primary). */
   clusterMetrics?: () => Promise<{ contentType: string; text: string }>;
+  /** Under `--workers N`: failed authentication counted by the cluster primary for all workers. */
+  authAttempts?: AttemptLedger;
 }
 
 export function buildApp(config: Config, log: Logger, now: () => number = Date.now, opts: BuildOptions = {}): Stevedore {
@@ -234,7 +237,7 @@ export function buildApp(config: Config, log: Logger, now: () => number = Date.n
     ops,
     onRequestDone,
     passthroughUpstreams: Object.values(config.upstreams).some((u) => u.passthrough),
-    ...(config.clientAuth ? { auth: new ClientAuth(config.clientAuth) } : {}),
+    ...(config.clientAuth ? { auth: new ClientAuth(config.clientAuth, opts.authAttempts) } : {}),
     ...(config.accelRedirect ? { accelPrefix: config.accelRedirect.prefix } : {}),
     sendfile: config.server.sendfile,
     ...(config.server.trustedProxies.length > 0 ? { trustedProxy: addressIn(cidrList(config.server.trustedProxies)) } : {}),

@@ -12,7 +12,9 @@ import type { Config } from '../config/load.js';
 import { createLogger } from '../obs/log.js';
 import { reclaimAfterBursts } from '../obs/reclaim.js';
 import { sendfileUnavailable } from '../sendfile/native.js';
+import { answerAttempts, ClusterAttempts } from './cluster-auth.js';
 import { limitConnections, serverOptions } from './connections.js';
+import { LocalAttempts } from '../http/attempts.js';
 
 const GRACE_MS = 10_000;
 /** Worker index (1..N) in the environment of a cluster worker; worker 1 is the leader (sweeps, warming). */
@@ -44,7 +46,13 @@ export async function serve(config: Config): Promise<void> {
   if (cluster.isPrimary) return primary(config, workers);
   // --upstream-rate bounds all upstream traffic together: each of the N workers takes its share.
   const share = config.upstreamRate !== undefined ? { ...config, upstreamRate: config.upstreamRate / workers } : config;
-  return serveOne(share, { cleanup: false, leader: process.env[WORKER_ENV] === '1' }, { clusterMetrics: askPrimaryForMetrics });
+  // Failed authentication is counted by the primary for all workers (the limit is per server, not per worker).
+  const authAttempts = config.clientAuth ? new ClusterAttempts() : undefined;
+  return serveOne(
+    share,
+    { cleanup: false, leader: process.env[WORKER_ENV] === '1' },
+    { clusterMetrics: askPrimaryForMetrics, ...(authAttempts ? { authAttempts } : {}) },
+  );
 }
 
 /** One serving process: the whole server (`--workers 1`) or one cluster worker. */
@@ -179,9 +187,12 @@ async function primary(config: Config, n: number): Promise<void> {
   const extra = NODE_FLAGS.filter((f) => !inherited.some((a) => a.startsWith(f.split('=')[0]!)));
   cluster.setupPrimary({ execArgv: [...process.execArgv, ...extra] });
   const aggregator = new AggregatorRegistry();
+  const auth = config.clientAuth;
+  const attempts = auth ? new LocalAttempts(auth.maxFailures, auth.failureWindowMs) : undefined;
   let stopping = false;
   const fork = (index: number): Worker => {
     const w = cluster.fork({ ...mallocEnv(), [WORKER_ENV]: String(index) });
+    if (attempts) answerAttempts(attempts, w);
     w.on('message', (msg: { type?: string; id?: number }) => {
       if (msg?.type !== METRICS_MSG) return;
       aggregator.clusterMetrics().then(

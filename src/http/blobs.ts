@@ -56,7 +56,13 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
     info.bytes! += n;
   };
   if (plan?.kind === 'multi') {
-    const mp = multipartBody((s, e) => blob.open(s, e), plan.parts, blob.size!, base['content-type']!, () => blob.discard?.());
+    const mp = multipartBody(
+      (s, e) => blob.open(s, e),
+      plan.parts,
+      blob.size!,
+      base['content-type']!,
+      () => blob.discard?.(),
+    );
     return sendStream(c, 206, { ...base, ...mp.headers }, mp.body, onEnd);
   }
   const status = range ? 206 : 200;

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import { LRUCache } from 'lru-cache';
 import { BASIC_CHALLENGE, OciError } from '../oci/errors.js';
+import { LocalAttempts, type AttemptLedger } from './attempts.js';
 
 export interface AccessRule {
   who: readonly string[];
@@ -35,6 +36,23 @@ function glob(pattern: string): RegExp {
   return new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*')}$`);
 }
 
+/** The highest bcrypt cost among these hashes (`$2b$12$...`: 12); 5 when there are none. */
+function highestCost(hashes: Iterable<string>): number {
+  let cost = 5;
+  for (const h of hashes) {
+    const m = /^\$2[abxy]?\$(\d\d)\$/.exec(h);
+    if (m) cost = Math.max(cost, Number(m[1]));
+  }
+  return Math.min(cost, 31);
+}
+
+function tooMany(seconds: number): void {
+  if (seconds > 0)
+    throw new OciError('TOOMANYREQUESTS', { reason: 'too many failed authentication attempts from this address' }, undefined, {
+      'retry-after': String(seconds),
+    });
+}
+
 interface CompiledRule extends AccessRule {
   up: RegExp[];
   repo: RegExp[];
@@ -44,11 +62,19 @@ export class ClientAuth {
   private readonly rules: CompiledRule[];
   /** sha256(Authorization header) -> identity, so bcrypt runs once per credential and 5 minutes, not per request. */
   private readonly verified = new LRUCache<string, { name: string }>({ max: 10_000, ttl: 5 * 60_000 });
-  private readonly failures: LRUCache<string, { n: number }>;
+  /** Checks running now, by sha256(Authorization header) and address (checkOnce). */
+  private readonly checking = new Map<string, Promise<string | undefined>>();
+  private readonly attempts: AttemptLedger;
+  /** A hash of the users' highest bcrypt cost, made once: a missing user costs what a real check costs. */
+  private dummy: Promise<string> | undefined;
 
-  constructor(private readonly o: ClientAuthOptions) {
+  /** `attempts`: where failed attempts are counted (default: this process; the cluster primary under --workers). */
+  constructor(
+    private readonly o: ClientAuthOptions,
+    attempts?: AttemptLedger,
+  ) {
     this.rules = o.rules.map((r) => ({ ...r, up: r.upstreams.map(glob), repo: r.repositories.map(glob) }));
-    this.failures = new LRUCache({ max: 50_000, ttl: o.failureWindowMs });
+    this.attempts = attempts ?? new LocalAttempts(o.maxFailures, o.failureWindowMs);
   }
 
   /** May anyone without credentials pull anything? (Then GET /v2/ answers 200 without credentials.) */
@@ -59,25 +85,38 @@ export class ClientAuth {
   /** Who sent this Authorization header; throws UNAUTHORIZED (with the challenge) or TOOMANYREQUESTS. */
   async authenticate(authorization: string | undefined, address: string): Promise<Identity> {
     if (!authorization) return 'anonymous';
-    const failed = this.failures.get(address);
-    if (failed && failed.n >= this.o.maxFailures) {
-      const retry = Math.ceil((this.failures.getRemainingTTL(address) || this.o.failureWindowMs) / 1000);
-      throw new OciError('TOOMANYREQUESTS', { reason: 'too many failed authentication attempts from this address' }, undefined, {
-        'retry-after': String(retry),
-      });
-    }
+    tooMany(this.attempts.refusedFor(address));
     const key = sha256(authorization);
     let who = this.verified.get(key);
     if (!who) {
-      const name = await this.check(authorization);
-      if (name === undefined) {
-        // Counted per source address; the window restarts with each failure.
-        this.failures.set(address, { n: (failed?.n ?? 0) + 1 });
-        throw new OciError('UNAUTHORIZED', { reason: 'invalid credentials' }, undefined, CHALLENGE);
-      }
+      const name = await this.checkOnce(key, authorization, address);
+      if (name === undefined) throw new OciError('UNAUTHORIZED', { reason: 'invalid credentials' }, undefined, CHALLENGE);
       this.verified.set(key, (who = { name }));
     }
     return { name: who.name, groups: this.o.groupsOf.get(who.name) ?? [] };
+  }
+
+  /**
+   * One check per credential and address at a time (requests sent at once with it share the answer), reserved
+   * with the attempt ledger before it runs, so distinct guesses sent at once count one each.
+   */
+  private checkOnce(key: string, authorization: string, address: string): Promise<string | undefined> {
+    const slot = `${key} ${address}`;
+    let p = this.checking.get(slot);
+    if (!p) {
+      p = (async () => {
+        tooMany(await this.attempts.begin(address));
+        let name: string | undefined;
+        try {
+          name = await this.check(authorization);
+        } finally {
+          this.attempts.end(address, name === undefined);
+        }
+        return name;
+      })().finally(() => this.checking.delete(slot));
+      this.checking.set(slot, p);
+    }
+    return p;
   }
 
   /** The name these credentials prove, or undefined. A token is accepted as Bearer, or as a Basic password. */
@@ -95,7 +134,8 @@ export class ClientAuth {
     const hash = this.o.users.get(user);
     if (hash === undefined) {
       // Same cost as a real check: a missing user is not told apart by timing.
-      await bcrypt.compare(password, '$2b$05$hhw1xa9k5qW1.haLt6HryOoAu.VjhCyY48jFKTKW2/EQoQTug7Cv.');
+      this.dummy ??= bcrypt.hash('not a password', highestCost(this.o.users.values()));
+      await bcrypt.compare(password, await this.dummy);
       return undefined;
     }
     return (await bcrypt.compare(password, hash)) ? user : undefined;

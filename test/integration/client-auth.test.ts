@@ -130,6 +130,23 @@ describe('client authentication and access rules', () => {
     }
   });
 
+  test('--workers 2: the limit holds for the whole server, not per worker (attempts counted in the primary)', async () => {
+    const s = await startStevedore({ upstreams: [reg.url], config: { ...config, auth: { ...(config.auth as object), maxFailures: 3 } }, workers: 2 });
+    try {
+      await waitFor('both workers listening', () => (s.logs().match(/worker listening/g) ?? []).length >= 2 || undefined, 15_000, 50);
+      const statuses: number[] = [];
+      // A new connection each: the kernel hands them to both workers in turn.
+      for (let i = 0; i < 8; i++) {
+        const res = await request(`${s.url}/v2/public/app/manifests/v1`, { reset: true, headers: basicAuth('carol', `bad-${i}`), signal: AbortSignal.timeout(20_000) });
+        await res.body.dump();
+        statuses.push(res.statusCode);
+      }
+      assert.deepEqual(statuses, [401, 401, 401, 429, 429, 429, 429, 429]);
+    } finally {
+      await s.stop();
+    }
+  });
+
   test('behind a trusted proxy (server.trustedProxies) the limit is per forwarded client: one client locked out, another served; without it they share one address', async () => {
     const authCfg = { ...(config.auth as object), maxFailures: 3 };
     const m = (s: { url: string }) => `${s.url}/v2/public/app/manifests/v1`;

@@ -69,4 +69,38 @@ describe('ClientAuth', () => {
     assert.equal(await code(a.authenticate(basic('alice', 'pw'), '10.0.0.2')), 'TOOMANYREQUESTS', 'blocked, even with the right password');
     assert.equal(await code(a.authenticate(basic('alice', 'pw'), '10.0.0.3')), 'ok', 'another address is not blocked');
   });
+
+  test('guesses sent at once count one each: at most maxFailures password checks per address, then 429', async () => {
+    const a = make([rule({ who: ['*'] })], 3);
+    const codes = await Promise.all(Array.from({ length: 30 }, (_, i) => code(a.authenticate(basic('alice', `guess-${i}`), '10.0.0.4'))));
+    assert.equal(codes.filter((c) => c === 'UNAUTHORIZED').length, 3, codes.join(' '));
+    assert.equal(codes.filter((c) => c === 'TOOMANYREQUESTS').length, 27);
+    assert.equal(await code(a.authenticate(basic('alice', 'pw'), '10.0.0.4')), 'TOOMANYREQUESTS', 'the right password is refused too');
+  });
+
+  test('one credential sent many times at once is checked once (not counted as many attempts)', async () => {
+    const a = make([rule({ who: ['*'] })], 3);
+    const codes = await Promise.all(Array.from({ length: 10 }, () => code(a.authenticate(basic('alice', 'pw'), '10.0.0.5'))));
+    assert.deepEqual(new Set(codes), new Set(['ok']));
+  });
+
+  test('a user who does not exist is checked against a hash of the configured cost (not told apart by timing)', async (t) => {
+    const a = new ClientAuth({
+      users: new Map([['alice', bcrypt.hashSync('pw', 4)], ['bob', bcrypt.hashSync('pw', 7)]]),
+      tokens: new Map(),
+      groupsOf: new Map(),
+      rules: [rule({ who: ['*'] })],
+      maxFailures: 10,
+      failureWindowMs: 60_000,
+    });
+    const compared: string[] = [];
+    const real = bcrypt.compare;
+    t.mock.method(bcrypt, 'compare', (pw: string, hash: string) => {
+      compared.push(hash);
+      return real(pw, hash);
+    });
+    assert.equal(await code(a.authenticate(basic('mallory', 'pw'), '10.0.0.6')), 'UNAUTHORIZED');
+    assert.equal(compared.length, 1);
+    assert.match(compared[0]!, /^\$2[aby]\$07\$/, 'the highest cost among the users');
+  });
 });
