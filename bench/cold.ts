@@ -3,18 +3,25 @@
 // Each fresh server first pulls another blob (`warmup`): a cache is a long-running process, so a cold pull meets
 // a warm JIT; what is cold is the blob.
 import path from 'node:path';
-import type { PushedImage } from '../test/helpers/images.ts';
+import { MT, type PushedImage } from '../test/helpers/images.ts';
 import { pacedRelay } from '../test/helpers/paced-relay.ts';
 import type { Registry } from '../test/helpers/registry.ts';
 import { makeTempDir, runCommand, sleep } from '../test/helpers/tmp.ts';
 import { curlDownload } from './http.ts';
 import { startPeer } from './peer.ts';
+import { probeWhile, type ProbeLatency } from './probe.ts';
 import { minSeries, type Series } from './report.ts';
 import { startStevedore, type Server } from './servers.ts';
 
 export interface ColdResult {
   /** undefined: loopback */
   bytesPerSec: number | undefined;
+  /**
+   * A file of the blob's size was written and removed just before each pull (and before the dd): the pull's new
+   * page-cache pages are ones the guest touched a moment ago, not fresh ones the host must back first, as on a
+   * host whose memory is in use. Without it, every cold pull here is the first use of those pages.
+   */
+  recycled: boolean;
   runsEach: number;
   ms: { direct: Series; stevedore: Series; peer: Series };
   /** median time / median direct time (lower is better; 1.0 = as fast as straight from the upstream) */
@@ -27,7 +34,11 @@ export interface ColdResult {
   newFileMs: Series;
   /** GETs of the blob the upstream answered per cold pull (the peer downloads it a second time to store it) */
   upstreamGets: { stevedore: number[]; peer: number[] };
+  /** A cached manifest GET by digest every 10 ms during each pull: does a fill hold up other clients? */
+  manifestDuring: { stevedore: ProbeLatency[]; peer: ProbeLatency[] };
 }
+
+const ACCEPT = [MT.ociIndex, MT.ociManifest, MT.dockerList, MT.dockerManifest].join(', ');
 
 type Started = <S extends Server>(p: Promise<S>) => Promise<S>;
 
@@ -70,14 +81,17 @@ async function coldRuns(
   runs: number,
   workers: number,
   started: Started,
-): Promise<Omit<ColdResult, 'bytesPerSec'>> {
+  recycle = false,
+): Promise<Omit<ColdResult, 'bytesPerSec' | 'recycled'>> {
   const blob = `/v2/${img.repo}/blobs/${img.layers[0]!.digest}`;
   const expectBytes = img.layers[0]!.size;
   const ms = (mbps: number): number => (expectBytes / 1e6 / mbps) * 1000;
   const got = { direct: [] as number[], stevedore: [] as number[], peer: [] as number[] };
   const gets = { stevedore: [] as number[], peer: [] as number[] };
+  const during = { stevedore: [] as ProbeLatency[], peer: [] as ProbeLatency[] };
   const newFile: number[] = [];
   for (let i = 0; i < runs; i++) {
+    if (recycle) await writeNewFile(expectBytes);
     newFile.push(await writeNewFile(expectBytes));
     got.direct.push(ms(await curlDownload(`${upstreamUrl}${blob}`, expectBytes)));
     for (const who of ['stevedore', 'peer'] as const) {
@@ -85,7 +99,11 @@ async function coldRuns(
       try {
         await curlDownload(`${s.url}/v2/${warmup.repo}/blobs/${warmup.layers[0]!.digest}`, warmup.layers[0]!.size);
         const before = await settledGets(registry, img.layers[0]!.digest, 500);
-        got[who].push(ms(await curlDownload(`${s.url}${blob}`, expectBytes)));
+        if (recycle) await writeNewFile(expectBytes);
+        const manifest = `${s.url}/v2/${warmup.repo}/manifests/${warmup.manifestDigest}`;
+        const pull = await probeWhile(manifest, ACCEPT, () => curlDownload(`${s.url}${blob}`, expectBytes));
+        got[who].push(ms(pull.result));
+        during[who].push(pull.latency);
         // Counted before the server stops: the peer's second download (to store the blob) may end well after the pull.
         gets[who].push((await settledGets(registry, img.layers[0]!.digest, 2_500)) - before);
       } finally {
@@ -95,7 +113,7 @@ async function coldRuns(
   }
   const out = { direct: minSeries(got.direct), stevedore: minSeries(got.stevedore), peer: minSeries(got.peer) };
   const ratio = { stevedore: out.stevedore.median / out.direct.median, peer: out.peer.median / out.direct.median };
-  return { runsEach: runs, ms: out, ratio, newFileMs: minSeries(newFile), upstreamGets: gets };
+  return { runsEach: runs, ms: out, ratio, newFileMs: minSeries(newFile), upstreamGets: gets, manifestDuring: during };
 }
 
 export async function coldLoopback(
@@ -105,8 +123,9 @@ export async function coldLoopback(
   runs: number,
   workers: number,
   started: Started,
+  recycle = false,
 ): Promise<ColdResult> {
-  return { bytesPerSec: undefined, ...(await coldRuns(registry, registry.url, img, warmup, runs, workers, started)) };
+  return { bytesPerSec: undefined, recycled: recycle, ...(await coldRuns(registry, registry.url, img, warmup, runs, workers, started, recycle)) };
 }
 
 /** A relay in front of the registry paces its answers at `bytesPerSec`, like a link of that bandwidth. */
@@ -121,7 +140,7 @@ export async function coldOverLink(
 ): Promise<ColdResult> {
   const relay = await pacedRelay(Number(new URL(registry.url).port), bytesPerSec);
   try {
-    return { bytesPerSec, ...(await coldRuns(registry, relay.url, img, warmup, runs, workers, started)) };
+    return { bytesPerSec, recycled: false, ...(await coldRuns(registry, relay.url, img, warmup, runs, workers, started)) };
   } finally {
     await relay.close();
   }

@@ -10,6 +10,7 @@ import { coldLoopback, coldOverLink } from './cold.ts';
 import { closeDownloads, download, type Download } from './http.ts';
 import { loadTest } from './loadgen.ts';
 import { manyConnections } from './many.ts';
+import { closeProbes } from './probe.ts';
 import { printTable, writeJson, type Coalescing, type Results } from './report.ts';
 import { procStatusBytes, sampleRss, startNginx, startStevedore, type Server } from './servers.ts';
 import { verifyCost } from './verify-cost.ts';
@@ -221,6 +222,7 @@ async function main(): Promise<void> {
   } finally {
     clearTimeout(watchdog);
     await closeDownloads();
+    await closeProbes();
     await runCleanups();
   }
 }
