@@ -43,7 +43,9 @@ export async function blobRoute(c: Context<Env>, proxy: Proxy, target: Target, r
     // Content-Length 0, not chunked: nginx keeps an upstream connection only when it has read the whole (empty) body.
     return sendBytes(200, { ...base, 'content-length': '0', 'x-accel-redirect': `${opts.accelPrefix}${blob.casPath}` }, null);
   }
-  const header = blob.wholeOnly ? undefined : c.req.header('range');
+  // If-Range (RFC 9110 §13.1.5): the Range counts only when the validator is this blob's (strong) ETag.
+  const ifRange = c.req.header('if-range');
+  const header = blob.wholeOnly || (ifRange !== undefined && ifRange.trim() !== base.etag) ? undefined : c.req.header('range');
   // Anything but one well-formed range goes through ranges.ts (multipart, ignored, or 416); one range stays on the fast path.
   const plan = header === undefined ? undefined : planRange(header, blob.size);
   const range = plan?.kind === 'single' ? parseRange(plan.header, blob.size) : undefined;

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
+import { targetPath } from './path.js';
 
 export interface RequestInfo {
   route?: string;
@@ -34,8 +35,7 @@ export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: n
     c.set('info', info);
     const { incoming, outgoing: out } = nodeOf(c);
     // The raw target, before any URL normalisation could hide a "..".
-    const raw = incoming?.url ?? new URL(c.req.url).pathname;
-    c.set('rawPath', raw.split('?')[0]!);
+    c.set('rawPath', targetPath(incoming?.url ?? new URL(c.req.url).pathname));
     // Set on the socket's response directly: reading or writing c.res.headers would build a Headers object
     // for every request (measurable on the manifest hot path). writeHead keeps headers set this way.
     out?.setHeader('x-request-id', reqId);

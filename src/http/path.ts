@@ -1,4 +1,5 @@
-// Splits a raw /v2/ request path into name, kind and reference; refuses traversal and encoded separators.
+// Splits a raw /v2/ request path into name, kind and reference; refuses traversal and encoded separators (and
+// dot segments in any path: URL normalisation must never route a request somewhere its raw path does not name).
 import { OciError } from '../oci/errors.js';
 
 export type Route =
@@ -8,6 +9,20 @@ export type Route =
   | { kind: 'referrers'; name: string; digest: string }
   | { kind: 'uploads'; name: string }
   | { kind: 'other'; name?: string };
+
+/** A "." or ".." segment (also percent-encoded) anywhere in a raw path. */
+export function hasDotSegment(rawPath: string): boolean {
+  return rawPath.split('/').some((seg) => /^(?:\.|%2e){1,2}$/i.test(seg));
+}
+
+/**
+ * The path of a raw request target: the origin form as it is; the absolute form (`http://host/v2/...`, RFC 9112
+ * §3.2.2) without scheme and authority; the query dropped.
+ */
+export function targetPath(target: string): string {
+  const path = /^[a-z][a-z0-9+.-]*:\/\//i.test(target) ? target.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '') || '/' : target;
+  return path.split('?')[0]!;
+}
 
 /** Parses the raw (undecoded) path; throws NAME_INVALID on "..", ".", empty or encoded-slash segments. */
 export function parseV2Path(rawPath: string): Route {

@@ -6,7 +6,7 @@ import { requireDigest } from '../oci/digest.js';
 import { OciError } from '../oci/errors.js';
 import { errorResponse } from './errors.js';
 import { nodeOf, requestContext, type Env, type RequestInfo } from './middleware.js';
-import { parseV2Path } from './path.js';
+import { hasDotSegment, parseV2Path } from './path.js';
 import { sendBytes } from './respond.js';
 import { blobRoute } from './blobs.js';
 import { manifestRoute } from './manifests.js';
@@ -42,6 +42,11 @@ export interface AppOptions {
 export function createApp(opts: AppOptions): Hono<Env> {
   const app = new Hono<Env>();
   app.use('*', requestContext(opts.log, opts.onRequestDone));
+  // Routing sees the normalised URL: a ".." there could lead out of /v2/ to an endpoint the raw path never named.
+  app.use('*', async (c, next) => {
+    if (hasDotSegment(c.get('rawPath'))) throw new OciError('NAME_INVALID', { reason: 'path traversal (a "." or ".." segment)', path: c.get('rawPath') });
+    await next();
+  });
   app.onError((err, c) => errorResponse(err, c.req.method, c.get('log')));
   app.notFound((c) => errorResponse(new OciError('NAME_UNKNOWN', { reason: 'no such endpoint', path: c.get('rawPath') }), c.req.method));
   opts.ops?.(app);

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
+import { request } from 'undici';
 import type { Digest } from '../../src/oci/digest.ts';
 import { pushImage, type PushedLayer } from '../helpers/images.ts';
 import { startRegistry, type Registry } from '../helpers/registry.ts';
@@ -172,5 +173,22 @@ describe('multi-range blob reads (real registry, curl)', () => {
     const r = await curl(url(big.digest), 'bytes=0-1,100-200');
     assert.equal(r.status, 206);
     assert.ok(Buffer.concat(parseMultipart(r).map((p) => p.bytes)).equals(Buffer.concat([bigBytes.subarray(0, 2), bigBytes.subarray(100, 201)])));
+  });
+
+  test("If-Range: the blob's ETag keeps the Range; another validator, a weak one or a date gets the whole blob", async () => {
+    await curl(url(small.digest), 'bytes=0-0');
+    await sd.proxy.blobs.fillSettled(small.digest as Digest);
+    const get = async (ifRange: string) => {
+      const res = await request(url(small.digest), { headers: { range: 'bytes=0-9', 'if-range': ifRange }, signal: AbortSignal.timeout(20_000) });
+      return { status: res.statusCode, body: Buffer.from(await res.body.arrayBuffer()) };
+    };
+    const same = await get(`"${small.digest}"`);
+    assert.equal(same.status, 206);
+    assert.ok(same.body.equals(smallBytes.subarray(0, 10)));
+    for (const other of [`"sha256:${'0'.repeat(64)}"`, `W/"${small.digest}"`, 'Wed, 21 Oct 2015 07:28:00 GMT']) {
+      const r = await get(other);
+      assert.equal(r.status, 200, other);
+      assert.ok(r.body.equals(smallBytes), other);
+    }
   });
 });

@@ -221,9 +221,18 @@ describe('manifests, tags and errors', () => {
       '/v2/a%2Fb/manifests/x',
       '/v2/a/%2fb/tags/list',
       '/v2/a//b/manifests/x',
+      // A dot segment anywhere, even one that would lead out of /v2/ to another endpoint.
+      '/v2/../-/ui/data',
+      '/v2/%2e%2e/healthz',
+      '/-/ui/../healthz',
+      '/v2/./',
     ]) {
       ociError(await raw(sd.url, 'GET', p), 400, 'NAME_INVALID');
     }
+    // The absolute form of a request target (RFC 9112 §3.2.2) names the same resource as its path.
+    const abs = await raw(sd.url, 'GET', `http://${new URL(sd.url).host}/v2/`);
+    assert.equal(abs.status, 200, abs.body.toString());
+    assert.equal(abs.body.toString(), '{}');
     ociError(await get(`${sd.url}/v2/a/b/blobs/sha256:xyz`), 400, 'DIGEST_INVALID');
     ociError(await get(`${sd.url}/v2/a/b/blobs/${d.slice(0, -1)}`), 400, 'DIGEST_INVALID');
     ociError(await get(`${sd.url}/v2/a/b/manifests/sha256:zz`), 400, 'DIGEST_INVALID');

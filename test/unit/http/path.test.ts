@@ -1,7 +1,8 @@
-// Unit tests of src/http/path.ts: parseV2Path routes raw /v2/ paths and refuses traversal and encoded separators.
+// Unit tests of src/http/path.ts: parseV2Path routes raw /v2/ paths and refuses traversal and encoded separators;
+// dot segments anywhere; the path of an absolute-form target.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseV2Path } from '../../../src/http/path.ts';
+import { hasDotSegment, parseV2Path, targetPath } from '../../../src/http/path.ts';
 import { OciError } from '../../../src/oci/errors.ts';
 
 const isCode =
@@ -44,5 +45,19 @@ describe('parseV2Path', () => {
     ]) {
       assert.throws(() => parseV2Path(p), isCode('NAME_INVALID'), p);
     }
+  });
+});
+
+describe('hasDotSegment and targetPath', () => {
+  test('"." and ".." segments, plain or percent-encoded, anywhere; dots inside a name are fine', () => {
+    for (const p of ['/v2/../x', '/-/ui/./data', '/%2e%2E/healthz', '/v2/.%2e/', '/a/..']) assert.equal(hasDotSegment(p), true, p);
+    for (const p of ['/v2/a/manifests/v1.2', '/v2/a.b/c', '/-/ui/', '/v2/...x/y', '/healthz']) assert.equal(hasDotSegment(p), false, p);
+  });
+
+  test('absolute form loses scheme and authority; the query goes', () => {
+    assert.equal(targetPath('http://127.0.0.1:5000/v2/a/manifests/v1?ns=docker.io'), '/v2/a/manifests/v1');
+    assert.equal(targetPath('HTTPS://host'), '/');
+    assert.equal(targetPath('/v2/?x=1'), '/v2/');
+    assert.equal(targetPath('/v2/http://x/y'), '/v2/http://x/y', 'only a target that starts with a scheme');
   });
 });
