@@ -1,10 +1,13 @@
 // The server socket's limits: header, request and keep-alive timeouts, a stall timeout for a response that makes no
-// progress, and a connection cap that evicts the oldest idle connection (one without a request in progress).
+// progress, a connection cap that evicts the oldest idle connection (one without a request in progress), and the
+// answer to a request the HTTP parser refuses.
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.js';
+import { OciError } from '../oci/errors.js';
 import type { Metrics } from '../obs/metrics.js';
 
 export type ServerLimits = Config['server'];
@@ -104,4 +107,29 @@ export function limitConnections(server: Server, l: ServerLimits, log: Logger, m
     });
   });
   return { open: () => conns.size };
+}
+
+/** Status and message for what Node's parser refuses, by its error code (anything else: a malformed request, 400). */
+const PARSE_ERRORS: Record<string, [status: number, message: string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'request headers too large'],
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'chunk extensions too large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'request not received in time'],
+};
+
+/**
+ * A request Node's HTTP parser refuses before any route runs (headers too large, a malformed request line, an
+ * unknown method, too slow) is answered as every other error is: a status and an OCI error body, then closed.
+ */
+export function answerParseErrors(server: Server): void {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { bytesWritten?: number }) => {
+    // Gone already, or a response under way on this socket: nothing can be said any more.
+    if (err.code === 'ECONNRESET' || !socket.writable || (socket.bytesWritten ?? 0) > 0) return void socket.destroy();
+    const [status, message] = PARSE_ERRORS[err.code ?? ''] ?? [400, 'malformed HTTP request'];
+    const body = JSON.stringify(new OciError('UNSUPPORTED', { reason: err.code ?? err.message }, message).toBody());
+    socket.end(
+      `HTTP/1.1 ${status} ${message}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    // A client that does not read its answer does not keep the socket.
+    setTimeout(() => socket.destroy(), 1_000).unref();
+  });
 }

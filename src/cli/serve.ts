@@ -13,7 +13,7 @@ import { createLogger } from '../obs/log.js';
 import { reclaimAfterBursts } from '../obs/reclaim.js';
 import { sendfileUnavailable } from '../sendfile/native.js';
 import { answerAttempts, ClusterAttempts } from './cluster-auth.js';
-import { limitConnections, serverOptions } from './connections.js';
+import { answerParseErrors, limitConnections, serverOptions } from './connections.js';
 import { LocalAttempts } from '../http/attempts.js';
 
 const GRACE_MS = 10_000;
@@ -93,6 +93,7 @@ async function serveOne(config: Config, role: { cleanup: boolean; leader: boolea
     });
   }
   const conns = limitConnections(server, config.server, log, s.metrics);
+  answerParseErrors(server);
   // Clients that left (300 stalled readers, say) leave buffers only a GC frees: hand them back once they are gone.
   reclaimAfterBursts({
     connections: conns.open,
