@@ -44,6 +44,13 @@ export class Admission {
     return { ok: true };
   }
 
+  /** The most a blob of unannounced size may grow to: the budget, and the free disk less the margin (undefined: no limit known). */
+  async capUnknown(): Promise<number | undefined> {
+    const free = await this.deps.store.freeBytes();
+    const caps = [this.deps.maxBlobBytes, free !== undefined ? Math.max(0, free - ROOM_MARGIN) : undefined].filter((n) => n !== undefined);
+    return caps.length > 0 ? Math.min(...caps) : undefined;
+  }
+
   /**
    * While passing through: after a full disk, caching resumes as soon as there is room for the blob asked for (a
    * read-only disk is tried again when the period ends). True when it resumed.

@@ -20,6 +20,13 @@ export interface FillSource {
   throttle?: (bytes: number) => Promise<void>;
   /** Who delivers these bytes (an upstream name, or FOREIGN_HOLDER): recorded as a holder once they are committed. */
   holder?: string;
+  /** With no size announced: the fill fails (OverBudgetError) past this many bytes (the storage budget, the free disk). */
+  maxBytes?: number;
+}
+
+/** A blob of unannounced size grew past what the store may take: nothing of it is kept. */
+export class OverBudgetError extends Error {
+  override name = 'OverBudgetError';
 }
 
 /** The store could not take a new blob; `source` is untouched so the caller can stream it through instead. */

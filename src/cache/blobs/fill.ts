@@ -11,7 +11,7 @@ import { header, type UpstreamResponse } from '../../upstream/client.js';
 import { upstreamFault } from '../../upstream/outcomes.js';
 import { bestEffort } from '../best-effort.js';
 import { checkFillAnswer } from './fill-answer.js';
-import { FillCancelledError, StoreUnwritableError, type FillDeps, type FillSource } from './fill-contract.js';
+import { FillCancelledError, OverBudgetError, StoreUnwritableError, type FillDeps, type FillSource } from './fill-contract.js';
 import { ChunkWindow } from './window.js';
 import { BatchedWrites } from './disk-writes.js';
 import { followFill, sendFollowing, type Followed } from './follow.js';
@@ -136,7 +136,7 @@ export class BlobFill {
       await this.disk.settled();
       // A partial cut off by the network is kept (what reached the disk) for a Range resume; wrong bytes never.
       // On a full or read-only disk the partial goes too: it must not keep the disk full for good.
-      const keep = this.source.partial !== undefined && !(e instanceof DigestMismatchError) && !isDiskError(e);
+      const keep = this.source.partial !== undefined && !(e instanceof DigestMismatchError || e instanceof OverBudgetError) && !isDiskError(e);
       if (keep) await this.handle.truncate(this.disk.flushed).catch(() => undefined);
       else await this.deps.store.removeTemp(this.tempPath).catch(() => undefined);
     } finally {
@@ -187,6 +187,9 @@ export class BlobFill {
             buf = buf.subarray(skip);
             skip = 0;
           }
+          const max = this.source.maxBytes;
+          if (max !== undefined && this.size === undefined && this.received + buf.length > max)
+            throw new OverBudgetError(`no size announced, and more than the ${max} bytes the store may take`);
           verifier.update(buf);
           if (this.source.throttle) await this.source.throttle(buf.length);
           const backlog = this.write(buf);
@@ -197,7 +200,7 @@ export class BlobFill {
         }
       } catch (e) {
         // Wrong bytes and a disk that refuses them are not the network: no resume.
-        if (e instanceof DigestMismatchError || isDiskError(e) || e === this.disk.error) throw e;
+        if (e instanceof DigestMismatchError || e instanceof OverBudgetError || isDiskError(e) || e === this.disk.error) throw e;
         dropped = e;
       }
       if (this.cancelled) throw new FillCancelledError('no reader left');

@@ -66,7 +66,8 @@ export function followFill(fill: Followed, start: number, end: number | undefine
         }
         const verified = state === 'verified' || state === 'done';
         const upto = Math.min(limit, fill.received);
-        const avail = verified ? upto : Math.min(upto, limit === Infinity ? fill.received : limit - 1);
+        // Unknown size (no Content-Length): the last byte received so far may be the blob's last.
+        const avail = verified ? upto : Math.min(upto, (limit === Infinity ? fill.received : limit) - 1);
         if (pos < avail) {
           let chunk = fill.memory(pos, avail);
           if (!chunk) {

@@ -68,8 +68,13 @@ export class Blobs {
   /** The upstream GET for a new fill; a blob that cannot fit is streamed through instead (StoreUnwritableError). */
   private async fillSource(target: Target, digest: Digest): Promise<FillSource> {
     const src = await this.upstream.source(target, digest);
+    if ((src.partial?.size ?? 0) > 0) return src;
     const size = contentLength(src);
-    if (size === undefined || (src.partial?.size ?? 0) > 0) return src;
+    if (size === undefined) {
+      // No size announced, so no room check up front: the fill is cut where the store's room ends.
+      const max = await this.admission.capUnknown();
+      return max === undefined ? src : { ...src, maxBytes: max };
+    }
     const room = await this.admission.room(size);
     if (room.ok) return src;
     await src.partial?.abandon();
