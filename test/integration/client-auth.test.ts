@@ -137,7 +137,11 @@ describe('client authentication and access rules', () => {
       const statuses: number[] = [];
       // A new connection each: the kernel hands them to both workers in turn.
       for (let i = 0; i < 8; i++) {
-        const res = await request(`${s.url}/v2/public/app/manifests/v1`, { reset: true, headers: basicAuth('carol', `bad-${i}`), signal: AbortSignal.timeout(20_000) });
+        const res = await request(`${s.url}/v2/public/app/manifests/v1`, {
+          reset: true,
+          headers: basicAuth('carol', `bad-${i}`),
+          signal: AbortSignal.timeout(20_000),
+        });
         await res.body.dump();
         statuses.push(res.statusCode);
       }

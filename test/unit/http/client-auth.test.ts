@@ -86,7 +86,10 @@ describe('ClientAuth', () => {
 
   test('a user who does not exist is checked against a hash of the configured cost (not told apart by timing)', async (t) => {
     const a = new ClientAuth({
-      users: new Map([['alice', bcrypt.hashSync('pw', 4)], ['bob', bcrypt.hashSync('pw', 7)]]),
+      users: new Map([
+        ['alice', bcrypt.hashSync('pw', 4)],
+        ['bob', bcrypt.hashSync('pw', 7)],
+      ]),
       tokens: new Map(),
       groupsOf: new Map(),
       rules: [rule({ who: ['*'] })],
