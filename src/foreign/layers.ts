@@ -125,7 +125,7 @@ export class ForeignLayers implements ForeignHooks {
     return out.sort((a, b) => Number(a.health.failures > 0) - Number(b.health.failures > 0));
   }
 
-  async resolve(target: Target, digest: Digest, d: ForeignDescriptor, fill: FillStarter): Promise<BlobHandle> {
+  async resolve(target: Target, digest: Digest, d: ForeignDescriptor, fill: FillStarter | undefined): Promise<BlobHandle> {
     const cands = this.candidates(digest, d.urls);
     const tried: Tried[] = [];
     const where = { digest, upstream: target.upstream.name, repo: target.repo };
@@ -149,7 +149,7 @@ export class ForeignLayers implements ForeignHooks {
         continue;
       }
       try {
-        if (!c.decision.cache) {
+        if (!c.decision.cache || !fill) {
           const first = await this.get(c.url, d.size);
           this.count('stream', { ...where, url: c.url });
           return passThroughHandle(

@@ -85,4 +85,29 @@ describe('ordinary layers with urls (fake upstream with credentials, nginx URL h
     assert.ok(web.requests().length > 0);
     for (const q of web.requests()) assert.deepEqual([q.authorization, q.cookie], ['-', '-']);
   });
+
+  test('a layer larger than the storage budget is streamed from its url, verified, and not stored', async () => {
+    const small = await startInProcess({
+      upstream: [fake.url],
+      configObject: {
+        retries: 0,
+        maxSize: '100KB',
+        upstreams: { [fake.host]: { url: fake.url, username: 'alice', password: 's3cret' } },
+        foreign: { rules: [{ match: `http://127.0.0.1:${web.port}/layers/*`, action: 'fetch', allowPrivate: ['127.0.0.1/32'] }] },
+      },
+    });
+    try {
+      assert.equal((await get(`${small.url}/v2/app/x/manifests/v1`)).status, 200);
+      const before = web.count(missing.digest);
+      for (let i = 1; i <= 2; i++) {
+        const r = await get(`${small.url}/v2/app/x/blobs/${missing.digest}`);
+        assert.equal(r.status, 200);
+        assert.ok(r.body.equals(missing.bytes));
+        assert.equal(web.count(missing.digest), before + i, 'fetched again: nothing was stored');
+      }
+      assert.equal(small.meta.blobSize(missing.digest as never), undefined);
+    } finally {
+      await small.stop();
+    }
+  });
 });

@@ -58,8 +58,11 @@ export type FillStarter = (makeSource: () => Promise<FillSource>) => Promise<Blo
 /** Foreign-layer policy (foreign/layers.ts): how to serve what the upstream registry does not hold. */
 export interface ForeignHooks {
   lookup(target: Target, digest: Digest): ForeignDescriptor | undefined;
-  /** GET: a redirect handle, or a handle on a verified fill from an allowed URL; else throws an OciError. */
-  resolve(target: Target, digest: Digest, d: ForeignDescriptor, fill: FillStarter): Promise<BlobHandle>;
+  /**
+   * GET: a redirect handle, or a handle on a verified fill from an allowed URL; else throws an OciError. `fill`
+   * undefined: the store cannot take this blob now (budget, free disk): allowed URLs are streamed through, verified.
+   */
+  resolve(target: Target, digest: Digest, d: ForeignDescriptor, fill: FillStarter | undefined): Promise<BlobHandle>;
   /** HEAD: size from metadata, without fetching; throws an OciError when the policy would refuse the GET. */
   stat(target: Target, digest: Digest, d: ForeignDescriptor): Promise<{ size: number; outcome: BlobOutcome }>;
 }

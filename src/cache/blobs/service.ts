@@ -168,7 +168,7 @@ export class Blobs {
     const up = target.upstream.name;
     const fd = this.deps.foreign?.lookup(target, digest);
     const trust = this.trust(target, digest, fd);
-    const foreign = (): Promise<BlobHandle> => this.deps.foreign!.resolve(target, digest, fd!, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
+    const foreign = (): Promise<BlobHandle> => this.resolveForeign(target, digest, fd!);
     // A foreign layer is never asked of the registry: its URLs (per the rules) deliver it, unless they did already.
     if (fd?.foreign && trust !== 'yes') {
       const other = this.fills.get(digest);
@@ -244,8 +244,7 @@ export class Blobs {
       const source = await this.upstream.source(target, digest, false);
       return passThroughHandle(source, size, digest, () => bestEffort(this.deps.log, 'holder', () => this.deps.meta.addHolder(up, digest)));
     } catch (e) {
-      if (fd && fd.urls.length > 0 && e instanceof UpstreamNotFound)
-        return this.deps.foreign!.resolve(target, digest, fd, (make) => this.fillFrom(digest, make, 'foreign-fetch'));
+      if (fd && fd.urls.length > 0 && e instanceof UpstreamNotFound) return this.resolveForeign(target, digest, fd);
       throw e;
     }
   }
@@ -273,6 +272,12 @@ export class Blobs {
       this.admission.committed();
       this.deps.onCommit?.(digest, fill.received);
     } else if (isDiskError(fill.error)) this.admission.refuse(fill.error!);
+  }
+
+  /** The foreign-layer policy resolves it; a fill only when the store can take a blob of the descriptor's size. */
+  private async resolveForeign(target: Target, digest: Digest, fd: ForeignDescriptor): Promise<BlobHandle> {
+    const fits = !this.admission.passingThrough && (await this.admission.room(fd.size)).ok;
+    return this.deps.foreign!.resolve(target, digest, fd, fits ? (make) => this.fillFrom(digest, make, 'foreign-fetch') : undefined);
   }
 
   private async fillFrom(digest: Digest, make: () => Promise<FillSource>, outcome: BlobOutcome): Promise<BlobHandle> {
