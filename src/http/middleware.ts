@@ -25,6 +25,8 @@ export type Env = { Variables: { log: Logger; info: RequestInfo; rawPath: string
 export const nodeOf = (c: Context<Env>): { incoming?: IncomingMessage; outgoing?: ServerResponse } =>
   (c.env as { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined) ?? {};
 
+const API_GUARD: Record<string, string> = { 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'none'; sandbox" };
+
 export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: number, info: RequestInfo) => void): MiddlewareHandler<Env> {
   return async (c, next) => {
     const started = performance.now();
@@ -38,10 +40,17 @@ export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: n
     c.set('rawPath', targetPath(incoming?.url ?? new URL(c.req.url).pathname));
     // Set on the socket's response directly: reading or writing c.res.headers would build a Headers object
     // for every request (measurable on the manifest hot path). writeHead keeps headers set this way.
+    // Registry answers are data (manifests keep the upstream's Content-Type, whatever it says): never a page a
+    // browser renders or runs on this origin, where the status page lives.
+    const guard: Record<string, string> = c.get('rawPath').startsWith('/v2/') ? API_GUARD : {};
     out?.setHeader('x-request-id', reqId);
+    for (const [k, v] of Object.entries(guard)) out?.setHeader(k, v);
     await next();
     const streamed = out !== undefined && c.get('streamed') === true;
-    if (!out) c.res.headers.set('x-request-id', reqId);
+    if (!out) {
+      c.res.headers.set('x-request-id', reqId);
+      for (const [k, v] of Object.entries(guard)) c.res.headers.set(k, v);
+    }
     const finish = (): void => {
       const status = streamed ? out.statusCode : c.res.status;
       // The status page refreshes itself every few seconds: its requests would drown the access log at info.

@@ -122,6 +122,23 @@ describe('manifests, tags and errors', () => {
     assert.equal(sha256(l.body), sha256(layer));
   });
 
+  test('a manifest the upstream labels text/html is served as stored, but no browser renders it on this origin', async () => {
+    const page = Buffer.from('{"schemaVersion":2,"x":"<script>alert(1)</script>"}');
+    const d = fake.addManifest('p/html', 'v1', page, 'text/html');
+    for (const ref of ['v1', d]) {
+      const r = await get(m('p/html', ref));
+      assert.equal(r.status, 200);
+      assert.ok(r.body.equals(page), 'bytes as upstream sent them');
+      assert.equal(r.headers['content-type'], 'text/html', 'the upstream Content-Type, not rewritten');
+      assert.equal(r.headers['x-content-type-options'], 'nosniff');
+      assert.match(String(r.headers['content-security-policy']), /default-src 'none'.*sandbox/);
+    }
+    // Error answers under /v2/ carry the same headers.
+    const e = await get(m('p/html', 'nope'));
+    assert.equal(e.headers['x-content-type-options'], 'nosniff');
+    assert.match(String(e.headers['content-security-policy']), /sandbox/);
+  });
+
   test('tag TTL: fresh -> no request; stale -> one HEAD; re-pointed -> new digest; 503 -> stale; 404 -> MANIFEST_UNKNOWN', async () => {
     const path = '/v2/ttl/a/manifests/v1';
     const ups = (): number => fake.count('*', path);
