@@ -47,6 +47,13 @@ export function header(h: Headers, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+/**
+ * The longest token answer we read. Real ones are a few KiB (Docker Hub's JWT with its JSON is about 1-4 KiB,
+ * GHCR's and Quay's are shorter); 64 KiB leaves room for any registry's, and stops a hostile realm's endless or
+ * megabyte answer before it costs memory (the token is also sent upstream with every request, and cached).
+ */
+export const TOKEN_BODY_MAX = 64 << 10;
+
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
 
@@ -72,14 +79,33 @@ export class UpstreamClient {
     this.blobAgent = agent(opts.connections?.blobs ?? 64);
     this.maxRetryAfterMs = opts.maxRetryAfterMs ?? 10_000;
     this.baseBackoffMs = opts.baseBackoffMs ?? 200;
-    this.auth = new TokenAuth(async (url, headers) => {
-      const res = await request(url, { method: 'GET', headers, dispatcher: this.agent });
+    this.auth = new TokenAuth((url, headers) => this.fetchToken(url, headers));
+  }
+
+  /**
+   * One token request to a realm (already checked by TokenAuth). Its body is read up to TOKEN_BODY_MAX, and the
+   * whole request (connection, headers, body) must fit in the connect + headers timeouts: bodyIdle alone let a
+   * realm that trickles a byte every few seconds hold the request forever, and body.json() buffered an endless
+   * body until the process died. Too long an answer is refused (AuthRefusedError: asking again cannot help).
+   */
+  private async fetchToken(url: string, headers: Record<string, string>): Promise<{ status: number; json: unknown }> {
+    const deadline = this.opts.timeouts.connect + this.opts.timeouts.headers;
+    const signal = AbortSignal.timeout(deadline);
+    try {
+      const res = await request(url, { method: 'GET', headers, dispatcher: this.agent, signal });
       if (res.statusCode !== 200) {
         await res.body.dump();
         return { status: res.statusCode, json: undefined };
       }
-      return { status: 200, json: await res.body.json() };
-    });
+      const body = await readCapped(res.body, TOKEN_BODY_MAX).catch((e: unknown) => {
+        if (e instanceof RangeError) throw new AuthRefusedError(`token endpoint answered more than ${TOKEN_BODY_MAX} bytes; refused`);
+        throw e;
+      });
+      return { status: 200, json: JSON.parse(body.toString('utf8')) };
+    } catch (e) {
+      if (signal.aborted) throw new Error(`token endpoint did not answer within ${deadline} ms`);
+      throw e;
+    }
   }
 
   /**

@@ -58,13 +58,29 @@ export class AuthRefusedError extends Error {
 
 export type TokenFetcher = (url: string, headers: Record<string, string>) => Promise<{ status: number; json: unknown }>;
 
+/**
+ * Bytes the token cache holds (tokens and their keys, counted as string lengths) for all upstreams and scopes.
+ * Real tokens are a few KiB, so the 10,000 scopes of the entry bound fit; a realm answering tokens of the
+ * largest size we read (64 KiB) fills it at about 500 scopes instead of holding 10,000 x 64 KiB.
+ */
+export const TOKEN_CACHE_BYTES = 32 << 20;
+
 export class TokenAuth {
-  private readonly tokens = new LRUCache<string, { header: string; expiresAt: number }>({ max: 10_000 });
+  private readonly tokens = new LRUCache<string, { header: string; expiresAt: number }>({
+    max: 10_000,
+    maxSize: TOKEN_CACHE_BYTES,
+    sizeCalculation: (v, key) => v.header.length + key.length,
+  });
 
   constructor(
     private readonly fetchToken: TokenFetcher,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** What the cached tokens hold, in bytes (bounded by TOKEN_CACHE_BYTES). */
+  get cachedBytes(): number {
+    return this.tokens.calculatedSize;
+  }
 
   /** The Authorization header to send before any challenge (cached token, or a static token). */
   cached(upstream: Upstream, scope: string): string | undefined {

@@ -13,6 +13,13 @@ export interface AuthOptions {
   password?: string;
   /** expires_in of issued tokens, seconds; default 300 */
   expiresIn?: number;
+  /**
+   * How /token answers (after the credential check); default a complete JSON body with a fresh UUID token.
+   * 'size': a valid answer whose token is `bytes` long (a hostile realm's huge token);
+   * 'endless': 200 and `{"token":"aaa…` that never closes, written as fast as it is read, up to `maxBytes`;
+   * 'trickle': 200 and `{"token":"` then one more byte every `tickMs`, never finishing.
+   */
+  tokenBody?: { kind: 'size'; bytes: number } | { kind: 'endless'; maxBytes: number } | { kind: 'trickle'; tickMs: number };
 }
 
 /** How tags/list answers: page size (with a Link header to the next page) and order. */
@@ -25,6 +32,9 @@ export interface TagListing {
 export class FakeAuth {
   private options: AuthOptions | undefined;
   private readonly issued = new Set<string>();
+
+  /** sentBytes: the fake's body bytes per request URL, which /token answers add to. */
+  constructor(private readonly sentBytes: Map<string, number>) {}
 
   /** require bearer tokens on every /v2/ request from now on (undefined: back to anonymous) */
   require(options: AuthOptions | undefined): void {
@@ -61,11 +71,35 @@ export class FakeAuth {
       const want = `Basic ${Buffer.from(`${a.username}:${a.password ?? ''}`).toString('base64')}`;
       if (req.headers.authorization !== want) return ociError(res, 401, 'UNAUTHORIZED', 'bad credentials');
     }
-    const token = randomUUID();
+    const count = (n: number): void => void this.sentBytes.set(req.url ?? '/', (this.sentBytes.get(req.url ?? '/') ?? 0) + n);
+    const body = a.tokenBody;
+    if (body?.kind === 'endless' || body?.kind === 'trickle') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"token":"');
+      count(10);
+      if (body.kind === 'trickle') {
+        const tick = setInterval(() => void (res.write('a') && count(1)), body.tickMs);
+        res.on('close', () => clearInterval(tick));
+        return;
+      }
+      const chunk = Buffer.alloc(64 << 10, 'a');
+      let sent = 0;
+      const more = (): void => {
+        while (!res.destroyed && sent < body.maxBytes) {
+          sent += chunk.length;
+          count(chunk.length);
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      return more();
+    }
+    const token = body?.kind === 'size' ? randomUUID().padEnd(body.bytes, 't') : randomUUID();
     this.issued.add(token);
-    const body = Buffer.from(JSON.stringify({ token, expires_in: a.expiresIn ?? 300 }));
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-    res.end(body);
+    const json = Buffer.from(JSON.stringify({ token, expires_in: a.expiresIn ?? 300 }));
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': json.length });
+    res.end(json);
+    count(json.length);
   }
 }
 

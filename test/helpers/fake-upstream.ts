@@ -95,9 +95,9 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     return r;
   };
   const referrers = new Map<string, { body: Buffer; filters: boolean; pageSize?: number }>();
-  const auth = new FakeAuth();
   let listing: TagListing = {};
   const sentBytes = new Map<string, number>();
+  const auth = new FakeAuth(sentBytes);
   const addManifest = (name: string, ref: string, bytes: Buffer, mediaType: string, opts?: { digest?: string }): string => {
     const d = opts?.digest ?? sha256(bytes);
     const r = repo(name);

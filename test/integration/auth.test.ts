@@ -121,6 +121,34 @@ describe('upstream token auth', () => {
     }
   });
 
+  test('a hostile token answer (1 MiB token, endless body, trickled body) is a clean OCI error; the server goes on', async () => {
+    // connect + headers timeouts (1.5 s) are the token request's whole deadline; bodyIdle (30 s) would never fire.
+    const sd = await stevedore({ configObject: { retries: 0, timeouts: { connect: 500, headers: 1_000 } } });
+    const bodies = [
+      { kind: 'size', bytes: 1 << 20 },
+      { kind: 'endless', maxBytes: 64 << 20 },
+      { kind: 'trickle', tickMs: 50 },
+    ] as const;
+    for (const [i, tokenBody] of bodies.entries()) {
+      fake.requireAuth({ service: 'fake-registry', tokenBody });
+      fake.addManifest(`ht/x${i}`, 'v1', manifest(), OCI_MANIFEST);
+      fake.reset();
+      const r = await get(`${sd.url}/v2/ht/x${i}/manifests/v1`);
+      const errors = (JSON.parse(r.body.toString()) as { errors: { code: string; detail?: { reason?: string } }[] }).errors;
+      assert.ok(r.status >= 400 && r.status !== 500, `${tokenBody.kind}: ${r.status}`);
+      assert.equal(errors.length, 1, r.body.toString());
+      assert.match(String(errors[0]?.detail?.reason), /token endpoint/, r.body.toString());
+      assert.equal(fake.count('GET', `/v2/ht/x${i}/manifests/v1`), 1, `${tokenBody.kind}: no token was sent upstream`);
+      assert.ok(fake.bytesSent('/token') < 16 << 20, `${tokenBody.kind}: ${fake.bytesSent('/token')} token bytes sent`);
+    }
+    fake.requireAuth({ service: 'fake-registry' });
+    const bytes = manifest();
+    fake.addManifest('ht/ok', 'v1', bytes, OCI_MANIFEST);
+    const ok = await get(`${sd.url}/v2/ht/ok/manifests/v1`);
+    assert.equal(ok.status, 200);
+    assert.ok(ok.body.equals(bytes));
+  });
+
   test('Authorization is not forwarded on a cross-origin redirect; the client gets the bytes', async () => {
     fake.requireAuth({ service: 'fake-registry' });
     fake.reset();

@@ -1,9 +1,9 @@
 // Unit tests of src/upstream/client.ts: blob downloads have their own connection pool, so a manifest is answered
-// while blob GETs hold every connection the blob pool has.
+// while blob GETs hold every connection the blob pool has; a token realm's answer is bounded in bytes and time.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, test } from 'node:test';
-import { UpstreamClient } from '../../../src/upstream/client.ts';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { UpstreamClient, UpstreamError } from '../../../src/upstream/client.ts';
 import type { Upstream } from '../../../src/upstream/types.ts';
 import { startFakeUpstream, type FakeUpstream } from '../../helpers/fake-upstream.ts';
 import { manifest, OCI_MANIFEST } from '../../helpers/http.ts';
@@ -50,4 +50,48 @@ test('a manifest GET does not wait for blob downloads that hold every blob conne
   const last = await pending[2]!;
   assert.equal(last.status, 200);
   await last.body.dump();
+});
+
+describe("the token answer of a hostile realm (on the upstream's own origin) is bounded", () => {
+  const up = (): Upstream => ({ name: fake.host, url: fake.url, libraryPrefix: false });
+  const tokenFetches = (): number => fake.count('GET', '/token');
+  afterEach(() => fake.requireAuth(undefined));
+
+  test('a token longer than the cap is refused: an UpstreamError, and the token is never sent upstream', async () => {
+    fake.addManifest('tk/big', 'v1', manifest(), OCI_MANIFEST);
+    fake.requireAuth({ service: 'fake', tokenBody: { kind: 'size', bytes: 1 << 20 } });
+    fake.reset();
+    await assert.rejects(client.send(up(), 'tk/big', '/manifests/v1', 'GET', { accept: OCI_MANIFEST }), (e: unknown) => {
+      assert.ok(e instanceof UpstreamError, String(e));
+      assert.match(e.message, /token/);
+      return true;
+    });
+    assert.equal(tokenFetches(), 1, 'a refused answer is not fetched again');
+    assert.equal(fake.count('GET', '/v2/tk/big/manifests/v1'), 1, 'only the first, unauthenticated request');
+  });
+
+  test('an endless token body: read no further than the cap (plus what socket buffers hold), then an UpstreamError', async () => {
+    fake.requireAuth({ service: 'fake', tokenBody: { kind: 'endless', maxBytes: 128 << 20 } });
+    fake.reset();
+    await assert.rejects(client.send(up(), 'tk/endless', '/manifests/v1', 'GET', { accept: OCI_MANIFEST }), UpstreamError);
+    // The fake writes only as fast as we read: what it could write is the cap plus the kernel's socket buffers.
+    assert.ok(fake.bytesSent('/token') < 16 << 20, `${fake.bytesSent('/token')} bytes of token sent`);
+  });
+
+  test('a token body trickled byte by byte ends at the deadline (connect + headers timeouts) with an UpstreamError', { timeout: 30_000 }, async () => {
+    // bodyIdle (20 s) never fires: a byte comes every 50 ms.
+    const tight = new UpstreamClient({ timeouts: { connect: 500, headers: 1_000, bodyIdle: 20_000 }, retries: 0 });
+    try {
+      fake.requireAuth({ service: 'fake', tokenBody: { kind: 'trickle', tickMs: 50 } });
+      fake.reset();
+      await assert.rejects(tight.send(up(), 'tk/slow', '/manifests/v1', 'GET', { accept: OCI_MANIFEST }), (e: unknown) => {
+        assert.ok(e instanceof UpstreamError, String(e));
+        assert.match(e.message, /token/);
+        return true;
+      });
+      assert.ok(fake.bytesSent('/token') > 10, 'the trickle had begun');
+    } finally {
+      await tight.close();
+    }
+  });
 });

@@ -1,7 +1,9 @@
-// Unit tests of src/upstream/token-auth.ts: parsing WWW-Authenticate challenges, registrable domains, and which token realms are allowed.
+// Unit tests of src/upstream/token-auth.ts: parsing WWW-Authenticate challenges, registrable domains, which token realms are
+// allowed, and the token cache's byte bound.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseChallenge, realmAllowed } from '../../../src/upstream/token-auth.ts';
+import { parseChallenge, realmAllowed, TOKEN_CACHE_BYTES, TokenAuth } from '../../../src/upstream/token-auth.ts';
+import type { Upstream } from '../../../src/upstream/types.ts';
 
 describe('parseChallenge', () => {
   test('Bearer with quoted params, commas inside quotes, escapes, case-insensitive names', () => {
@@ -38,5 +40,20 @@ describe('realmAllowed', () => {
     assert.equal(realmAllowed(up('https://ghcr.io'), 'not a url'), false);
     assert.equal(realmAllowed(up('https://123456789012.dkr.ecr.us-east-1.amazonaws.com'), 'https://evil-bucket.s3.amazonaws.com/token'), false);
     assert.equal(realmAllowed(up('https://mine.github.io'), 'https://evil.github.io/token'), false, 'another tenant of a shared domain');
+  });
+});
+
+describe('token cache', () => {
+  test('is bounded in bytes: 1,500 repositories with 60 KiB tokens keep at most TOKEN_CACHE_BYTES, the oldest evicted', async () => {
+    const up: Upstream = { name: 'r.example', url: 'https://r.example', libraryPrefix: false };
+    const challenge = 'Bearer realm="https://r.example/token",service="r"';
+    let n = 0;
+    const auth = new TokenAuth(async () => ({ status: 200, json: { token: `${n++}-`.padEnd(60 << 10, 't'), expires_in: 300 } }));
+    for (let i = 0; i < 1_500; i++) await auth.answer(up, challenge, `repository:r${i}:pull`);
+    assert.equal(n, 1_500);
+    assert.ok(auth.cachedBytes <= TOKEN_CACHE_BYTES, `${auth.cachedBytes} bytes cached`);
+    assert.ok(auth.cachedBytes >= TOKEN_CACHE_BYTES / 2, `${auth.cachedBytes} bytes cached: the bound is used, not a tiny one`);
+    assert.equal(auth.cached(up, 'repository:r0:pull'), undefined, 'the oldest token was evicted');
+    assert.match(auth.cached(up, 'repository:r1499:pull') ?? '', /^Bearer 1499-t/, 'the newest is kept');
   });
 });
