@@ -2,7 +2,7 @@
 // allowed, and the token cache's byte bound.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseChallenge, realmAllowed, TOKEN_CACHE_BYTES, TokenAuth } from '../../../src/upstream/token-auth.ts';
+import { AuthRefusedError, CHALLENGE_MAX, parseChallenge, realmAllowed, TOKEN_CACHE_BYTES, TokenAuth } from '../../../src/upstream/token-auth.ts';
 import type { Upstream } from '../../../src/upstream/types.ts';
 
 describe('parseChallenge', () => {
@@ -21,6 +21,39 @@ describe('parseChallenge', () => {
     assert.deepEqual(parseChallenge('Basic realm="Registry Realm"'), { scheme: 'basic', params: { realm: 'Registry Realm' } });
     assert.deepEqual(parseChallenge('Bearer'), { scheme: 'bearer', params: {} });
     assert.equal(parseChallenge(''), undefined);
+  });
+
+  test('a challenge longer than CHALLENGE_MAX is refused (undefined), whatever it holds', () => {
+    assert.ok(CHALLENGE_MAX >= 1024 && CHALLENGE_MAX <= 8192, String(CHALLENGE_MAX));
+    // The audit's hostile headers: letters that never reach an '=' (the old regex rescanned them from every offset).
+    for (const n of [16_000, 64_000]) assert.equal(parseChallenge(`Bearer ${'a'.repeat(n)}`), undefined, `${n} letters`);
+    const realm = 'Bearer realm="https://r.example/token",service="r",scope="';
+    assert.equal(parseChallenge(`${realm}${'x'.repeat(CHALLENGE_MAX)}"`), undefined, 'a valid but over-long challenge');
+    assert.equal(parseChallenge(`${realm}${'x'.repeat(CHALLENGE_MAX - realm.length - 1)}"`)?.params.service, 'r', 'exactly CHALLENGE_MAX');
+  });
+
+  test('hostile input up to the cap is parsed as far as it is well-formed', () => {
+    const n = CHALLENGE_MAX - 100;
+    assert.deepEqual(parseChallenge(`Bearer ${'a'.repeat(n)}`), { scheme: 'bearer', params: {} });
+    assert.deepEqual(parseChallenge(`Bearer realm="x",${'a'.repeat(n)}`)?.params, { realm: 'x' });
+    assert.deepEqual(parseChallenge(`Bearer realm="${'\\"'.repeat(n / 4)}`)?.params, {}, 'an unterminated quoted string');
+    assert.equal(parseChallenge(`Bearer ${'a='.repeat(n / 2)}`)?.params.a, 'a='.repeat(n / 2 - 1), 'an unquoted value runs to the next space or comma');
+    assert.deepEqual(parseChallenge(`Bearer ${', '.repeat(n / 2)}realm="r"`)?.params, { realm: 'r' });
+    assert.deepEqual(parseChallenge(`Bearer realm = "r" , service = s`)?.params, { realm: 'r', service: 's' }, 'spaces around = and ,');
+  });
+});
+
+describe('TokenAuth.answer', () => {
+  test('an over-long challenge is an unusable upstream answer: AuthRefusedError, and no token is fetched', async () => {
+    const up: Upstream = { name: 'r.example', url: 'https://r.example', libraryPrefix: false };
+    let fetched = 0;
+    const auth = new TokenAuth(async () => {
+      fetched++;
+      return { status: 200, json: { token: 't' } };
+    });
+    await assert.rejects(auth.answer(up, `Bearer realm="https://r.example/token",${'a'.repeat(16_000)}`, 'repository:x:pull'), AuthRefusedError);
+    assert.equal(await auth.answer(up, 'Bearer realm="https://r.example/token",service="r"', 'repository:x:pull'), 'Bearer t');
+    assert.equal(fetched, 1);
   });
 });
 
