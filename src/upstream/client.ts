@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import type { Headers, Upstream, UpstreamResponse } from './types.js';
 import { guardHop } from './hop-guard.js';
+import { retryAfterSeconds } from './retry-after.js';
 import { RefusedError } from './safe-fetch.js';
 import type { CircuitBreaker } from './breaker.js';
 import { AuthRefusedError, TokenAuth } from './token-auth.js';
@@ -29,7 +30,7 @@ export class UpstreamError extends Error {
 export interface ClientOptions {
   timeouts: { connect: number; headers: number; bodyIdle: number };
   retries: number;
-  /** Longest Retry-After we wait out ourselves; longer ones go back to the client as 429. */
+  /** Longest Retry-After (read as 1..3600 s) we wait out ourselves; longer ones go back to the client as 429. */
   maxRetryAfterMs?: number;
   baseBackoffMs?: number;
   /** Never contact any upstream: every request fails at once with a clear reason. */
@@ -158,8 +159,8 @@ export class UpstreamClient {
         }
         observe(res.status);
         if ((res.status >= 500 || res.status === 429) && canRetry) {
-          const retryAfter = Number(header(res.headers, 'retry-after'));
-          const waitMs = Number.isFinite(retryAfter) ? retryAfter * 1000 : this.backoff(attempt);
+          const retryAfter = retryAfterSeconds(header(res.headers, 'retry-after'));
+          const waitMs = retryAfter !== undefined ? retryAfter * 1000 : this.backoff(attempt);
           if (waitMs <= this.maxRetryAfterMs) {
             await res.body.dump();
             await sleep(waitMs);

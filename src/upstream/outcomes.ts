@@ -1,6 +1,7 @@
 // Maps what an upstream said or failed to say into typed outcomes: UpstreamNotFound for a 404, else the OciError a client should see.
 import { OciError, type OciCode } from '../oci/errors.js';
 import { header, readCapped, UpstreamError, type Headers, type UpstreamResponse } from './client.js';
+import { retryAfterSeconds } from './retry-after.js';
 
 const ERROR_BODY_MAX = 16 << 10;
 
@@ -47,14 +48,15 @@ export async function upstreamErrors(res: UpstreamResponse): Promise<unknown> {
 
 /**
  * For a non-2xx upstream answer (body consumed; `errors` from upstreamErrors). `notFound` is the code for a real
- * upstream 404; any other 4xx than 401/403/404/429 is a 502 carrying the upstream's status and errors.
+ * upstream 404; any other 4xx than 401/403/404/429 is a 502 carrying the upstream's status and errors. A 429's
+ * Retry-After is passed on read as 1..3600 s (retry-after.ts), never raw.
  */
 export function fromUpstreamStatus(res: { status: number; headers: Headers }, notFound: OciCode, what: Record<string, unknown>, errors?: unknown): OciError {
   const upstreamStatus = res.status;
   if (upstreamStatus === 404) return new UpstreamNotFound(notFound, { ...what, upstreamStatus });
   if (upstreamStatus === 429) {
-    const retryAfter = header(res.headers, 'retry-after');
-    return new OciError('TOOMANYREQUESTS', { ...what, upstreamStatus }, undefined, retryAfter ? { 'retry-after': retryAfter } : {});
+    const retryAfter = retryAfterSeconds(header(res.headers, 'retry-after'));
+    return new OciError('TOOMANYREQUESTS', { ...what, upstreamStatus }, undefined, retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : {});
   }
   if (upstreamStatus === 401 || upstreamStatus === 403) {
     return new OciError('DENIED', { ...what, upstreamStatus, reason: 'upstream refused access (credentials missing or wrong?)' });

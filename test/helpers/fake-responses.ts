@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 export type Fault =
   | { kind: 'wrong-bytes' }
   | { kind: 'cut'; afterBytes: number; times?: number }
-  | { kind: 'status'; status: number; retryAfter?: number; times?: number; body?: string }
+  | { kind: 'status'; status: number; retryAfter?: number | string; times?: number; body?: string }
   | { kind: 'slow-headers'; ms: number }
   | { kind: 'slow-body'; bytesPerTick: number; tickMs: number }
   /** answer GET and HEAD with a redirect to `location` (e.g. another server: a CDN) */

@@ -88,6 +88,25 @@ describe('blob faults', () => {
     assert.equal(ociCode(m).code, 'TOOMANYREQUESTS');
   });
 
+  test("an upstream's absurd Retry-After reaches the client clamped to 1..3600 s", async () => {
+    const inTwoHours = new Date(Date.now() + 2 * 3600_000).toUTCString();
+    const cases: [string, string | undefined][] = [
+      ['99999999999', '3600'],
+      ['-5', '1'],
+      [inTwoHours, '3600'],
+      ['soon', undefined],
+    ];
+    for (const [i, [retryAfter, told]] of cases.entries()) {
+      fake.addManifest('ra/x', `v${i}`, manifest(), OCI_MANIFEST);
+      fake.setFault(`/v2/ra/x/manifests/v${i}`, { kind: 'status', status: 429, retryAfter });
+      const m = await get(`${sd.url}/v2/ra/x/manifests/v${i}`);
+      fake.clearFault(`/v2/ra/x/manifests/v${i}`);
+      assert.equal(m.status, 429, retryAfter);
+      assert.equal(ociCode(m).code, 'TOOMANYREQUESTS');
+      assert.equal(m.headers['retry-after'], told, retryAfter);
+    }
+  });
+
   test('upstream headers slower than the header timeout: clean 404 naming the upstream, not a hang or 500', async () => {
     const slow = await startInProcess({ upstream: [fake.url], configObject: { timeouts: { headers: 300 }, retries: 0 } });
     try {

@@ -1,5 +1,6 @@
 // Unit tests of src/upstream/client.ts: blob downloads have their own connection pool, so a manifest is answered
-// while blob GETs hold every connection the blob pool has; a token realm's answer is bounded in bytes and time.
+// while blob GETs hold every connection the blob pool has; a token realm's answer is bounded in bytes and time; an
+// upstream's Retry-After is clamped before we wait it out.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -94,4 +95,21 @@ describe("the token answer of a hostile realm (on the upstream's own origin) is 
       await tight.close();
     }
   });
+});
+
+test('a Retry-After below 1 s (negative, zero) counts as 1 s: not waited out under a shorter maxRetryAfterMs, no immediate retry', async () => {
+  const up: Upstream = { name: fake.host, url: fake.url, libraryPrefix: false };
+  const patient = new UpstreamClient({ timeouts: { connect: 5_000, headers: 20_000, bodyIdle: 20_000 }, retries: 1, maxRetryAfterMs: 500 });
+  try {
+    for (const [i, retryAfter] of ['-5', '0', '-0.5'].entries()) {
+      fake.addManifest(`ra/x${i}`, 'v1', manifest(), OCI_MANIFEST);
+      fake.setFault(`/v2/ra/x${i}/manifests/v1`, { kind: 'status', status: 429, retryAfter, times: 1 });
+      const res = await patient.send(up, `ra/x${i}`, '/manifests/v1', 'GET', { accept: OCI_MANIFEST });
+      await res.body.dump();
+      assert.equal(res.status, 429, `Retry-After ${retryAfter}: handed back, not retried at once`);
+      assert.equal(fake.count('GET', `/v2/ra/x${i}/manifests/v1`), 1, retryAfter);
+    }
+  } finally {
+    await patient.close();
+  }
 });
