@@ -44,7 +44,10 @@ export interface SafeResponse extends UpstreamResponse {
 }
 
 // Never reached unless a rule lists the range in allowPrivate: loopback, RFC 1918, CGNAT, link-local (cloud
-// metadata at 169.254.169.254), multicast, unspecified/"this network", reserved and documentation ranges.
+// metadata at 169.254.169.254), multicast, unspecified/"this network", reserved, benchmarking and documentation
+// ranges. IPv6 forms that carry an IPv4 address are checked by the IPv4 inside (embeddedIPv4), except those whose
+// IPv4 cannot be located or decoded, blocked whole: the local-use NAT64 prefix 64:ff9b:1::/48 (RFC 8215; a site's
+// own translator, any prefix length within it) and Teredo 2001::/32 (server and obfuscated client IPv4 inside).
 const BLOCKED = new BlockList();
 for (const [net, prefix] of [
   ['0.0.0.0', 8],
@@ -65,7 +68,10 @@ for (const [net, prefix] of [
   BLOCKED.addSubnet(net, prefix, 'ipv4');
 for (const [net, prefix] of [
   ['::', 96],
+  ['64:ff9b:1::', 48],
   ['100::', 64],
+  ['2001::', 32],
+  ['2001:2::', 48],
   ['2001:db8::', 32],
   ['fc00::', 7],
   ['fe80::', 10],
@@ -89,11 +95,15 @@ function ipv6Groups(address: string): number[] {
   return groups.map((g) => parseInt(g, 16) || 0);
 }
 
-/** An IPv4 address carried inside an IPv6 one (mapped ::ffff:, NAT64 64:ff9b::, 6to4 2002::), else undefined. */
+/**
+ * An IPv4 address carried inside an IPv6 one (mapped ::ffff:0:0/96, translated ::ffff:0:0:0/96, NAT64
+ * 64:ff9b::/96, 6to4 2002::/16), else undefined.
+ */
 function embeddedIPv4(address: string): string | undefined {
   const g = ipv6Groups(address);
   const v4 = (hi: number, lo: number): string => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
   if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return v4(g[6]!, g[7]!);
+  if (g.slice(0, 4).every((x) => x === 0) && g[4] === 0xffff && g[5] === 0) return v4(g[6]!, g[7]!);
   if (g[0] === 0x64 && g[1] === 0xff9b && g.slice(2, 6).every((x) => x === 0)) return v4(g[6]!, g[7]!);
   if (g[0] === 0x2002) return v4(g[1]!, g[2]!);
   return undefined;

@@ -34,6 +34,33 @@ describe('address guard', () => {
     for (const a of ['93.184.216.34', '8.8.8.8', '2606:4700:4700::1111', '::ffff:8.8.8.8']) assert.equal(addressRefusal(a, none), undefined, a);
   });
 
+  test('IPv6 forms that embed an IPv4 address or are for local use only: local-use NAT64, IPv4-translated, Teredo', () => {
+    for (const a of [
+      '64:ff9b:1::1', // RFC 8215 local-use NAT64 (/48): any prefix length within it, so any embedded position
+      '64:ff9b:1:7f00:1::',
+      '64:ff9b:1::a9fe:a9fe',
+      '64:ff9b:1:ffff:ffff:ffff:ffff:ffff',
+      '::ffff:0:7f00:1', // RFC 2765 IPv4-translated ::ffff:0:0:0/96, here 127.0.0.1
+      '::ffff:0:10.0.0.1',
+      '::ffff:0:a9fe:a9fe',
+      '2001:0:4136:e378:8000:63bf:3fff:fdd2', // Teredo 2001::/32: server and (obfuscated) client IPv4 inside
+      '2001::1',
+      '2001:0:ffff:ffff:ffff:ffff:ffff:ffff',
+      '2001:2::1', // benchmarking 2001:2::/48, like 198.18.0.0/15
+    ]) {
+      assert.ok(addressRefusal(a, none), a);
+    }
+    // Neighbours that are public: the well-known NAT64 prefix and IPv4-translated with a public IPv4 inside, and
+    // global unicast next to Teredo (Google's public DNS is 2001:4860::/32).
+    for (const a of ['64:ff9b::808:808', '64:ff9b:2::1', '::ffff:0:808:808', '2001:4860:4860::8888', '2001:1::1', '2001:3::1']) {
+      assert.equal(addressRefusal(a, none), undefined, a);
+    }
+    // allowPrivate opens them like any other range: the IPv4 inside, or the IPv6 range itself.
+    assert.equal(addressRefusal('::ffff:0:7f00:1', cidrList(['127.0.0.0/8'])), undefined);
+    assert.equal(addressRefusal('64:ff9b:1::a00:1', cidrList(['64:ff9b:1::/48'])), undefined);
+    assert.equal(addressRefusal('2001::1', cidrList(['2001::/32'])), undefined);
+  });
+
   test('allowPrivate opens exactly its ranges', () => {
     const allow = cidrList(['127.0.0.0/8', 'fd00::/8']);
     assert.equal(addressRefusal('127.0.0.2', allow), undefined);
