@@ -3,13 +3,14 @@ import type { Context } from 'hono';
 import type { Proxy, Target } from '../cache/proxy.js';
 import { OciError } from '../oci/errors.js';
 import type { Env } from './middleware.js';
-import { sendBytes } from './respond.js';
+import { clientSignal, sendBytes } from './respond.js';
 
 export async function tagsRoute(c: Context<Env>, proxy: Proxy, target: Target, name: string): Promise<Response> {
   const nParam = c.req.query('n');
   if (nParam !== undefined && !/^\d{1,9}$/.test(nParam)) throw new OciError('PAGINATION_NUMBER_INVALID', { n: nParam });
   const n = nParam === undefined ? undefined : Number(nParam);
-  const page = await proxy.tags.list(target, n, c.req.query('last'));
+  // The client's signal: a fetch of a long list stops once every client waiting for it has gone.
+  const page = await proxy.tags.list(target, n, c.req.query('last'), clientSignal(c));
   const body = Buffer.from(JSON.stringify({ name, tags: page.tags }));
   const headers: Record<string, string> = { 'content-type': 'application/json', 'content-length': String(body.length) };
   if (page.next !== undefined && n !== undefined) {

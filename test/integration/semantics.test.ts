@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { request } from 'undici';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
 import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
-import { freePort } from '../helpers/tmp.ts';
+import { freePort, waitFor } from '../helpers/tmp.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
@@ -315,5 +315,35 @@ describe('manifests, tags and errors', () => {
     fake.setTagListing({});
     assert.deepEqual((JSON.parse(merged.body.toString()) as { tags: string[] }).tags, ['a', 'b', 'c', 'd', 'e']);
     assert.equal(fake.count('GET', '/v2/tg/paged/tags/list'), 3);
+  });
+
+  test('tags/list: an upstream list that is not JSON, or larger than the cap, is 502 UNAVAILABLE (not 404, not held whole)', async () => {
+    const path = '/v2/tg/hostile/tags/list';
+    fake.setFault(path, { kind: 'status', status: 200, body: '{"tags": [1,2,{"a":1}, "ok"' });
+    const bad = ociError(await get(`${sd.url}${path}`), 502, 'UNAVAILABLE');
+    assert.match(JSON.stringify(bad.detail), /not valid JSON/);
+    // One page of 9 MiB of distinct tags (the audit's upstream sent 100 of 8 MiB, and the process ran out of memory).
+    const tags = Array.from({ length: 90_000 }, (_, i) => `t${i}-${'x'.repeat(96)}`);
+    fake.setFault(path, { kind: 'status', status: 200, body: JSON.stringify({ name: 'tg/hostile', tags }) });
+    const big = ociError(await get(`${sd.url}${path}`), 502, 'UNAVAILABLE');
+    fake.clearFault(path);
+    assert.match(JSON.stringify(big.detail), /upstream tag list larger than \d+ bytes/);
+  });
+
+  test('tags/list: a client that leaves stops the fetch of a long list (no page is asked for after it)', async () => {
+    fake.setTagListing({ pageSize: 1 });
+    for (let i = 0; i < 20; i++) fake.addManifest('tg/long', `t${i}`, manifest(), OCI_MANIFEST);
+    const path = '/v2/tg/long/tags/list';
+    // Every page trickles (~40 bytes, 50 ms a byte): the whole list would take ~40 s.
+    fake.setFault(path, { kind: 'slow-body', bytesPerTick: 1, tickMs: 50 });
+    const client = new AbortController();
+    const gone = request(`${sd.url}${path}`, { signal: client.signal }).catch(() => undefined);
+    await waitFor('the first page asked for', () => fake.count('GET', path) >= 1, 10_000, 10);
+    client.abort();
+    await gone;
+    await waitFor('the fetch to stop', () => sd.proxy.tags.running === 0, 10_000, 10);
+    fake.clearFault(path);
+    fake.setTagListing({});
+    assert.ok(fake.count('GET', path) <= 2, `${fake.count('GET', path)} of 20 pages asked for`);
   });
 });
