@@ -8,7 +8,7 @@ import { EMPTY_REFERRERS, filterReferrers, isMediaType, referrersTag } from '../
 import type { ReferrersRow, ReferrersSource, ReferrersStore } from '../store/referrers.js';
 import type { UpstreamSender } from '../upstream/chain.js';
 import { header, readCapped, type Headers, type UpstreamResponse } from '../upstream/client.js';
-import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure, UpstreamNotFound, upstreamErrors } from '../upstream/outcomes.js';
+import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure, UpstreamNotFound, upstreamErrors, upstreamFault } from '../upstream/outcomes.js';
 import type { Target } from '../upstream/registries.js';
 import { bestEffort } from './best-effort.js';
 import { Coalescer } from './coalesce.js';
@@ -49,6 +49,16 @@ function nextPage(headers: Headers): string | undefined {
 /** An upstream answer that stale content may cover (unreachable, 5xx, 429), as opposed to a refusal. */
 class Unavailable extends Error {}
 
+/** The upstream answered something unusable (502: invalid, oversized, refused): a cached list covers it too. */
+const isFault = (e: unknown): boolean => e instanceof OciError && e.status === 502;
+
+/** One page of an upstream list: its bytes, the index, and the index's descriptors. */
+interface Page {
+  body: Buffer;
+  index: Record<string, unknown>;
+  manifests: unknown[];
+}
+
 export class Referrers {
   private readonly fetches = new Coalescer<Answer>();
 
@@ -69,7 +79,7 @@ export class Referrers {
       answer = await this.fetches.run(key, () => this.resolve(target, subject, at)).promise;
     } catch (e) {
       const failed = e instanceof Unavailable || isUpstreamFailure(e);
-      if (cached && failed) {
+      if (cached && (failed || isFault(e))) {
         log.warn({ upstream: up, repo: target.repo, subject, reason: (e as Error).message }, 'serving stale referrers');
         return { ...cached, outcome: 'stale' };
       }
@@ -111,31 +121,43 @@ export class Referrers {
       throw new Unavailable(`upstream answered ${res.status}`);
     }
     if (res.status !== 200) throw fromUpstreamStatus(res, 'NAME_UNKNOWN', what, await upstreamErrors(res));
-    let body = await this.readPage(res.body, what);
+    const first = await this.readPage(res.body, what);
+    let body = first.body;
     const applied = (header(res.headers, 'oci-filters-applied') ?? '')
       .split(',')
       .map((s) => s.trim())
       .includes('artifactType');
     const next = nextPage(res.headers);
-    if (next !== undefined) body = await this.morePages(target, subject, body, next, what);
+    if (next !== undefined) body = await this.morePages(target, subject, first, next, what);
     if (at && applied) return { body, source: 'api', filters: 'artifactType' };
     return this.filtered(body, at, 'api');
   }
 
-  /** One page of a referrers answer: at most MANIFEST_MAX_BYTES, and an image index, else it is not served. */
-  private async readPage(stream: UpstreamResponse['body'], what: Record<string, unknown>): Promise<Buffer> {
+  /**
+   * One page of a referrers answer: at most MANIFEST_MAX_BYTES, and an image index whose `manifests` is an array
+   * (absent or null, as Go's nil slice marshals, is none); else the upstream's fault (502), and it is not served.
+   */
+  private async readPage(stream: UpstreamResponse['body'], what: Record<string, unknown>): Promise<Page> {
     let body: Buffer;
     try {
       body = await readCapped(stream, MANIFEST_MAX_BYTES);
     } catch (e) {
-      if (e instanceof RangeError) throw new OciError('MANIFEST_INVALID', { ...what, reason: `referrers list larger than ${MANIFEST_MAX_BYTES} bytes` });
+      if (e instanceof RangeError) throw upstreamFault(502, what, `upstream referrers list larger than ${MANIFEST_MAX_BYTES} bytes`);
       throw new Unavailable((e as Error).message);
     }
     this.deps.onUpstreamBytes?.(body.length);
-    // parseManifest never changes the bytes; it throws MANIFEST_INVALID for what is not a valid document.
-    if (parseManifest(body, MT.ociIndex).mediaType !== MT.ociIndex)
-      throw new OciError('MANIFEST_INVALID', { ...what, reason: 'referrers answer is not an image index' });
-    return body;
+    try {
+      // parseManifest never changes the bytes; it throws MANIFEST_INVALID for what is not a valid document (JSON,
+      // descriptors), but takes an index whose manifests is no array for an image manifest: checked here.
+      if (parseManifest(body, MT.ociIndex).mediaType !== MT.ociIndex) throw new Error('not an image index');
+      const index = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+      const manifests = index.manifests ?? [];
+      if (!Array.isArray(manifests)) throw new Error('"manifests" is not an array');
+      return { body, index, manifests };
+    } catch (e) {
+      const why = e instanceof OciError && typeof e.detail === 'string' ? e.detail : (e as Error).message;
+      throw upstreamFault(502, what, `upstream sent an invalid referrers list: ${why}`);
+    }
   }
 
   /**
@@ -143,12 +165,11 @@ export class Referrers {
    * all) and the descriptors merged into the first page's index, so a client never misses a signature on page 2.
    * The only case where the bytes served are not one upstream answer.
    */
-  private async morePages(target: Target, subject: Digest, first: Buffer, query: string, what: Record<string, unknown>): Promise<Buffer> {
-    const index = JSON.parse(first.toString('utf8')) as { manifests: unknown[] };
-    const manifests = [...index.manifests];
-    let total = first.length;
+  private async morePages(target: Target, subject: Digest, first: Page, query: string, what: Record<string, unknown>): Promise<Buffer> {
+    const manifests = [...first.manifests];
+    let total = first.body.length;
     for (let page = 1, next: string | undefined = query; next !== undefined; page++) {
-      if (page >= MAX_PAGES) throw new OciError('MANIFEST_INVALID', { ...what, reason: `referrers list longer than ${MAX_PAGES} pages` });
+      if (page >= MAX_PAGES) throw upstreamFault(502, what, `upstream referrers list longer than ${MAX_PAGES} pages`);
       let res: UpstreamResponse;
       try {
         res = await this.deps.client.send(target.upstream, target.repo, `/referrers/${subject}?${next}`, 'GET', { accept: MT.ociIndex });
@@ -162,13 +183,13 @@ export class Referrers {
         }
         throw fromUpstreamStatus(res, 'NAME_UNKNOWN', what, await upstreamErrors(res));
       }
-      const body = await this.readPage(res.body, what);
-      total += body.length;
-      if (total > MANIFEST_MAX_BYTES) throw new OciError('MANIFEST_INVALID', { ...what, reason: `referrers list larger than ${MANIFEST_MAX_BYTES} bytes` });
-      manifests.push(...(JSON.parse(body.toString('utf8')) as { manifests: unknown[] }).manifests);
+      const more = await this.readPage(res.body, what);
+      total += more.body.length;
+      if (total > MANIFEST_MAX_BYTES) throw upstreamFault(502, what, `upstream referrers list larger than ${MANIFEST_MAX_BYTES} bytes`);
+      for (const d of more.manifests) manifests.push(d);
       next = nextPage(res.headers);
     }
-    return Buffer.from(JSON.stringify({ ...index, manifests }));
+    return Buffer.from(JSON.stringify({ ...first.index, manifests }));
   }
 
   private async fallback(target: Target, subject: Digest, at: string): Promise<Answer> {

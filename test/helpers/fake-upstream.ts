@@ -32,9 +32,10 @@ export interface FakeUpstream {
   /**
    * Serve the referrers API for repo/digest with exactly these bytes (an image index). `filters`: the upstream
    * applies ?artifactType= itself (and says so in OCI-Filters-Applied); otherwise it ignores the filter.
-   * `pageSize`: the list is paginated (?page=N, Link rel="next"). Digests without a list get an empty index.
+   * `pageSize`: the list is paginated (?page=N, Link rel="next"). `pages`: these exact bodies are the pages, in order
+   * (valid or not; `body` is then unused). Digests without a list get an empty index.
    */
-  setReferrers(repo: string, digest: string, body: Buffer, opts?: { filters?: boolean; pageSize?: number }): void;
+  setReferrers(repo: string, digest: string, body: Buffer, opts?: { filters?: boolean; pageSize?: number; pages?: Buffer[] }): void;
   /** require bearer tokens on every /v2/ request from now on (undefined: back to anonymous) */
   requireAuth(opts: AuthOptions | undefined): void;
   setTagListing(listing: TagListing): void;
@@ -94,7 +95,7 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     if (!r) repos.set(name, (r = { blobs: new Map(), manifests: new Map(), tags: new Map() }));
     return r;
   };
-  const referrers = new Map<string, { body: Buffer; filters: boolean; pageSize?: number }>();
+  const referrers = new Map<string, { body: Buffer; filters: boolean; pageSize?: number; pages?: Buffer[] }>();
   let listing: TagListing = {};
   const sentBytes = new Map<string, number>();
   const auth = new FakeAuth(sentBytes);
@@ -167,6 +168,11 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
       if (fault?.kind === 'status') return void statusFault(res, fault);
       const list = referrers.get(`${m[1]}|${m[2]}`);
       const headers: Record<string, string> = { 'content-type': 'application/vnd.oci.image.index.v1+json' };
+      if (list?.pages) {
+        const page = Number(url.searchParams.get('page') ?? '1');
+        if (page < list.pages.length) headers.link = `<${url.pathname}?page=${page + 1}>; rel="next"`;
+        return send(req, res, { bytes: list.pages[page - 1] ?? Buffer.alloc(0) }, headers, fault);
+      }
       let body = list?.body ?? Buffer.from('{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}');
       const at = url.searchParams.get('artifactType');
       if (list?.filters && at !== null) {
@@ -244,7 +250,12 @@ export async function startFakeUpstream(): Promise<FakeUpstream> {
     addBlobFile: (name, file, digest) => void repo(name).blobs.set(digest, { file, size: statSync(file).size }),
     addManifest,
     setReferrers: (name, digest, body, opts) =>
-      void referrers.set(`${name}|${digest}`, { body, filters: opts?.filters ?? false, ...(opts?.pageSize ? { pageSize: opts.pageSize } : {}) }),
+      void referrers.set(`${name}|${digest}`, {
+        body,
+        filters: opts?.filters ?? false,
+        ...(opts?.pageSize ? { pageSize: opts.pageSize } : {}),
+        ...(opts?.pages ? { pages: opts.pages } : {}),
+      }),
     requireAuth: (opts) => auth.require(opts),
     releaseHeld: () => {
       const all = [...held];

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { COSIGN_SIG, cosignSignature, referrersIndex, referrersTag, sbom, SPDX } from '../helpers/artifacts.ts';
 import { startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.ts';
-import { get, manifest, OCI_INDEX, OCI_MANIFEST, sha256 } from '../helpers/http.ts';
+import { get, manifest, OCI_INDEX, OCI_MANIFEST, ociCode, sha256 } from '../helpers/http.ts';
 import { startInProcess, type InProcess } from '../helpers/stevedore.ts';
 
 describe('referrers API served by the upstream (fake upstream)', () => {
@@ -106,6 +106,58 @@ describe('referrers API served by the upstream (fake upstream)', () => {
       arts.map((a) => a.digest),
     );
     assert.equal(fake.count('GET', `/v2/api/p/referrers/${s.digest}`), 3);
+  });
+
+  test('upstream answers that are not usable referrers lists are 502 UNAVAILABLE (never a 500, never a client error)', async () => {
+    const s = subject('api/bad');
+    const sig = cosignSignature(s, 'x/api/bad');
+    const index = (rest: Record<string, unknown>): Buffer => Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, ...rest }));
+    const cases: [string, Buffer[]][] = [
+      ['page 2 has "manifests": {}', [referrersIndex([sig]), index({ manifests: {} })]],
+      ['one page whose "manifests" is not an array', [index({ manifests: 'x' })]],
+      ['a descriptor without a digest', [index({ manifests: [{ mediaType: OCI_MANIFEST, size: 1 }] })]],
+      ['5 MiB', [index({ manifests: [], annotations: { pad: 'a'.repeat(5 << 20) } })]],
+      ['not JSON', [Buffer.from('not json')]],
+      ['page 2 not JSON', [referrersIndex([sig]), Buffer.from('<html>')]],
+      ['17 pages', Array.from({ length: 17 }, () => referrersIndex([sig]))],
+    ];
+    for (const [what, pages] of cases) {
+      fake.setReferrers('api/bad', s.digest, Buffer.alloc(0), { pages });
+      now += 60_000;
+      const r = await get(`${sd.url}/v2/api/bad/referrers/${s.digest}`);
+      assert.equal(r.status, 502, `${what}: ${r.status} ${r.body.toString().slice(0, 300)}`);
+      assert.equal(ociCode(r).code, 'UNAVAILABLE', what);
+    }
+  });
+
+  test('a page without "manifests" (or null) adds nothing: the pages merge into one valid index', async () => {
+    const s = subject('api/none');
+    const a = cosignSignature(s, 'a');
+    const b = sbom(s);
+    const index = (rest: Record<string, unknown>): Buffer => Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, ...rest }));
+    fake.setReferrers('api/none', s.digest, Buffer.alloc(0), { pages: [index({}), referrersIndex([a]), index({ manifests: null }), referrersIndex([b])] });
+    const r = await get(`${sd.url}/v2/api/none/referrers/${s.digest}`);
+    assert.equal(r.status, 200, r.body.toString());
+    const j = JSON.parse(r.body.toString()) as { manifests: { digest: string }[] };
+    assert.deepEqual(
+      j.manifests.map((m) => m.digest),
+      [a.digest, b.digest],
+    );
+  });
+
+  test('a cached list is served stale (Warning 110) when the upstream then answers something unusable', async () => {
+    const s = subject('api/st');
+    const list = referrersIndex([cosignSignature(s, 'x/api/st')]);
+    fake.setReferrers('api/st', s.digest, list);
+    const path = `/v2/api/st/referrers/${s.digest}`;
+    assert.ok((await get(`${sd.url}${path}`)).body.equals(list));
+    fake.setReferrers('api/st', s.digest, Buffer.alloc(0), { pages: [Buffer.from('not json')] });
+    now += 60_000;
+    const stale = await get(`${sd.url}${path}`);
+    assert.equal(stale.status, 200, stale.body.toString());
+    assert.ok(stale.body.equals(list));
+    assert.equal(stale.headers['x-stevedore-cache'], 'stale');
+    assert.match(String(stale.headers.warning), /^110 /);
   });
 
   test('an upstream 401/403 is DENIED and an upstream 400 a 502, not an empty list', async () => {
