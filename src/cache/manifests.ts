@@ -147,7 +147,8 @@ export class Manifests {
     const digest = digestOf(body, want ? parseDigest(want)!.algorithm : 'sha256');
     if (want && digest !== want) {
       this.deps.log.warn({ ...what, want, got: digest }, 'upstream manifest digest mismatch; not stored');
-      throw new OciError('UNAVAILABLE', { ...what, reason: 'upstream sent a manifest whose digest does not match', want, got: digest });
+      // The upstream's fault, not a server unable to serve (502, not 503): it lied about the bytes or sent others.
+      throw upstreamFault(502, { ...what, want, got: digest }, 'upstream sent a manifest whose digest does not match');
     }
     let parsed: ParsedManifest;
     try {

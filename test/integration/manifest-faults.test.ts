@@ -27,20 +27,28 @@ describe('manifest faults', () => {
     assert.ok(ociCode(r).code);
   };
 
-  test('body whose sha256 is not the requested digest: error, nothing stored', async () => {
+  // The upstream is at fault: 502 UNAVAILABLE, as for any unusable upstream answer (it was 503 "service unavailable").
+  const assertUpstreamFault = (r: Got): void => {
+    assertError(r);
+    assert.equal(r.status, 502, r.body.toString());
+    assert.equal(ociCode(r).code, 'UNAVAILABLE');
+    assert.match(String((ociCode(r).detail as { reason?: string }).reason), /digest does not match/);
+  };
+
+  test('body whose sha256 is not the requested digest: 502, nothing stored', async () => {
     const body = manifest();
     const lie = sha256(randomBytes(32));
     fake.addManifest('l/x', lie, body, OCI_MANIFEST, { digest: lie });
-    assertError(await get(url('l/x', lie)));
+    assertUpstreamFault(await get(url('l/x', lie)));
     assert.equal(sd.meta.getManifest(lie as never), undefined);
     assert.equal(sd.meta.getManifest(sha256(body) as never), undefined);
   });
 
-  test('by tag, Docker-Content-Digest that does not match the body: error, nothing stored', async () => {
+  test('by tag, Docker-Content-Digest that does not match the body: 502, nothing stored', async () => {
     const body = manifest();
     const lie = sha256(randomBytes(32));
     fake.addManifest('l/y', 'v1', body, OCI_MANIFEST, { digest: lie });
-    assertError(await get(url('l/y', 'v1')));
+    assertUpstreamFault(await get(url('l/y', 'v1')));
     assert.equal(sd.meta.getManifest(lie as never), undefined);
     assert.equal(sd.meta.getManifest(sha256(body) as never), undefined);
     assert.equal(sd.meta.getTag(fake.host, 'l/y', 'v1'), undefined);
