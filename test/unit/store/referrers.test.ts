@@ -29,3 +29,23 @@ test('referrers rows: kept per repository and filter, updated in place, the olde
     await tmp.cleanup();
   }
 });
+
+test('referrers rows: bounded in bytes too, the oldest-checked pruned past the bound', async () => {
+  const tmp = makeTempDir();
+  const meta = new Metadata(path.join(tmp.path, 'metadata.db'));
+  try {
+    // 10,000 bytes at most: ten lists of 3,000 bytes leave the newest three (the audit stored 80 lists of ~3 MB).
+    const store = new ReferrersStore(meta.db, 1000, 10_000);
+    const d = (i: number) => `sha256:${String(i).padStart(64, '0')}` as Digest;
+    for (let i = 1; i <= 10; i++) store.put('up', 'a', d(i), '', { body: Buffer.alloc(3000, i), source: 'api', filters: '', checkedAt: i });
+    const kept = Array.from({ length: 10 }, (_, i) => i + 1).filter((i) => store.get('up', 'a', d(i), '') !== undefined);
+    assert.deepEqual(kept, [8, 9, 10]);
+    // A list larger than the bound alone is not kept either (nothing else is pushed out for it).
+    store.put('up', 'a', d(10), '', { body: Buffer.alloc(20_000), source: 'api', filters: '', checkedAt: 11 });
+    assert.equal(store.get('up', 'a', d(10), ''), undefined, 'nor is the older answer served any more');
+    assert.ok(store.get('up', 'a', d(8), '') && store.get('up', 'a', d(9), ''));
+  } finally {
+    meta.close();
+    await tmp.cleanup();
+  }
+});
