@@ -6,7 +6,7 @@ import type { Metadata } from '../store/metadata.js';
 import type { UpstreamSender } from '../upstream/chain.js';
 import { header, readCapped, type UpstreamResponse } from '../upstream/client.js';
 import type { Target } from '../upstream/registries.js';
-import { FillSlots } from './blobs/slots.js';
+import { Slots } from './slots.js';
 import { fromUnreachable, fromUpstreamStatus, isUpstreamFailure, upstreamFault } from '../upstream/outcomes.js';
 
 /**
@@ -58,7 +58,7 @@ function tagsOf(body: Buffer, what: Record<string, unknown>): unknown[] {
 export class Tags {
   private readonly lists: LRUCache<string, string[]>;
   private readonly flights = new Map<string, Flight>();
-  private readonly slots = new FillSlots(MAX_FETCHES, MAX_FETCHES_PER_UPSTREAM);
+  private readonly slots = new Slots(MAX_FETCHES, MAX_FETCHES_PER_UPSTREAM);
   private fetching = 0;
 
   constructor(private readonly deps: { client: UpstreamSender; meta: Metadata; tagTtlMs: number; cacheBytes?: number }) {

@@ -5,7 +5,7 @@ import { Coalescer } from '../coalesce.js';
 import { BlobFill } from './fill.js';
 import type { FillDeps, FillSource } from './fill-contract.js';
 import type { BlobHandle, BlobOutcome } from './handle.js';
-import { FillSlots } from './slots.js';
+import { Slots } from '../slots.js';
 
 /** A queued fill whose every caller went away: it was never started (nobody is there to see this error). */
 export class FillNotWantedError extends OciError {
@@ -18,7 +18,7 @@ export class FillNotWantedError extends OciError {
 export class Fills {
   private readonly fills = new Map<Digest, BlobFill>();
   private readonly starting = new Coalescer<BlobFill>();
-  private readonly slots: FillSlots;
+  private readonly slots: Slots;
   private readonly waiting = new Map<Digest, { n: number }>();
   /** What each running fill is for (`upstream/repo`), for the status page. */
   private readonly labels = new Map<Digest, string>();
@@ -28,7 +28,7 @@ export class Fills {
     /** Called once per fill when it committed or failed. */
     private readonly onSettled: (digest: Digest, fill: BlobFill) => void,
   ) {
-    this.slots = new FillSlots(deps.maxFills ?? Infinity, deps.maxFillsPerUpstream ?? Infinity);
+    this.slots = new Slots(deps.maxFills ?? Infinity, deps.maxFillsPerUpstream ?? Infinity);
   }
 
   /** Fills waiting for a slot (the global or their upstream's cap). */

@@ -1,10 +1,10 @@
-// Unit tests of src/cache/blobs/slots.ts: global and per-key caps, FIFO, and a key at its cap does not block others.
+// Unit tests of src/cache/slots.ts: global and per-key caps, FIFO, and a key at its cap does not block others.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FillSlots } from '../../../../src/cache/blobs/slots.ts';
+import { Slots } from '../../../src/cache/slots.ts';
 
 test('slots: at most max at once and maxPerKey per key; the queue skips a key at its cap; release is idempotent', async () => {
-  const slots = new FillSlots(3, 2);
+  const slots = new Slots(3, 2);
   const got: string[] = [];
   const take = (key: string) =>
     slots.acquire(key).then((release) => {

@@ -1,11 +1,11 @@
-// Caps on concurrent fills: a global and a per-upstream limit, with a FIFO queue (a request for an upstream at its
-// own cap does not hold up requests for other upstreams).
+// Caps on concurrent work (blob fills, tag-list fetches): a global and a per-upstream limit, with a FIFO queue (a
+// request for an upstream at its own cap does not hold up requests for other upstreams).
 interface Waiter {
   key: string;
   resolve: (release: () => void) => void;
 }
 
-export class FillSlots {
+export class Slots {
   private active = 0;
   private readonly perKey = new Map<string, number>();
   private readonly queue: Waiter[] = [];
