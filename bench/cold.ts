@@ -16,12 +16,6 @@ import { startStevedore, type Server } from './servers.ts';
 export interface ColdResult {
   /** undefined: loopback */
   bytesPerSec: number | undefined;
-  /**
-   * A file of the blob's size was written and removed just before each pull (and before the dd): the pull's new
-   * page-cache pages are ones the guest touched a moment ago, not fresh ones the host must back first, as on a
-   * host whose memory is in use. Without it, every cold pull here is the first use of those pages.
-   */
-  recycled: boolean;
   runsEach: number;
   ms: { direct: Series; stevedore: Series; peer: Series };
   /** median time / median direct time (lower is better; 1.0 = as fast as straight from the upstream) */
@@ -81,8 +75,7 @@ async function coldRuns(
   runs: number,
   workers: number,
   started: Started,
-  recycle = false,
-): Promise<Omit<ColdResult, 'bytesPerSec' | 'recycled'>> {
+): Promise<Omit<ColdResult, 'bytesPerSec'>> {
   const blob = `/v2/${img.repo}/blobs/${img.layers[0]!.digest}`;
   const expectBytes = img.layers[0]!.size;
   const ms = (mbps: number): number => (expectBytes / 1e6 / mbps) * 1000;
@@ -91,7 +84,6 @@ async function coldRuns(
   const during = { stevedore: [] as ProbeLatency[], peer: [] as ProbeLatency[] };
   const newFile: number[] = [];
   for (let i = 0; i < runs; i++) {
-    if (recycle) await writeNewFile(expectBytes);
     newFile.push(await writeNewFile(expectBytes));
     got.direct.push(ms(await curlDownload(`${upstreamUrl}${blob}`, expectBytes)));
     for (const who of ['stevedore', 'peer'] as const) {
@@ -99,7 +91,6 @@ async function coldRuns(
       try {
         await curlDownload(`${s.url}/v2/${warmup.repo}/blobs/${warmup.layers[0]!.digest}`, warmup.layers[0]!.size);
         const before = await settledGets(registry, img.layers[0]!.digest, 500);
-        if (recycle) await writeNewFile(expectBytes);
         const manifest = `${s.url}/v2/${warmup.repo}/manifests/${warmup.manifestDigest}`;
         const pull = await probeWhile(manifest, ACCEPT, () => curlDownload(`${s.url}${blob}`, expectBytes));
         got[who].push(ms(pull.result));
@@ -123,9 +114,8 @@ export async function coldLoopback(
   runs: number,
   workers: number,
   started: Started,
-  recycle = false,
 ): Promise<ColdResult> {
-  return { bytesPerSec: undefined, recycled: recycle, ...(await coldRuns(registry, registry.url, img, warmup, runs, workers, started, recycle)) };
+  return { bytesPerSec: undefined, ...(await coldRuns(registry, registry.url, img, warmup, runs, workers, started)) };
 }
 
 /** A relay in front of the registry paces its answers at `bytesPerSec`, like a link of that bandwidth. */
@@ -140,7 +130,7 @@ export async function coldOverLink(
 ): Promise<ColdResult> {
   const relay = await pacedRelay(Number(new URL(registry.url).port), bytesPerSec);
   try {
-    return { bytesPerSec, recycled: false, ...(await coldRuns(registry, relay.url, img, warmup, runs, workers, started)) };
+    return { bytesPerSec, ...(await coldRuns(registry, relay.url, img, warmup, runs, workers, started)) };
   } finally {
     await relay.close();
   }
