@@ -28,7 +28,7 @@ export interface ColdResult {
   newFileMs: Series;
   /** GETs of the blob the upstream answered per cold pull (the peer downloads it a second time to store it) */
   upstreamGets: { stevedore: number[]; peer: number[] };
-  /** A cached manifest GET by digest every 10 ms during each pull: does a fill hold up other clients? */
+  /** A cached manifest GET by digest every 10 ms during one more pull (loopback only): does a fill hold up other clients? */
   manifestDuring: { stevedore: ProbeLatency[]; peer: ProbeLatency[] };
 }
 
@@ -75,6 +75,8 @@ async function coldRuns(
   runs: number,
   workers: number,
   started: Started,
+  /** One more pull each, not timed: a cached manifest is probed meanwhile (the probes' own load stays out of the times). */
+  probe: boolean,
 ): Promise<Omit<ColdResult, 'bytesPerSec'>> {
   const blob = `/v2/${img.repo}/blobs/${img.layers[0]!.digest}`;
   const expectBytes = img.layers[0]!.size;
@@ -83,18 +85,23 @@ async function coldRuns(
   const gets = { stevedore: [] as number[], peer: [] as number[] };
   const during = { stevedore: [] as ProbeLatency[], peer: [] as ProbeLatency[] };
   const newFile: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    newFile.push(await writeNewFile(expectBytes));
-    got.direct.push(ms(await curlDownload(`${upstreamUrl}${blob}`, expectBytes)));
+  for (let i = 0; i < runs + (probe ? 1 : 0); i++) {
+    const probing = i === runs;
+    if (!probing) {
+      newFile.push(await writeNewFile(expectBytes));
+      got.direct.push(ms(await curlDownload(`${upstreamUrl}${blob}`, expectBytes)));
+    }
     for (const who of ['stevedore', 'peer'] as const) {
       const s = await started(who === 'stevedore' ? startStevedore(upstreamUrl, { workers }) : startPeer(upstreamUrl));
       try {
         await curlDownload(`${s.url}/v2/${warmup.repo}/blobs/${warmup.layers[0]!.digest}`, warmup.layers[0]!.size);
+        const pull = (): Promise<number> => curlDownload(`${s.url}${blob}`, expectBytes);
+        if (probing) {
+          during[who].push((await probeWhile(`${s.url}/v2/${warmup.repo}/manifests/${warmup.manifestDigest}`, ACCEPT, pull)).latency);
+          continue;
+        }
         const before = await settledGets(registry, img.layers[0]!.digest, 500);
-        const manifest = `${s.url}/v2/${warmup.repo}/manifests/${warmup.manifestDigest}`;
-        const pull = await probeWhile(manifest, ACCEPT, () => curlDownload(`${s.url}${blob}`, expectBytes));
-        got[who].push(ms(pull.result));
-        during[who].push(pull.latency);
+        got[who].push(ms(await pull()));
         // Counted before the server stops: the peer's second download (to store the blob) may end well after the pull.
         gets[who].push((await settledGets(registry, img.layers[0]!.digest, 2_500)) - before);
       } finally {
@@ -115,7 +122,7 @@ export async function coldLoopback(
   workers: number,
   started: Started,
 ): Promise<ColdResult> {
-  return { bytesPerSec: undefined, ...(await coldRuns(registry, registry.url, img, warmup, runs, workers, started)) };
+  return { bytesPerSec: undefined, ...(await coldRuns(registry, registry.url, img, warmup, runs, workers, started, true)) };
 }
 
 /** A relay in front of the registry paces its answers at `bytesPerSec`, like a link of that bandwidth. */
@@ -130,7 +137,7 @@ export async function coldOverLink(
 ): Promise<ColdResult> {
   const relay = await pacedRelay(Number(new URL(registry.url).port), bytesPerSec);
   try {
-    return { bytesPerSec, ...(await coldRuns(registry, relay.url, img, warmup, runs, workers, started)) };
+    return { bytesPerSec, ...(await coldRuns(registry, relay.url, img, warmup, runs, workers, started, false)) };
   } finally {
     await relay.close();
   }

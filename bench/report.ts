@@ -192,7 +192,7 @@ export function printTable(r: Results, out: (line: string) => void = (l) => proc
       spread(c.newFileMs),
     ]),
   );
-  out('2c. a cached manifest GET by digest every 10 ms during those pulls (new connection each), ms: worst run');
+  out('2c. a cached manifest GET by digest every 10 ms during one more cold pull each (new connection each), ms');
   const worst = (ps: ProbeLatency[]): string => {
     const p = (k: 'p50ms' | 'p99ms' | 'maxms'): string => f(Math.max(...ps.map((x) => x[k])), 1);
     return `${p('p50ms')} / ${p('p99ms')} / ${p('maxms')} (${ps.reduce((n, x) => n + x.count, 0)} GETs, ${ps.reduce((n, x) => n + x.errors, 0)} errors)`;
@@ -200,7 +200,7 @@ export function printTable(r: Results, out: (line: string) => void = (l) => proc
   table(
     out,
     ['link', 'stevedore p50 / p99 / max', 'peer p50 / p99 / max'],
-    r.cold.map((c) => [linkName(c), worst(c.manifestDuring.stevedore), worst(c.manifestDuring.peer)]),
+    r.cold.filter((c) => c.manifestDuring.stevedore.length > 0).map((c) => [linkName(c), worst(c.manifestDuring.stevedore), worst(c.manifestDuring.peer)]),
   );
   const m = r.manifests;
   out('3. small requests and memory');
