@@ -118,18 +118,25 @@ const PARSE_ERRORS: Record<string, [status: number, message: string]> = {
 
 /**
  * A request Node's HTTP parser refuses before any route runs (headers too large, a malformed request line, an
- * unknown method, too slow) is answered as every other error is: a status and an OCI error body, then closed.
+ * unknown method, too slow) is answered as every other error is: a status and an OCI error body, then closed;
+ * so is a CONNECT (405).
  */
 export function answerParseErrors(server: Server): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex & { bytesWritten?: number }) => {
     // Gone already, or a response under way on this socket: nothing can be said any more.
     if (err.code === 'ECONNRESET' || !socket.writable || (socket.bytesWritten ?? 0) > 0) return void socket.destroy();
     const [status, message] = PARSE_ERRORS[err.code ?? ''] ?? [400, 'malformed HTTP request'];
-    const body = JSON.stringify(new OciError('UNSUPPORTED', { reason: err.code ?? err.message }, message).toBody());
-    socket.end(
-      `HTTP/1.1 ${status} ${message}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-    );
-    // A client that does not read its answer does not keep the socket.
-    setTimeout(() => socket.destroy(), 1_000).unref();
+    answerRaw(socket, status, message, err.code ?? err.message);
   });
+  // CONNECT asks for a tunnel: this is a registry mirror, not a forward proxy.
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => answerRaw(socket, 405, 'Method Not Allowed', 'CONNECT: not a forward proxy'));
+}
+
+/** An OCI error answer written on the bare socket, then closed (a client that does not read it does not keep it). */
+function answerRaw(socket: Duplex, status: number, message: string, reason: string): void {
+  const body = JSON.stringify(new OciError('UNSUPPORTED', { reason }, message).toBody());
+  socket.end(
+    `HTTP/1.1 ${status} ${message}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+  setTimeout(() => socket.destroy(), 1_000).unref();
 }

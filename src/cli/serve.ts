@@ -1,14 +1,15 @@
 // `stevedore serve`: listen (one process, or `--workers N` under node:cluster sharing the port and the data dir),
 // and on SIGTERM/SIGINT stop accepting, let in-flight responses finish, close SQLite.
-import { serve as listen } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
 import cluster, { type Worker } from 'node:cluster';
 import { readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import os from 'node:os';
 import { AggregatorRegistry } from 'prom-client';
 import { buildApp, prepareDataDir, type BuildOptions } from '../app.js';
 import type { Config } from '../config/load.js';
+import { adapterErrorResponse } from '../http/errors.js';
 import { createLogger } from '../obs/log.js';
 import { reclaimAfterBursts } from '../obs/reclaim.js';
 import { sendfileUnavailable } from '../sendfile/native.js';
@@ -69,17 +70,12 @@ async function serveOne(config: Config, role: { cleanup: boolean; leader: boolea
   }
   const tls = config.tlsCert && config.tlsKey ? { cert: config.tlsCert, key: config.tlsKey } : undefined;
   const readTls = (t: { cert: string; key: string }) => ({ cert: readFileSync(t.cert), key: readFileSync(t.key) });
+  // The adapter's listener with our answer for what it cannot make a request of (its default is an empty 400).
+  const listener = getRequestListener(s.app.fetch, { hostname: config.host, errorHandler: adapterErrorResponse });
   const server = (
-    tls
-      ? listen({
-          fetch: s.app.fetch,
-          hostname: config.host,
-          port: config.port,
-          createServer: createHttpsServer,
-          serverOptions: { ...readTls(tls), ...serverOptions(config.server) },
-        })
-      : listen({ fetch: s.app.fetch, hostname: config.host, port: config.port, serverOptions: serverOptions(config.server) })
+    tls ? createHttpsServer({ ...readTls(tls), ...serverOptions(config.server) }, listener) : createHttpServer(serverOptions(config.server), listener)
   ) as Server;
+  server.listen(config.port, config.host);
   if (tls) {
     // Renewed certificates (cert-manager, certbot) take effect without a restart: new connections use them.
     // Under --workers N the primary passes SIGHUP on to every worker.

@@ -21,6 +21,20 @@ export function toOciError(err: unknown, log?: Logger): OciError {
   return new OciError('UNKNOWN', { reason: 'internal error; see the server log' });
 }
 
+/** On every /v2/ answer: registry answers are data, never a page a browser renders or runs on this origin. */
+export const API_GUARD: Readonly<Record<string, string>> = { 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'none'; sandbox" };
+
+/**
+ * What the HTTP adapter could not make a request of (a backslash in the path, a bad Host, a target that is no
+ * http URL): 400 with the envelope, never routed. Anything else thrown before routing: the usual error answer.
+ */
+export function adapterErrorResponse(err: unknown): Response {
+  if ((err as Error)?.name !== 'RequestError') return errorResponse(err, 'GET');
+  const body = JSON.stringify(new OciError('UNSUPPORTED', { reason: (err as Error).message }, 'malformed HTTP request').toBody());
+  const headers = { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(body)), connection: 'close', ...API_GUARD };
+  return new Response(body, { status: 400, headers });
+}
+
 export function errorResponse(err: unknown, method: string, log?: Logger): Response {
   const e = toOciError(err, log);
   const body = JSON.stringify(e.toBody());

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
+import { API_GUARD } from './errors.js';
 import { targetPath } from './path.js';
 
 export interface RequestInfo {
@@ -25,8 +26,6 @@ export type Env = { Variables: { log: Logger; info: RequestInfo; rawPath: string
 export const nodeOf = (c: Context<Env>): { incoming?: IncomingMessage; outgoing?: ServerResponse } =>
   (c.env as { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined) ?? {};
 
-const API_GUARD: Record<string, string> = { 'x-content-type-options': 'nosniff', 'content-security-policy': "default-src 'none'; sandbox" };
-
 export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: number, info: RequestInfo) => void): MiddlewareHandler<Env> {
   return async (c, next) => {
     const started = performance.now();
@@ -42,7 +41,7 @@ export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: n
     // for every request (measurable on the manifest hot path). writeHead keeps headers set this way.
     // Registry answers are data (manifests keep the upstream's Content-Type, whatever it says): never a page a
     // browser renders or runs on this origin, where the status page lives.
-    const guard: Record<string, string> = c.get('rawPath').startsWith('/v2/') ? API_GUARD : {};
+    const guard: Readonly<Record<string, string>> = c.get('rawPath').startsWith('/v2/') ? API_GUARD : {};
     out?.setHeader('x-request-id', reqId);
     for (const [k, v] of Object.entries(guard)) out?.setHeader(k, v);
     await next();

@@ -1,5 +1,6 @@
-// What Node's HTTP parser refuses before stevedore sees a request (headers too large, a malformed request line, an
-// unknown method) still gets a status and an OCI error body, on the real server (`serve`, one process).
+// What Node's HTTP parser or the HTTP adapter refuses before stevedore sees a request (headers too large, a malformed
+// request line, an unknown method, a target that is no URL, CONNECT) still gets a status and an OCI error body, on
+// the real server (`serve`, one process).
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -56,6 +57,25 @@ describe('requests the HTTP parser refuses', () => {
       assert.equal(r.status, 400, raw);
       assert.equal(ociCode(r), 'UNSUPPORTED', raw);
     }
+  });
+
+  test('a target the adapter cannot make a URL of (a backslash, a bad Host): 400 with an OCI error body and the /v2/ guards', async () => {
+    for (const raw of [
+      'GET /v2/team\\app/manifests/v1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      'GET /v2/ HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n',
+      'GET ftp://x/v2/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    ]) {
+      const r = parse(await exchange(sd.port, raw));
+      assert.equal(r.status, 400, raw);
+      assert.equal(ociCode(r), 'UNSUPPORTED', raw);
+      assert.equal(r.headers['x-content-type-options'], 'nosniff', raw);
+    }
+  });
+
+  test('CONNECT (this is not a forward proxy): 405 with an OCI error body', async () => {
+    const r = parse(await exchange(sd.port, 'CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n'));
+    assert.equal(r.status, 405);
+    assert.equal(ociCode(r), 'UNSUPPORTED');
   });
 
   test('the server still answers afterwards', async () => {
