@@ -93,8 +93,16 @@ async function serveOne(config: Config, role: { cleanup: boolean; leader: boolea
   // Clients that left (300 stalled readers, say) leave buffers only a GC frees: hand them back once they are gone.
   reclaimAfterBursts({
     connections: conns.open,
-    onReclaim: (before, after) =>
-      log.debug({ arrayBuffersMiB: Math.round(before / 2 ** 20), afterMiB: Math.round(after / 2 ** 20) }, 'memory reclaimed after a burst'),
+    onReclaim: (before, after, heap) =>
+      log.debug(
+        {
+          arrayBuffersMiB: Math.round(before / 2 ** 20),
+          afterMiB: Math.round(after / 2 ** 20),
+          heapMiB: Math.round(heap.before / 2 ** 20),
+          heapAfterMiB: Math.round(heap.after / 2 ** 20),
+        },
+        'memory reclaimed after a burst',
+      ),
   });
   try {
     await new Promise<void>((resolve, reject) => {

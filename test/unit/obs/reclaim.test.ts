@@ -1,4 +1,5 @@
-// reclaimAfterBursts: one full GC when the connections of a burst have gone and garbage buffers are above the floor; none while they stay.
+// reclaimAfterBursts: one full GC when the connections of a burst have gone and garbage buffers or heap objects are above
+// the floor; none while they stay.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { reclaimAfterBursts } from '../../../src/obs/reclaim.ts';
@@ -27,6 +28,28 @@ test('connections steady at their peak: no forced GC; once they fall away: one, 
     const [before] = calls[0]!;
     const after = await waitLow(before - (40 << 20));
     assert.ok(before - after >= 40 << 20, `freed ${((before - after) / 2 ** 20).toFixed(0)} MiB`);
+  } finally {
+    r.stop();
+  }
+});
+
+test('garbage JS objects (clients that pipelined and never read) count too: one GC frees them', async () => {
+  let conns = 10;
+  const calls: { before: number; after: number }[] = [];
+  const r = reclaimAfterBursts({ connections: () => conns, everyMs: 20, floorBytes: 16 << 20, minGapMs: 0, onReclaim: (_b, _a, heap) => calls.push(heap) });
+  try {
+    // ~48 MiB of small objects held by the burst's requests, dropped when the clients leave.
+    let held: { path: string; n: number }[][] | undefined = Array.from({ length: 48 }, (_, i) =>
+      Array.from({ length: 16_000 }, (_, j) => ({ path: `/v2/a/manifests/${i}-${j}-${'x'.repeat(24)}`, n: j })),
+    );
+    await sleep(200);
+    assert.equal(calls.length, 0, 'no GC while the connections stay');
+    assert.equal(held.length, 48);
+    held = undefined;
+    conns = 0;
+    await sleep(200);
+    assert.equal(calls.length, 1, 'exactly one GC after the burst');
+    assert.ok(calls[0]!.before - calls[0]!.after >= 32 << 20, `freed ${((calls[0]!.before - calls[0]!.after) / 2 ** 20).toFixed(0)} MiB of heap`);
   } finally {
     r.stop();
   }
