@@ -34,6 +34,9 @@ export function serverOptions(l: ServerLimits): ServerOptions {
   };
 }
 
+/** Requests in progress on one connection (pipelined ahead of their answers) before it is closed. */
+const MAX_PIPELINED = 256;
+
 interface Conn {
   /** Requests in progress on this socket (0: idle keep-alive, or headers not complete yet). */
   busy: number;
@@ -98,6 +101,17 @@ export function limitConnections(server: Server, l: ServerLimits, log: Logger, m
     const c = conns.get(sock);
     if (!c) return;
     c.busy++;
+    // Container clients never pipeline this deep: one that keeps sending requests without reading the answers would
+    // have Node parse and queue every one of them (3.4 GB for 50 such connections). Cut it off.
+    if (c.busy > MAX_PIPELINED) {
+      // The rest of the chunk being parsed still arrives here once the socket is gone: counted once.
+      if (!sock.destroyed) {
+        metrics?.connectionsClosed.inc({ reason: 'pipelined' });
+        warn('a client pipelined too many requests without reading the answers: closing its connection');
+        sock.destroy();
+      }
+      return;
+    }
     res.once('close', () => {
       c.busy--;
       if (c.busy === 0 && conns.has(sock)) {

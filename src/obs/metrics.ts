@@ -118,7 +118,7 @@ export class Metrics {
     });
     this.connectionsClosed = new Counter({
       name: 'stevedore_connections_closed_total',
-      help: 'Client connections closed by the server to protect itself (evicted: oldest idle one at the cap; refused: cap reached and none idle; stalled: a response made no progress)',
+      help: 'Client connections closed by the server to protect itself (evicted: oldest idle one at the cap; refused: cap reached and none idle; stalled: a response made no progress; pipelined: too many requests in progress on one connection)',
       labelNames: ['reason'],
       registers,
     });

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { request } from 'undici';
 import { startStevedore, type StevedoreProcess } from '../helpers/stevedore.ts';
 import { freePort } from '../helpers/tmp.ts';
 
@@ -76,6 +77,23 @@ describe('requests the HTTP parser refuses', () => {
     const r = parse(await exchange(sd.port, 'CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n'));
     assert.equal(r.status, 405);
     assert.equal(ociCode(r), 'UNSUPPORTED');
+  });
+
+  test('a client that pipelines thousands of requests and never reads its answers is cut off', async () => {
+    const s = net.connect(sd.port, '127.0.0.1');
+    await new Promise<void>((resolve) => s.once('connect', resolve));
+    s.pause(); // never read
+    const closed = new Promise<boolean>((resolve) => {
+      s.once('close', () => resolve(true));
+      setTimeout(() => resolve(false), 10_000).unref();
+    });
+    s.on('error', () => undefined);
+    const burst = 'GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(2_000);
+    for (let i = 0; i < 10 && !s.destroyed; i++) s.write(burst);
+    assert.equal(await closed, true, 'the connection is closed by the server');
+    s.destroy();
+    const m = await request(`${sd.url}/metrics`);
+    assert.match(await m.body.text(), /stevedore_connections_closed_total\{reason="pipelined"\} 1\n/);
   });
 
   test('the server still answers afterwards', async () => {
