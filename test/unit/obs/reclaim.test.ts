@@ -10,13 +10,27 @@ async function waitLow(target: number): Promise<number> {
   return process.memoryUsage().arrayBuffers;
 }
 
-test('connections steady at their peak: no forced GC; once they fall away: one, which frees the garbage', async () => {
+interface Reclaimed {
+  buffers: { before: number; after: number };
+  heap: { before: number; after: number };
+}
+
+/**
+ * A burst: 10 connections hold the garbage `make` returns (48 items); no GC may be forced while they stay. Then it
+ * is dropped and the connections go: exactly one forced GC, whose figures are returned.
+ */
+async function burst(make: () => unknown[]): Promise<Reclaimed> {
   let conns = 10;
-  const calls: [number, number][] = [];
-  const r = reclaimAfterBursts({ connections: () => conns, everyMs: 20, floorBytes: 16 << 20, minGapMs: 0, onReclaim: (b, a) => calls.push([b, a]) });
+  const calls: Reclaimed[] = [];
+  const r = reclaimAfterBursts({
+    connections: () => conns,
+    everyMs: 20,
+    floorBytes: 16 << 20,
+    minGapMs: 0,
+    onReclaim: (before, after, heap) => calls.push({ buffers: { before, after }, heap }),
+  });
   try {
-    // 48 MiB of buffers held by the burst's clients, dropped when they leave.
-    let held: Buffer[] | undefined = Array.from({ length: 48 }, () => Buffer.alloc(1 << 20, 1));
+    let held: unknown[] | undefined = make();
     await sleep(200);
     assert.equal(calls.length, 0, 'no GC while the connections stay');
     assert.equal(held.length, 48);
@@ -24,35 +38,26 @@ test('connections steady at their peak: no forced GC; once they fall away: one, 
     conns = 0;
     await sleep(200);
     assert.equal(calls.length, 1, 'exactly one GC after the burst');
-    // Backing stores are released by V8's array-buffer sweeper shortly after the GC.
-    const [before] = calls[0]!;
-    const after = await waitLow(before - (40 << 20));
-    assert.ok(before - after >= 40 << 20, `freed ${((before - after) / 2 ** 20).toFixed(0)} MiB`);
+    return calls[0]!;
   } finally {
     r.stop();
   }
+}
+
+test('connections steady at their peak: no forced GC; once they fall away: one, which frees the garbage', async () => {
+  // 48 MiB of buffers held by the burst's clients, dropped when they leave.
+  const { before } = (await burst(() => Array.from({ length: 48 }, () => Buffer.alloc(1 << 20, 1)))).buffers;
+  // Backing stores are released by V8's array-buffer sweeper shortly after the GC.
+  const after = await waitLow(before - (40 << 20));
+  assert.ok(before - after >= 40 << 20, `freed ${((before - after) / 2 ** 20).toFixed(0)} MiB`);
 });
 
 test('garbage JS objects (clients that pipelined and never read) count too: one GC frees them', async () => {
-  let conns = 10;
-  const calls: { before: number; after: number }[] = [];
-  const r = reclaimAfterBursts({ connections: () => conns, everyMs: 20, floorBytes: 16 << 20, minGapMs: 0, onReclaim: (_b, _a, heap) => calls.push(heap) });
-  try {
-    // ~48 MiB of small objects held by the burst's requests, dropped when the clients leave.
-    let held: { path: string; n: number }[][] | undefined = Array.from({ length: 48 }, (_, i) =>
-      Array.from({ length: 16_000 }, (_, j) => ({ path: `/v2/a/manifests/${i}-${j}-${'x'.repeat(24)}`, n: j })),
-    );
-    await sleep(200);
-    assert.equal(calls.length, 0, 'no GC while the connections stay');
-    assert.equal(held.length, 48);
-    held = undefined;
-    conns = 0;
-    await sleep(200);
-    assert.equal(calls.length, 1, 'exactly one GC after the burst');
-    assert.ok(calls[0]!.before - calls[0]!.after >= 32 << 20, `freed ${((calls[0]!.before - calls[0]!.after) / 2 ** 20).toFixed(0)} MiB of heap`);
-  } finally {
-    r.stop();
-  }
+  // ~48 MiB of small objects held by the burst's requests, dropped when the clients leave.
+  const { heap } = await burst(() =>
+    Array.from({ length: 48 }, (_, i) => Array.from({ length: 16_000 }, (_, j) => ({ path: `/v2/a/manifests/${i}-${j}-${'x'.repeat(24)}`, n: j }))),
+  );
+  assert.ok(heap.before - heap.after >= 32 << 20, `freed ${((heap.before - heap.after) / 2 ** 20).toFixed(0)} MiB of heap`);
 });
 
 test('below the floor nothing is forced', async () => {
