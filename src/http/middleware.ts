@@ -26,6 +26,9 @@ export type Env = { Variables: { log: Logger; info: RequestInfo; rawPath: string
 export const nodeOf = (c: Context<Env>): { incoming?: IncomingMessage; outgoing?: ServerResponse } =>
   (c.env as { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined) ?? {};
 
+/** API_GUARD as pairs, made once (the manifest hot path runs this per request). */
+const GUARD_HEADERS = Object.entries(API_GUARD);
+
 export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: number, info: RequestInfo) => void): MiddlewareHandler<Env> {
   return async (c, next) => {
     const started = performance.now();
@@ -41,14 +44,14 @@ export function requestContext(log: Logger, onDone?: (c: Context<Env>, status: n
     // for every request (measurable on the manifest hot path). writeHead keeps headers set this way.
     // Registry answers are data (manifests keep the upstream's Content-Type, whatever it says): never a page a
     // browser renders or runs on this origin, where the status page lives.
-    const guard: Readonly<Record<string, string>> = c.get('rawPath').startsWith('/v2/') ? API_GUARD : {};
+    const guard = c.get('rawPath').startsWith('/v2/') ? GUARD_HEADERS : [];
     out?.setHeader('x-request-id', reqId);
-    for (const [k, v] of Object.entries(guard)) out?.setHeader(k, v);
+    for (const [k, v] of guard) out?.setHeader(k, v);
     await next();
     const streamed = out !== undefined && c.get('streamed') === true;
     if (!out) {
       c.res.headers.set('x-request-id', reqId);
-      for (const [k, v] of Object.entries(guard)) c.res.headers.set(k, v);
+      for (const [k, v] of guard) c.res.headers.set(k, v);
     }
     const finish = (): void => {
       const status = streamed ? out.statusCode : c.res.status;
