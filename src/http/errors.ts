@@ -30,9 +30,10 @@ export const API_GUARD: Readonly<Record<string, string>> = { 'x-content-type-opt
  */
 export function adapterErrorResponse(err: unknown): Response {
   if ((err as Error)?.name !== 'RequestError') return errorResponse(err, 'GET');
-  const body = JSON.stringify(new OciError('UNSUPPORTED', { reason: (err as Error).message }, 'malformed HTTP request').toBody());
-  const headers = { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(body)), connection: 'close', ...API_GUARD };
-  return new Response(body, { status: 400, headers });
+  return errorResponse(
+    new OciError('UNSUPPORTED', { reason: (err as Error).message }, 'malformed HTTP request', { connection: 'close', ...API_GUARD }, 400),
+    'GET',
+  );
 }
 
 export function errorResponse(err: unknown, method: string, log?: Logger): Response {

@@ -50,8 +50,11 @@ export class OciError extends Error {
     message?: string,
     /** Extra response headers, e.g. Retry-After on TOOMANYREQUESTS. */
     readonly headers: Record<string, string> = {},
-    /** Another status than the code's (502/504: the upstream, not the client or this server, is at fault). */
-    status?: 502 | 503 | 504,
+    /**
+     * Another status than the code's: 502/504 when the upstream, not the client or this server, is at fault; 400
+     * for a request that never became one (UNSUPPORTED: not HTTP this server can route).
+     */
+    status?: 400 | 502 | 503 | 504,
   ) {
     super(message ?? MESSAGES[code]);
     this.name = 'OciError';
