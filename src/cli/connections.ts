@@ -53,11 +53,11 @@ export function limitConnections(server: Server, l: ServerLimits, log: Logger, m
   // Insertion order is idle order: a socket is moved to the end when it becomes idle.
   const conns = new Map<Socket, Conn>();
   let lastWarn = 0;
-  const warn = (msg: string): void => {
+  const warn = (msg: string, fields: Record<string, number> = { maxConnections: max }): void => {
     const now = Date.now();
     if (now - lastWarn < 10_000) return;
     lastWarn = now;
-    log.warn({ maxConnections: max }, msg);
+    log.warn(fields, msg);
   };
   // A response that makes no progress (client not reading, nothing to send) for this long is cut.
   server.timeout = l.stallTimeout;
@@ -107,7 +107,7 @@ export function limitConnections(server: Server, l: ServerLimits, log: Logger, m
       // The rest of the chunk being parsed still arrives here once the socket is gone: counted once.
       if (!sock.destroyed) {
         metrics?.connectionsClosed.inc({ reason: 'pipelined' });
-        warn('a client pipelined too many requests without reading the answers: closing its connection');
+        warn('a client pipelined too many requests without reading the answers: closing its connection', { maxPipelined: MAX_PIPELINED });
         sock.destroy();
       }
       return;
