@@ -276,7 +276,10 @@ export class Blobs {
 
   /** The foreign-layer policy resolves it; a fill only when the store can take a blob of the descriptor's size. */
   private async resolveForeign(target: Target, digest: Digest, fd: ForeignDescriptor): Promise<BlobHandle> {
-    const fits = !this.admission.passingThrough && (await this.admission.room(fd.size)).ok;
+    // A fill of it that runs already is joined without a room check (made when it started): awaiting the disk here
+    // would let it commit and leave meanwhile, and a second download of the same bytes would start.
+    const joining = this.fills.get(digest)?.active === true;
+    const fits = joining || (!this.admission.passingThrough && (await this.admission.room(fd.size)).ok);
     return this.deps.foreign!.resolve(target, digest, fd, fits ? (make) => this.fillFrom(digest, make, 'foreign-fetch') : undefined);
   }
 
