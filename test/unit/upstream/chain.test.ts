@@ -93,11 +93,13 @@ describe('MirrorChain', () => {
   });
 
   test('a mirror that is down, fails or lacks the content hands over to the next endpoint; the last answer decides', async () => {
-    const closed = `http://127.0.0.1:${await freePort()}`;
     const failing = await endpoint(status(503));
     const missing = await endpoint(status(404));
     const origin = await endpoint(ok('from-origin'));
-    servers.push(failing.server, missing.server, origin.server);
+    const origin404 = await endpoint(status(404));
+    servers.push(failing.server, missing.server, origin.server, origin404.server);
+    // Taken once the servers listen: a port freed earlier may be handed to one of them (seen in CI: "listed twice").
+    const closed = `http://127.0.0.1:${await freePort()}`;
     const yaml = `upstreams:\n  ghcr.io:\n    endpoints:\n${[closed, failing.url, missing.url].map((u) => `      - url: ${u}\n        mirror: true\n`).join('')}      - url: ${origin.url}\n`;
     const up = config(yaml)['ghcr.io']!;
     assert.deepEqual(await text(await chain().send(up, 'o/img', '/blobs/sha256:aa', 'GET')), [200, 'from-origin']);
@@ -112,14 +114,12 @@ describe('MirrorChain', () => {
       'the origin is asked as the registry itself, no ns',
     );
     // The origin's own 404 is the answer (not a mirror's).
-    const origin404 = await endpoint(status(404));
-    servers.push(origin404.server);
     const up2 = config(`upstreams:\n  ghcr.io:\n    endpoints:\n      - url: ${closed}\n        mirror: true\n      - url: ${origin404.url}\n`)['ghcr.io']!;
     assert.equal((await chain().send(up2, 'o/img', '/blobs/sha256:aa', 'GET')).status, 404);
     // Every endpoint unreachable: the last failure is thrown (an upstream failure, so stale content may cover it).
-    const up3 = config(
-      `upstreams:\n  ghcr.io:\n    endpoints:\n      - url: ${closed}\n        mirror: true\n      - url: http://127.0.0.1:${await freePort()}\n`,
-    )['ghcr.io']!;
+    let closed2 = closed;
+    while (closed2 === closed) closed2 = `http://127.0.0.1:${await freePort()}`;
+    const up3 = config(`upstreams:\n  ghcr.io:\n    endpoints:\n      - url: ${closed}\n        mirror: true\n      - url: ${closed2}\n`)['ghcr.io']!;
     await assert.rejects(chain().send(up3, 'o/img', '/blobs/sha256:aa', 'GET'), { name: 'UpstreamError' });
   });
 
